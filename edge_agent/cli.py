@@ -1,0 +1,53 @@
+"""`edge-inspect`: one entry point; each sub-command lives in its own module, loaded on use.
+
+Modules are named by string so that the agent's commands never load torch or the trainer.
+A command module provides `add_arguments(parser)` and `run(args) -> int` (the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edge_agent import __version__
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("trainer.commands.demo", "run the whole loop on a generated station"),
+    "synth": ("trainer.synth.command", "generate a synthetic inspection station"),
+    "train": ("trainer.commands.train", "train, calibrate and export one connector's model"),
+    "train-all": ("trainer.commands.train_all", "train every connector of a crop data set"),
+    "evaluate": ("trainer.commands.evaluate", "score a data set with a bundle via onnxruntime"),
+    "run": ("edge_agent.commands.run", "run the inspection agent (the line service)"),
+    "health": ("edge_agent.commands.health", "exit 0 only when the agent of a config is ready"),
+    "bench": ("trainer.commands.bench", "measure agent latency, throughput and memory"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "usage: edge-inspect COMMAND [options]\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"edge-inspect: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"edge-inspect {name}", description=text)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(rest)) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

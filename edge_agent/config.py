@@ -1,0 +1,227 @@
+"""The station's settings: one schema, read from TOML with EDGE_INSPECT_* environment overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "EDGE_INSPECT_"
+
+
+class ConfigError(ValueError):
+    """A configuration the station cannot run with; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConnectorSettings(_Section):
+    """One connector on the board: where it sits on the reference image."""
+
+    box: tuple[int, int, int, int] = Field(description="x, y, width, height in reference pixels")
+    enabled: bool = True
+
+    @field_validator("box")
+    @classmethod
+    def _positive_size(cls, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y, w, h = box
+        if w <= 0 or h <= 0 or x < 0 or y < 0:
+            raise ValueError(f"box {list(box)} needs x, y >= 0 and width, height > 0")
+        return box
+
+
+class StationSettings(_Section):
+    name: str = "line/aoi"
+    reference_image: Path = Path("reference.png")
+    camera: str = "cam1"
+
+
+class LimitsSettings(_Section):
+    """Bounds on what the agent accepts, so a bad input cannot exhaust the line PC."""
+
+    max_file_bytes: int = 50_000_000
+    max_pixels: int = 40_000_000
+    max_payload_bytes: int = 20_000_000
+
+
+class RegistrationSettings(_Section):
+    max_features: int = 3000
+    working_width: int = 640
+    min_inliers: int = 25
+    max_rotation_deg: float = 8.0
+    max_shift_fraction: float = 0.15
+    min_quality: float = 0.35
+
+
+class InputSettings(_Section):
+    drop_folders: dict[str, Path] = Field(default_factory=dict, description="camera -> folder")
+    poll: bool = False
+    poll_interval_s: float = 1.0
+    settle_s: float = 0.2
+    mqtt_images: bool = True
+
+
+class TlsSettings(_Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 1883
+    prefix: str = "plant/line/aoi"
+    client_id: str = ""
+    keepalive_s: int = 30
+    username: str = ""
+    password_file: Path | None = Field(
+        default=None,
+        description="file holding the password; when empty, $CREDENTIALS_DIRECTORY/mqtt_password",
+    )
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    heatmaps_for_ok: bool = False
+    stats_interval_s: float = 30.0
+
+    @field_validator("prefix")
+    @classmethod
+    def _clean_prefix(cls, prefix: str) -> str:
+        prefix = prefix.strip("/")
+        if not prefix or any(c in prefix for c in "+#"):
+            raise ValueError(f"prefix {prefix!r} must be non-empty and free of MQTT wildcards")
+        return prefix
+
+
+class PathSettings(_Section):
+    models: Path = Path("models")
+    state: Path = Path("state")
+
+
+class ScoringSettings(_Section):
+    threads: int = 1
+    workers: int = 2
+
+
+class TrainingSettings(_Section):
+    """How each connector's model is built; `edge-inspect train` options override these."""
+
+    method: str = "patchcore"
+    backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = "efficientnet-lite0"
+    backbone_weights: Path | None = None
+    input_size: int = 128
+    color_mode: Literal["gray", "rgb"] = "gray"
+    coreset_ratio: float = Field(default=0.1, gt=0, le=1)
+    coreset_max: int = 3000
+    projection_dim: int = 128
+    neighbourhood: int = 3
+    mask_min_weight: float = 0.1
+    mask_max_weight: float = 2.0
+    roi_file: Path | None = None
+    target_false_reject: float = Field(default=0.005, gt=0, lt=1)
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    parity_tolerance: float = 1e-3
+    seed: int = 0
+
+
+class HealthSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8787
+    max_outbox: int = 10_000
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class StationConfig(BaseSettings):
+    """Everything a station needs; relative paths are relative to the config file's folder."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    station: StationSettings = Field(default_factory=StationSettings)
+    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
+    inputs: InputSettings = Field(default_factory=InputSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (the file's values arrive as init kwargs).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _connector_ids_are_safe(self) -> StationConfig:
+        for cid in self.connectors:
+            if not cid or not all(c.isalnum() or c in "-_" for c in cid):
+                raise ValueError(f"connector id {cid!r} may hold only letters, digits, '-' and '_'")
+        return self
+
+    def resolved(self, base: Path) -> StationConfig:
+        """A copy whose relative paths are anchored at `base` (the config file's folder)."""
+        data = self.model_dump()
+        _anchor_paths(data, base)
+        return StationConfig.model_validate(data)
+
+
+def _anchor_paths(node: Any, base: Path) -> None:
+    items = node.items() if isinstance(node, dict) else []
+    for key, value in items:
+        if isinstance(value, Path) and not value.is_absolute():
+            node[key] = base / value
+        elif isinstance(value, dict):
+            _anchor_paths(value, base)
+
+
+def _format_error(path: Path | None, error: ValidationError) -> str:
+    where = str(path) if path else "settings"
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key '{key}'")
+        else:
+            lines.append(f"{where}: '{key}': {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | None) -> StationConfig:
+    """Read a station config (TOML), apply EDGE_INSPECT_* overrides and anchor relative paths."""
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        base = path.resolve().parent
+    try:
+        config = StationConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+    return config.resolved(base)

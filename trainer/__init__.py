@@ -1,0 +1,1 @@
+"""edge-inspect's trainer: station data, detectors, calibration, reports and ONNX export."""
