@@ -77,7 +77,9 @@ class Manifest(_Strict):
     model_input_size: int
     color_mode: Literal["gray", "rgb"]
     input: InputSpec
-    outputs: dict[str, str] = Field(default_factory=lambda: {"map": "anomaly_map", "score": "score"})
+    outputs: dict[str, str] = Field(
+        default_factory=lambda: {"map": "anomaly_map", "score": "score"}
+    )
     roi_mask_id: str
     threshold: float = 1.0
     calibration: Calibration
@@ -126,7 +128,8 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
     actual = sha256_file(model)
     if actual != manifest.onnx_sha256:
         raise BundleError(
-            f"{model}: sha256 {actual[:12]}... does not match manifest {manifest.onnx_sha256[:12]}..."
+            f"{model}: sha256 {actual[:12]}... does not match the manifest's "
+            f"{manifest.onnx_sha256[:12]}..."
         )
     return manifest
 

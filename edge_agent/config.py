@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -120,8 +121,8 @@ class TrainingSettings(_Section):
     coreset_max: int = 3000
     projection_dim: int = 128
     neighbourhood: int = 3
-    mask_min_weight: float = 0.1
-    mask_max_weight: float = 2.0
+    mask_min_weight: float = Field(default=0.1, gt=0)
+    mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None
     target_false_reject: float = Field(default=0.005, gt=0, lt=1)
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
@@ -207,6 +208,21 @@ def _format_error(path: Path | None, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _unknown_env_sections(where: str) -> list[str]:
+    """EDGE_INSPECT_<SECTION>__<key> variables whose section does not exist (a typo, not a no-op).
+
+    pydantic-settings rejects unknown keys inside a known section but ignores unknown sections.
+    """
+    lines = []
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in StationConfig.model_fields:
+            lines.append(f"{where}: unknown key '{section}' (environment variable {name})")
+    return lines
+
+
 def load_config(path: Path | None) -> StationConfig:
     """Read a station config (TOML), apply EDGE_INSPECT_* overrides and anchor relative paths."""
     data: dict[str, Any] = {}
@@ -220,6 +236,9 @@ def load_config(path: Path | None) -> StationConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         base = path.resolve().parent
+    unknown = _unknown_env_sections(str(path) if path else "settings")
+    if unknown:
+        raise ConfigError("\n".join(unknown))
     try:
         config = StationConfig(**data)
     except ValidationError as exc:

@@ -7,7 +7,7 @@ import numpy as np
 
 
 def colourise(amap: np.ndarray, size: tuple[int, int], vmax: float = 2.0) -> np.ndarray:
-    """A JET colour image (BGR) of `amap` resized to `size` (width, height); 1.0 is the threshold."""
+    """JET colours (BGR) of `amap` resized to `size` (width, height); 1.0 is the threshold."""
     scaled = np.clip(amap.astype(np.float32) / vmax, 0.0, 1.0)
     scaled = cv2.resize(scaled, size, interpolation=cv2.INTER_LINEAR)
     return cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)

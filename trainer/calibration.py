@@ -1,0 +1,85 @@
+"""Thresholds from held-out scores (never training scores), with or without KO examples.
+
+Both modes return raw-score thresholds; the agent divides by it, so the limit is always 1.0.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+
+from edge_agent.bundle import Calibration
+
+
+class CalibrationError(ValueError):
+    """Not enough held-out data to choose a threshold."""
+
+
+def ok_only_threshold(ok_scores: np.ndarray, target_false_reject: float) -> tuple[float, str]:
+    """A threshold for a target false-reject rate from OK scores alone, and what it guarantees.
+
+    It is never below the highest held-out OK score, so the distribution-free (conformal)
+    bound holds: expected false-reject <= 1/(n+1). The target itself is met under a normal
+    fit of the held-out scores (mean + z * std), which this also never goes below.
+    """
+    n = len(ok_scores)
+    if n < 2:
+        raise CalibrationError(f"need at least 2 held-out OK scores, got {n}")
+    z = NormalDist().inv_cdf(1.0 - target_false_reject)
+    parametric = float(np.mean(ok_scores) + z * np.std(ok_scores, ddof=1))
+    threshold = max(float(np.max(ok_scores)), parametric)
+    bound = 1.0 / (n + 1)
+    guarantee = (
+        f"no KO available: threshold = max(highest of {n} held-out OK scores, "
+        f"mean + {z:.2f} sd). Distribution-free: expected false-reject <= 1/(n+1) = {bound:.2%}"
+        f"; target {target_false_reject:.2%} holds if held-out OK scores are near-normal. "
+        "Recall on KO is unknown until KO examples are collected."
+    )
+    return threshold, guarantee
+
+
+def calibrate(
+    ok_scores: np.ndarray, ko_scores: np.ndarray, target_false_reject: float
+) -> Calibration:
+    """Choose the raw threshold: catch every held-out KO at the lowest false-reject, or OK-only."""
+    ok_scores = np.asarray(ok_scores, np.float64)
+    ko_scores = np.asarray(ko_scores, np.float64)
+    ok_threshold, ok_guarantee = ok_only_threshold(ok_scores, target_false_reject)
+    if len(ko_scores) == 0:
+        return Calibration(
+            mode="ok-only",
+            raw_threshold=ok_threshold,
+            n_ok=len(ok_scores),
+            n_ko=0,
+            false_reject_rate=float(np.mean(ok_scores >= ok_threshold)),
+            target_false_reject=target_false_reject,
+            guarantee=ok_guarantee,
+        )
+    weakest_ko = float(ko_scores.min())
+    if weakest_ko > ok_threshold:
+        # Separated: sit between the OK limit and the weakest KO (geometric mean, scale-free).
+        threshold = math.sqrt(ok_threshold * weakest_ko)
+        guarantee = (
+            f"every one of {len(ko_scores)} held-out KO scores above the threshold, which lies "
+            f"between them and the OK limit ({ok_guarantee.split(': ', 1)[1].split('.')[0]})"
+        )
+    else:
+        # Overlap: catching every KO wins; the false-reject this costs is reported.
+        threshold = weakest_ko
+        guarantee = (
+            f"KO and OK held-out scores overlap: threshold at the weakest of {len(ko_scores)} "
+            "KO catches them all at the false-reject reported"
+        )
+    return Calibration(
+        mode="ko",
+        raw_threshold=threshold,
+        n_ok=len(ok_scores),
+        n_ko=len(ko_scores),
+        false_reject_rate=float(np.mean(ok_scores >= threshold)),
+        ko_recall=float(np.mean(ko_scores >= threshold)),
+        margin=(weakest_ko - float(ok_scores.max())) / threshold,
+        target_false_reject=target_false_reject,
+        guarantee=guarantee,
+    )
