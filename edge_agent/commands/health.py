@@ -1,0 +1,68 @@
+"""`edge-inspect health`: ask the running agent of a config whether it is ready (exit 0) or not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from edge_agent.config import ConfigError, HealthSettings, load_config
+
+_ANY_ADDRESS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="station config (TOML); without it the defaults and EDGE_INSPECT_* variables apply",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for an answer (default 3)"
+    )
+
+
+def readyz_url(health: HealthSettings) -> str:
+    """The /readyz address of an agent that binds `health.host`:`health.port`."""
+    host = _ANY_ADDRESS.get(health.host, health.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{health.port}/readyz"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not config.health.enabled:
+        print(
+            f"{args.config or 'settings'}: health.enabled is false: no endpoint to ask",
+            file=sys.stderr,
+        )
+        return 1
+    url = readyz_url(config.health)
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        print(f"no agent answering at {url}: {reason}", file=sys.stderr)
+        return 1
+    print(_pretty(body))
+    return 0 if status == 200 else 1
+
+
+def _pretty(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(json.loads(text), indent=2, sort_keys=True)
+    except ValueError:
+        return text.rstrip("\n")

@@ -1,0 +1,245 @@
+"""The install script, the systemd units and the example broker config as shipped."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL = ROOT / "deploy" / "install.sh"
+UNITS = ROOT / "systemd"
+AGENT = UNITS / "edge-inspect-agent.service"
+TRAINER = UNITS / "edge-inspect-trainer.service"
+TIMER = UNITS / "edge-inspect-trainer.timer"
+MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto.conf"
+
+
+def unit(path: Path) -> dict[str, dict[str, str]]:
+    """A unit file as {section: {key: value}}; repeated keys are joined with newlines."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, value = line.split("=", 1)
+        current[key] = f"{current[key]}\n{value}" if key in current else value
+    return sections
+
+
+def test_install_script_parses_and_explains_itself():
+    subprocess.run(["bash", "-n", str(INSTALL)], check=True)
+    result = subprocess.run(
+        ["bash", str(INSTALL), "--help"], capture_output=True, text=True, check=True
+    )
+    for option in ("--config", "--no-enable", "--with-broker", "--wheelhouse"):
+        assert option in result.stdout
+    assert "set -euo pipefail" in INSTALL.read_text()
+
+
+def test_install_script_refuses_unknown_options():
+    result = subprocess.run(["bash", str(INSTALL), "--frobnicate"], capture_output=True, text=True)
+
+    assert result.returncode != 0
+    assert "unknown option: --frobnicate" in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_install_script_passes_shellcheck():
+    subprocess.run(["shellcheck", str(INSTALL)], check=True)
+
+
+def test_agent_unit_is_a_notify_service_with_a_progress_watchdog_and_a_sandbox():
+    service = unit(AGENT)["Service"]
+
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert service["WatchdogSec"] == "30"
+    assert service["Restart"] == "always"
+    assert service["RestartSec"] == "2"
+    assert service["User"] == "edge-inspect"
+    assert service["ExecStart"] == (
+        "/opt/edge-inspect/venv/bin/edge-inspect run --config /etc/edge-inspect/config.toml"
+    )
+    assert service["LoadCredential"] == "mqtt_password:/etc/edge-inspect/mqtt_password"
+    assert service["CPUWeight"] == "100"
+    assert "MemoryMax" in service and "TimeoutStopSec" in service
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
+        assert service[key] == "yes"
+    assert service["ProtectSystem"] == "strict"
+    assert set(service["ReadWritePaths"].split()) == {
+        "/var/lib/edge-inspect",
+        "/srv/edge-inspect/drop",
+    }
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(service["RestrictAddressFamilies"].split())
+    for blocking in ("PrivateNetwork", "IPAddressDeny"):
+        assert blocking not in service
+    assert "EDGE_INSPECT_PATHS__STATE=/var/lib/edge-inspect/state" in service["Environment"]
+    assert unit(AGENT)["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_trainer_runs_nightly_at_low_priority():
+    service = unit(TRAINER)["Service"]
+    timer = unit(TIMER)
+
+    assert service["Type"] == "oneshot"
+    assert service["ExecStart"].endswith(
+        "edge-inspect retrain --now --config /etc/edge-inspect/config.toml"
+    )
+    assert service["CPUWeight"] == "20"
+    assert service["Nice"] == "10"
+    assert service["IOSchedulingClass"] == "idle"
+    assert timer["Timer"]["OnCalendar"] == "*-*-* 02:00"
+    assert timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    stub = tmp_path / "edge-inspect"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    copies = []
+    for path in (AGENT, TRAINER, TIMER):
+        copy = tmp_path / path.name
+        copy.write_text(
+            path.read_text().replace("/opt/edge-inspect/venv/bin/edge-inspect", str(stub))
+        )
+        copies.append(str(copy))
+
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *copies], capture_output=True, text=True, cwd=tmp_path
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""
+
+
+def test_mosquitto_example_has_tls_auth_persistence_and_a_loopback_listener():
+    text = MOSQUITTO_CONF.read_text()
+    directives = [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    for expected in (
+        "listener 8883",
+        "allow_anonymous false",
+        "persistence true",
+        "listener 1883 127.0.0.1",
+    ):
+        assert expected in directives
+    for key in ("cafile", "certfile", "keyfile", "password_file"):
+        assert any(line.startswith(key + " ") for line in directives)
+    commented = re.compile(
+        r"^#\s*(listener|allow_anonymous|password_file|cafile|certfile|keyfile)\b"
+    )
+    assert not any(commented.match(line) for line in text.splitlines())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(
+    shutil.which("mosquitto") is None or shutil.which("openssl") is None,
+    reason="mosquitto or openssl not installed",
+)
+def test_mosquitto_starts_with_the_example_config():
+    # Run as root, mosquitto drops to its own user: its files must be world-readable.
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        workdir.chmod(0o755)
+        _run_example_broker(workdir)
+
+
+def _run_example_broker(tmp_path: Path) -> None:
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+    )
+    (tmp_path / "passwd").write_text("")
+    for path in tmp_path.iterdir():
+        path.chmod(0o644)
+    tls_port, plain_port = free_port(), free_port()
+    conf = (
+        MOSQUITTO_CONF.read_text()
+        .replace("/etc/mosquitto/certs", str(tmp_path))
+        .replace("/etc/mosquitto/passwd", str(tmp_path / "passwd"))
+        .replace("/var/lib/mosquitto/", f"{tmp_path}/")
+        .replace("listener 8883", f"listener {tls_port}")
+        .replace("listener 1883 127.0.0.1", f"listener {plain_port} 127.0.0.1")
+    )
+    (tmp_path / "mosquitto.conf").write_text(conf)
+
+    broker = subprocess.Popen(
+        ["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and broker.poll() is None:
+            if accepts(tls_port) and accepts(plain_port):
+                break
+            time.sleep(0.05)
+        assert broker.poll() is None, broker.communicate()[0]
+        assert accepts(tls_port) and accepts(plain_port)
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)

@@ -1,0 +1,248 @@
+"""The camera drop folder: backlog, renames, slow writers, polling and where handled files go."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.drop_folder import DropFile, DropFolderWatcher, finish
+
+WAIT_S = 15.0
+
+
+class Collector:
+    """Records handed-over files; `wait_for(n)` blocks until n have arrived."""
+
+    def __init__(self) -> None:
+        self.files: list[DropFile] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, drop: DropFile) -> None:
+        with self._cond:
+            self.files.append(drop)
+            self._cond.notify_all()
+
+    def wait_for(self, n: int) -> list[DropFile]:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.files) >= n, timeout=WAIT_S)
+            assert len(self.files) >= n, f"only {len(self.files)} of {n} files handed over"
+            return list(self.files)
+
+    @property
+    def names(self) -> list[str]:
+        with self._cond:
+            return [drop.path.name for drop in self.files]
+
+
+@pytest.fixture
+def collector() -> Collector:
+    return Collector()
+
+
+@pytest.fixture
+def watchers() -> Iterator[list[DropFolderWatcher]]:
+    started: list[DropFolderWatcher] = []
+    yield started
+    for watcher in started:
+        watcher.stop()
+
+
+def start(watchers: list[DropFolderWatcher], folder: Path, on_file, **kwargs) -> DropFolderWatcher:
+    kwargs.setdefault("settle_s", 0.05)
+    watcher = DropFolderWatcher("cam1", folder, on_file, **kwargs)
+    watcher.start()
+    watchers.append(watcher)
+    return watcher
+
+
+def test_backlog_is_handed_over_oldest_first(tmp_path, collector, watchers):
+    folder = tmp_path / "cam1"
+    folder.mkdir()
+    for age, name in enumerate(["c.png", "a.png", "b.png"]):
+        path = folder / name
+        path.write_bytes(name.encode() * 10)
+        os.utime(path, ns=(1_000_000_000 * (age + 1),) * 2)
+    (folder / ".hidden.png").write_bytes(b"hidden")
+    (folder / "late.tmp").write_bytes(b"in progress")
+
+    watcher = start(watchers, folder, collector)
+    files = collector.wait_for(3)
+
+    assert [f.path.name for f in files] == ["c.png", "a.png", "b.png"]
+    assert files[0].data == b"c.png" * 10
+    assert files[0].sha256 == hashlib.sha256(b"c.png" * 10).hexdigest()
+    assert files[0].camera == "cam1" and files[0].error is None
+    assert all((folder / sub).is_dir() for sub in ("processed", "failed", "duplicates"))
+    assert watcher.is_alive()
+
+
+def test_written_as_tmp_then_renamed_is_handed_over_once(tmp_path, collector, watchers):
+    folder = tmp_path / "cam1"
+    start(watchers, folder, collector)
+
+    (folder / "SN1.png.tmp").write_bytes(b"board one")
+    (folder / "SN1.png.tmp").rename(folder / "SN1.png")
+    (folder / "SN2.png").write_bytes(b"board two")
+    files = collector.wait_for(2)
+
+    assert [f.path.name for f in files] == ["SN1.png", "SN2.png"]
+    assert files[0].data == b"board one"
+
+
+def test_hidden_partial_and_linked_files_are_ignored(tmp_path, collector, watchers):
+    folder = tmp_path / "cam1"
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not from the camera")
+    start(watchers, folder, collector)
+
+    (folder / ".SN1.png").write_bytes(b"hidden")
+    (folder / "SN2.png.part").write_bytes(b"partial")
+    (folder / "SN3.TMP").write_bytes(b"temporary")
+    (folder / "link.png").symlink_to(outside)
+    (folder / "subdir").mkdir()
+    (folder / "SN4.png").write_bytes(b"real")
+    collector.wait_for(1)
+
+    assert collector.names == ["SN4.png"]
+
+
+def test_slowly_written_file_is_handed_over_only_when_complete(tmp_path, collector, watchers):
+    folder = tmp_path / "cam1"
+    start(watchers, folder, collector, settle_s=0.6)
+    chunk = bytes(range(256)) * 40
+
+    with open(folder / "slow.png", "wb") as fh:
+        for _ in range(40):
+            fh.write(chunk)
+            fh.flush()
+            time.sleep(0.025)
+    (folder / "after.png").write_bytes(b"next board")
+    files = collector.wait_for(2)
+
+    assert [f.path.name for f in files] == ["slow.png", "after.png"]
+    assert files[0].data == chunk * 40
+
+
+def test_polling_mode_sees_backlog_new_and_renamed_files(tmp_path, collector, watchers):
+    folder = tmp_path / "share"
+    folder.mkdir()
+    (folder / "old.png").write_bytes(b"backlog")
+    start(watchers, folder, collector, poll=True, poll_interval_s=0.1)
+    collector.wait_for(1)
+
+    (folder / "new.png").write_bytes(b"new")
+    collector.wait_for(2)
+    (folder / "renamed.tmp").write_bytes(b"renamed")
+    (folder / "renamed.tmp").rename(folder / "renamed.png")
+    collector.wait_for(3)
+
+    assert collector.names == ["old.png", "new.png", "renamed.png"]
+
+
+def test_an_unreadable_file_is_retried_until_it_can_be_read(tmp_path, collector, watchers):
+    folder = tmp_path / "cam1"
+    folder.mkdir()
+    locked = folder / "locked.png"
+    locked.write_bytes(b"held by the camera")
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):
+        pytest.skip("this process reads files whatever their mode (root with CAP_DAC_OVERRIDE)")
+    start(watchers, folder, collector)
+
+    (folder / "next.png").write_bytes(b"next board")
+    collector.wait_for(1)
+    locked.chmod(0o644)
+    files = collector.wait_for(2)
+
+    assert [f.path.name for f in files] == ["next.png", "locked.png"]
+    assert files[1].data == b"held by the camera"
+
+
+def test_oversized_file_is_handed_over_with_an_error_and_no_data(tmp_path, collector, watchers):
+    folder = tmp_path / "cam1"
+    start(watchers, folder, collector, max_bytes=100)
+    content = b"x" * 1000
+
+    (folder / "huge.png").write_bytes(content)
+    (drop,) = collector.wait_for(1)
+
+    assert drop.data == b""
+    assert "1000 bytes" in drop.error
+    assert drop.sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_a_new_file_under_a_finished_name_is_handed_over_again(tmp_path, watchers):
+    folder = tmp_path / "cam1"
+    collector = Collector()
+
+    def handle(drop: DropFile) -> None:
+        finish(drop, "processed")
+        collector(drop)
+
+    start(watchers, folder, handle)
+    (folder / "image.png").write_bytes(b"first")
+    collector.wait_for(1)
+    (folder / "image.png").write_bytes(b"second")
+    files = collector.wait_for(2)
+
+    assert [f.data for f in files] == [b"first", b"second"]
+    assert (folder / "processed" / "image.png").read_bytes() == b"first"
+    assert (folder / "processed" / "image-1.png").read_bytes() == b"second"
+
+
+def test_a_failing_callback_does_not_stop_the_watcher(tmp_path, watchers):
+    folder = tmp_path / "cam1"
+    collector = Collector()
+
+    def handle(drop: DropFile) -> None:
+        collector(drop)
+        if drop.path.name == "bad.png":
+            raise RuntimeError("pipeline refused it")
+
+    watcher = start(watchers, folder, handle)
+    (folder / "bad.png").write_bytes(b"bad")
+    collector.wait_for(1)
+    (folder / "good.png").write_bytes(b"good")
+    collector.wait_for(2)
+
+    assert collector.names == ["bad.png", "good.png"]
+    assert watcher.is_alive()
+    watcher.stop()
+    assert not watcher.is_alive()
+
+
+def _drop(folder: Path, name: str, data: bytes) -> DropFile:
+    path = folder / name
+    path.write_bytes(data)
+    return DropFile("cam1", path, hashlib.sha256(data).hexdigest(), data)
+
+
+def test_finish_files_each_outcome_and_keeps_colliding_names(tmp_path):
+    processed = finish(_drop(tmp_path, "SN1.png", b"one"), "processed")
+    again = finish(_drop(tmp_path, "SN1.png", b"one again"), "processed")
+    failed = finish(_drop(tmp_path, "SN2.png", b"two"), "failed", "decode: not an image")
+    duplicate = finish(_drop(tmp_path, "SN3.png", b"three"), "duplicate", "same sha256 as SN1")
+
+    assert processed == tmp_path / "processed" / "SN1.png"
+    assert again == tmp_path / "processed" / "SN1-1.png"
+    assert processed.read_bytes() == b"one" and again.read_bytes() == b"one again"
+    assert not (tmp_path / "processed" / "SN1.png.reason.txt").exists()
+    assert failed == tmp_path / "failed" / "SN2.png"
+    reason = (tmp_path / "failed" / "SN2.png.reason.txt").read_text()
+    assert reason.startswith("decode: not an image\n")
+    assert hashlib.sha256(b"two").hexdigest() in reason
+    assert duplicate == tmp_path / "duplicates" / "SN3.png"
+    assert (tmp_path / "duplicates" / "SN3.png.reason.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == []
+
+
+def test_a_failed_file_always_gets_a_reason_file(tmp_path):
+    target = finish(_drop(tmp_path, "SN4.png", b"four"), "failed")
+
+    assert target.with_name("SN4.png.reason.txt").read_text().strip() != ""
