@@ -1,0 +1,186 @@
+"""The journal: sessions, contiguous seq, atomic recording, a durable outbox, confirmations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from edge_agent.journal import Journal, JournalError, OutboxMessage
+
+VERDICT_TOPIC = "plant/line3/aoi2/verdict"
+
+
+def make_verdict(result_id: str, sha: str = "ab12", evaluation: str = "OK") -> dict:
+    return {
+        "schema": "inspect.verdict/1",
+        "result_id": result_id,
+        "part_id": f"SN-{result_id}",
+        "camera": "cam1",
+        "source": {"uri": f"file:///srv/drop/cam1/{result_id}.png", "sha256": sha},
+        "evaluation": evaluation,
+        "historical": False,
+        "connectors": [{"id": "J1", "evaluation": evaluation}, {"id": "J2", "evaluation": "OK"}],
+    }
+
+
+@pytest.fixture
+def journal(tmp_path: Path):
+    opened = Journal(tmp_path / "state" / "journal.sqlite")
+    opened.start_session()
+    yield opened
+    opened.close()
+
+
+def test_sessions_keep_counting_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    sessions = [first.start_session(), first.start_session()]
+    first.close()
+    second = Journal(path)
+    sessions.append(second.start_session())
+    second.close()
+    assert sessions == [1, 2, 3]
+
+
+def test_a_file_that_is_no_journal_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    path.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(JournalError, match=r"journal\.sqlite"):
+        Journal(path)
+
+
+def test_file_is_in_wal_mode(journal: Journal) -> None:
+    with sqlite3.connect(journal.path) as reader:
+        assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_seq_is_contiguous_under_two_writer_threads(journal: Journal) -> None:
+    per_thread = 150
+
+    def write(worker: int) -> None:
+        for n in range(per_thread):
+            journal.record_inspection(make_verdict(f"w{worker}-{n}"), [], VERDICT_TOPIC)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    rows = journal.pending(10_000)
+    seqs = [json.loads(row.payload)["seq"] for row in rows]
+    assert seqs == list(range(1, 2 * per_thread + 1))
+
+
+def test_verdict_and_extra_messages_are_queued_together(journal: Journal) -> None:
+    verdict = make_verdict("r1", evaluation="NOK")
+    heatmap = OutboxMessage("plant/line3/aoi2/heatmap/r1/J1", b"\x89PNG...", qos=0)
+    seq = journal.record_inspection(verdict, [heatmap], VERDICT_TOPIC, source_path="/d/r1.png")
+
+    assert (verdict["session"], verdict["seq"]) == (1, seq)
+    verdict_row, heatmap_row = journal.pending(10)
+    assert verdict_row.topic == VERDICT_TOPIC
+    assert (verdict_row.qos, verdict_row.is_json, verdict_row.retain) == (1, True, False)
+    assert json.loads(verdict_row.payload) == verdict
+    assert (heatmap_row.topic, heatmap_row.payload, heatmap_row.qos) == (
+        heatmap.topic,
+        heatmap.payload,
+        0,
+    )
+    stored = journal.inspection("r1")
+    assert stored is not None
+    assert (stored["seq"], stored["evaluation"], stored["source_path"]) == (seq, "NOK", "/d/r1.png")
+    assert stored["verdict"] == verdict
+
+
+def test_failed_recording_leaves_no_trace_and_no_seq_gap(journal: Journal) -> None:
+    journal.record_inspection(make_verdict("r1"), [], VERDICT_TOPIC)
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.record_inspection(make_verdict("r1"), [], VERDICT_TOPIC)
+    with pytest.raises(ValueError, match="topic"):
+        journal.record_inspection(make_verdict("r2"), [], verdict_topic="")
+
+    assert journal.record_inspection(make_verdict("r3"), [], VERDICT_TOPIC) == 2
+    assert journal.outbox_depth() == 2
+    assert journal.inspection("r2") is None
+
+
+def test_recording_needs_a_session_and_a_complete_verdict(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    with pytest.raises(RuntimeError, match="start_session"):
+        journal.record_inspection(make_verdict("r1"), [], VERDICT_TOPIC)
+    journal.start_session()
+    with pytest.raises(ValueError, match="result_id"):
+        journal.record_inspection({"evaluation": "OK"}, [], VERDICT_TOPIC)
+    journal.close()
+
+
+def test_outbox_survives_reopen_in_order_with_its_session(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    before = Journal(path)
+    before.start_session()
+    for n in range(5):
+        before.record_inspection(make_verdict(f"r{n}"), [], VERDICT_TOPIC)
+    before.acknowledge(before.pending(1)[0].id)
+    before.close()
+
+    after = Journal(path)
+    assert after.start_session() == 2
+    rows = after.pending(100)
+    after.close()
+    assert [json.loads(row.payload)["result_id"] for row in rows] == ["r1", "r2", "r3", "r4"]
+    assert {row.session for row in rows} == {1}
+
+
+def test_pending_pages_after_a_cursor_and_counts_attempts(journal: Journal) -> None:
+    for n in range(4):
+        journal.record_inspection(make_verdict(f"r{n}"), [], VERDICT_TOPIC)
+    first = journal.pending(2)
+    journal.count_attempts([row.id for row in first])
+    rest = journal.pending(10, after=first[-1].id)
+
+    assert [row.id for row in first + rest] == sorted(row.id for row in first + rest)
+    assert len(first + rest) == 4
+    assert [row.attempts for row in journal.pending(10)] == [1, 1, 0, 0]
+    journal.acknowledge_many(row.id for row in first)
+    assert journal.outbox_depth() == 2
+    assert journal.last_outbox_id() == rest[-1].id
+
+
+def test_same_content_is_found_by_its_sha256(journal: Journal) -> None:
+    journal.record_inspection(make_verdict("r1", sha="aa"), [], VERDICT_TOPIC)
+    journal.record_inspection(make_verdict("r2", sha="bb"), [], VERDICT_TOPIC)
+    journal.record_inspection(make_verdict("r3", sha="aa"), [], VERDICT_TOPIC)
+
+    assert journal.find_by_source_sha256("aa") == "r1"
+    assert journal.find_by_source_sha256("cc") is None
+
+
+def test_confirmations_are_validated_and_kept(journal: Journal) -> None:
+    journal.record_inspection(make_verdict("r1"), [], VERDICT_TOPIC)
+    journal.record_confirmation("r1", "J1", "KO", "mes", at="2026-09-01T10:15:00.123Z")
+    journal.record_confirmation("r1", "J2", "OK", "operator 7")
+
+    bad = [
+        (("r1", "J1", "NOK", "mes"), "label"),
+        (("r1", "J9", "OK", "mes"), "J9"),
+        (("nope", "J1", "OK", "mes"), "unknown result_id"),
+        (("r1", "../J1", "OK", "mes"), "connector"),
+        (("r1", "J1", "OK", " "), "by"),
+    ]
+    for args, message in bad:
+        with pytest.raises(ValueError, match=message):
+            journal.record_confirmation(*args)
+    with pytest.raises(ValueError, match="ISO"):
+        journal.record_confirmation("r1", "J1", "OK", "mes", at="yesterday")
+
+    stored = journal.inspection("r1")
+    assert stored is not None
+    assert [(c["connector"], c["label"], c["by"]) for c in stored["confirmations"]] == [
+        ("J1", "KO", "mes"),
+        ("J2", "OK", "operator 7"),
+    ]
