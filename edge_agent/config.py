@@ -51,7 +51,7 @@ class LimitsSettings(_Section):
 
 
 class RegistrationSettings(_Section):
-    max_features: int = 3000
+    max_features: int = 1000
     working_width: int = 640
     min_inliers: int = 25
     max_rotation_deg: float = 8.0
