@@ -125,9 +125,48 @@ class TrainingSettings(_Section):
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None
     target_false_reject: float = Field(default=0.005, gt=0, lt=1)
+    ok_only_margin: float = Field(
+        default=0.1, ge=0, description="guard band above an OK-only threshold (fraction)"
+    )
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     parity_tolerance: float = 1e-3
     seed: int = 0
+
+
+class RetrainSettings(_Section):
+    """The nightly retraining job (`edge-inspect trainer` or `retrain --now`) and its rollout."""
+
+    schedule: str = Field(default="0 2 * * *", description="cron: minute hour day month weekday")
+    misfire_grace_s: int = Field(default=6 * 3600, gt=0)
+    seed_data: Path | None = Field(
+        default=None, description="the initial crop data set: <connector>/train/ok, val/ok, val/ko"
+    )
+    max_train: int = Field(default=400, ge=10)
+    new_share: float = Field(default=0.5, gt=0, le=1)
+    max_holdout: int = Field(default=400, ge=2)
+    gate_share: float = Field(default=0.5, gt=0, lt=1)
+    false_reject_tolerance: float = Field(default=0.005, ge=0, lt=1)
+    rollout: Literal["auto", "shadow"] = "shadow"
+    shadow_boards: int = Field(default=50, ge=1)
+    keep_versions: int = Field(default=5, ge=2)
+    nice: int = Field(default=10, ge=0, le=19)
+    threads: int = Field(default=0, ge=0, description="torch threads; 0: torch's default")
+
+    @field_validator("schedule")
+    @classmethod
+    def _five_fields(cls, schedule: str) -> str:
+        if len(schedule.split()) != 5:
+            raise ValueError(f"schedule {schedule!r} is not a 5-field cron expression")
+        return schedule
+
+
+class RetentionSettings(_Section):
+    """How long the agent keeps the crops it scores (for review and retraining)."""
+
+    keep_crops: bool = True
+    max_age_days: float = Field(default=30, gt=0)
+    max_disk_mb: float = Field(default=2000, gt=0)
+    prune_interval_s: float = Field(default=600, gt=0)
 
 
 class HealthSettings(_Section):
@@ -158,6 +197,8 @@ class StationConfig(BaseSettings):
     paths: PathSettings = Field(default_factory=PathSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

@@ -26,7 +26,8 @@ def export_onnx(graph: nn.Module, crop_shape: tuple[int, int], path: Path) -> No
     example = torch.zeros((1, *crop_shape, 3), dtype=torch.uint8)
     graph.eval()
     # The exporter is chatty on stdout and warns about things that do not apply here.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    for name in ("torch.onnx", "onnx_ir", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()), torch.inference_mode():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -44,6 +45,8 @@ def export_onnx(graph: nn.Module, crop_shape: tuple[int, int], path: Path) -> No
 def torch_scores(graph: nn.Module, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raw scores (N,) and maps (N, S, S) of (N, H, W, 3) uint8 crops, computed by torch."""
     scores, maps = [], []
+    if len(crops) == 0:
+        return np.zeros(0), np.zeros((0, 0, 0), np.float32)
     with torch.inference_mode():
         for crop in crops:
             amap, score = graph(torch.from_numpy(crop[None]))

@@ -1,0 +1,69 @@
+"""Training options shared by `train`, `train-all` and the retraining job, and error handling."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from edge_agent.config import ConfigError, TrainingSettings, load_config
+from edge_agent.logs import configure_logging
+from trainer.backbones import BackboneError
+from trainer.calibration import CalibrationError
+from trainer.datasets import DataError
+from trainer.export import ExportError
+from trainer.masks import RoiError, load_roi_file
+
+USER_ERRORS = (ConfigError, DataError, RoiError, BackboneError, CalibrationError)
+
+_FLAGS = {
+    "method": str,
+    "backbone": str,
+    "backbone_weights": Path,
+    "input_size": int,
+    "coreset_ratio": float,
+    "coreset_max": int,
+    "target_false_reject": float,
+    "seed": int,
+}
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that override the [training] section of a station config."""
+    parser.add_argument("--config", type=Path, help="station config whose [training] to start from")
+    for name, kind in _FLAGS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    colour = parser.add_mutually_exclusive_group()
+    colour.add_argument("--gray", dest="color_mode", action="store_const", const="gray")
+    colour.add_argument("--rgb", dest="color_mode", action="store_const", const="rgb")
+    parser.add_argument("--roi-file", type=Path, help='JSON {"conn1": [y1, y2, x1, x2]}')
+    parser.add_argument("--no-activate", action="store_true", help="install without activating")
+
+
+def training_settings(args: argparse.Namespace) -> TrainingSettings:
+    """The config's [training] (or defaults, with env overrides) updated by command-line flags."""
+    base = load_config(args.config).training
+    changes = {k: getattr(args, k) for k in (*_FLAGS, "color_mode") if getattr(args, k, None)}
+    if args.roi_file:
+        changes["roi_file"] = args.roi_file
+    return TrainingSettings.model_validate({**base.model_dump(), **changes})
+
+
+def rois_for(settings: TrainingSettings) -> dict[str, tuple[int, int, int, int]]:
+    return load_roi_file(settings.roi_file) if settings.roi_file else {}
+
+
+def run_guarded(prog: str, body: Callable[[], int]) -> int:
+    """Run a command body; user errors print one clear line and exit 2, export failures 1."""
+    configure_logging()
+    try:
+        return body()
+    except USER_ERRORS as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
+        structlog.get_logger().error("export refused", error=str(exc))
+        return 1

@@ -1,0 +1,95 @@
+"""`edge-inspect train-all`: one model per connector of a crop data set, then a summary table."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+import structlog
+
+from trainer.commands.options import (
+    USER_ERRORS,
+    add_training_arguments,
+    rois_for,
+    run_guarded,
+    training_settings,
+)
+from trainer.datasets import DataError
+from trainer.export import ExportError
+from trainer.train_connector import train_connector
+
+log = structlog.get_logger()
+
+COLUMNS = (
+    "connector", "n_train", "n_test_ko", "image_auroc", "threshold_mode",
+    "false_reject_rate", "recall", "train_seconds", "version", "error",
+)  # fmt: skip
+
+
+def connector_folders(data: Path) -> list[Path]:
+    """Connector folders of a crop data set: those with a train/ok folder, by name."""
+    folders = sorted(p for p in Path(data).iterdir() if (p / "train" / "ok").is_dir())
+    if not folders:
+        raise DataError(f"{data}: no connector folders with train/ok inside")
+    return folders
+
+
+def train_all(data: Path, models: Path, settings, activate: bool = True) -> list[dict]:
+    """Train every connector; one failing connector does not stop the others."""
+    rois = rois_for(settings)
+    rows = []
+    for folder in connector_folders(data):
+        row: dict = {"connector": folder.name}
+        try:
+            outcome = train_connector(
+                folder, models, settings, roi=rois.get(folder.name), activate_bundle=activate
+            )
+            row |= {k: outcome.metrics.get(k) for k in COLUMNS if k in outcome.metrics}
+            row["version"] = outcome.version
+        except (*USER_ERRORS, ExportError) as exc:
+            log.error("connector failed", connector=folder.name, error=str(exc))
+            row["error"] = str(exc)
+        rows.append(row)
+    return rows
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    header = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    return header + "".join(
+        "| " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |\n" for row in rows
+    )
+
+
+def write_summary(models: Path, rows: list[dict]) -> str:
+    """Write summary.md and summary.csv next to the models; return the markdown table."""
+    table = summary_markdown(rows)
+    (models / "summary.md").write_text(table, encoding="utf-8")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    (models / "summary.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    return table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="DIR/crops")
+    parser.add_argument("--out", type=Path, required=True, help="models folder")
+    add_training_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    def body() -> int:
+        rows = train_all(args.data, args.out, training_settings(args), not args.no_activate)
+        print(write_summary(args.out, rows))
+        return 1 if any(row.get("error") for row in rows) else 0
+
+    return run_guarded("edge-inspect train-all", body)

@@ -1,0 +1,244 @@
+"""Train one connector end to end: data -> detector -> calibration -> checked ONNX bundle.
+
+The bundle is written in a hidden staging folder and renamed into place only when complete,
+so an interrupted run leaves no partial version behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import structlog
+import torch
+
+from edge_agent import __version__
+from edge_agent.bundle import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    InputSpec,
+    Manifest,
+    TrainingInfo,
+    activate,
+    connector_dir,
+    next_version,
+    publish_bundle,
+    sha256_file,
+    utc_now,
+    write_json_atomic,
+)
+from edge_agent.config import TrainingSettings
+from trainer.backbones import build_backbone
+from trainer.calibration import calibrate
+from trainer.datasets import ConnectorData, data_fingerprint, load_connector_data
+from trainer.detectors import DETECTORS
+from trainer.evaluation import evaluate_bundle
+from trainer.export import check_parity, export_onnx, torch_scores
+from trainer.graph import AnomalyGraph, Postprocess, Preprocess
+from trainer.masks import mask_id, roi_mask, variance_mask
+
+log = structlog.get_logger()
+
+WEIGHT_MASK_FILE = "weight_mask.npy"
+STAGING_PREFIX = ".staging-"
+REPORTED_METRICS = ("image_auroc", "image_aupr", "false_reject_rate", "recall", "pixel_auroc")
+
+
+@dataclass
+class TrainOutcome:
+    connector: str
+    version: str
+    bundle_dir: Path
+    metrics: dict
+    manifest: Manifest
+
+
+def preprocess_all(preprocess: Preprocess, crops: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8 crops -> (N, 3, S, S) model inputs, through the exported maths."""
+    with torch.inference_mode():
+        return torch.cat([preprocess(torch.from_numpy(c[None])) for c in crops])
+
+
+def build_weight_mask(
+    inputs: torch.Tensor, settings: TrainingSettings, roi: tuple | None, connector: str
+) -> np.ndarray:
+    """The ROI mask when one is given for this connector, else the OK-variance mask."""
+    low, high = settings.mask_min_weight, settings.mask_max_weight
+    if roi is not None:
+        return roi_mask(roi, settings.input_size, low, high, connector)
+    return variance_mask(inputs.mean(dim=1).numpy(), low, high)
+
+
+def cross_fit_scores(
+    inputs: torch.Tensor,
+    crops: np.ndarray,
+    backbone: torch.nn.Module,
+    graph: AnomalyGraph,
+    settings: TrainingSettings,
+) -> np.ndarray:
+    """Out-of-fold OK scores: a model fitted on each half of the training set scores the other."""
+    folds = np.arange(len(inputs)) % 2
+    scores = []
+    for fold in (0, 1):
+        core = DETECTORS[settings.method](inputs[folds != fold], backbone, settings)
+        half = AnomalyGraph(graph.preprocess, core, graph.postprocess)
+        scores.append(torch_scores(half, crops[folds == fold])[0])
+    return np.concatenate(scores)
+
+
+def remove_stale_staging(models_root: Path, connector: str) -> None:
+    """Clear staging folders that an interrupted run of this connector left behind."""
+    root = connector_dir(models_root, connector)
+    for stale in root.glob(f"{STAGING_PREFIX}*") if root.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def train_connector(
+    data_dir: Path,
+    models_root: Path,
+    settings: TrainingSettings,
+    *,
+    connector: str | None = None,
+    roi: tuple[int, int, int, int] | None = None,
+    activate_bundle: bool = True,
+    version: str | None = None,
+) -> TrainOutcome:
+    """Train, calibrate, export, check and install one connector's model (`version` or the next)."""
+    started = time.perf_counter()
+    data = load_connector_data(Path(data_dir), settings.holdout_fraction)
+    connector = connector or data.name
+    if settings.method not in DETECTORS:
+        raise ValueError(f"unknown method {settings.method!r}; known: {sorted(DETECTORS)}")
+    torch.manual_seed(settings.seed)
+    log.info("training", connector=connector, n_train=len(data.train), method=settings.method)
+    backbone, backbone_info = build_backbone(
+        settings.backbone, settings.input_size, settings.backbone_weights
+    )
+    preprocess = Preprocess(
+        settings.input_size, settings.color_mode, backbone_info.mean, backbone_info.std
+    )
+    inputs = preprocess_all(preprocess, data.train.images)
+    weights = build_weight_mask(inputs, settings, roi, connector)
+    core = DETECTORS[settings.method](inputs, backbone, settings)
+    graph = AnomalyGraph(
+        preprocess, core, Postprocess(settings.input_size, torch.from_numpy(weights))
+    )
+    ok_scores, _ = torch_scores(graph, data.holdout_ok.images)
+    ko_scores, _ = torch_scores(graph, data.holdout_ko.images)
+    # Without KO, the OK tail alone sets the threshold: widen the evidence by cross-fitting.
+    extra = (
+        None
+        if len(ko_scores)
+        else cross_fit_scores(inputs, data.train.images, backbone, graph, settings)
+    )
+    calibration = calibrate(
+        ok_scores, ko_scores, settings.target_false_reject, extra, settings.ok_only_margin
+    )
+    train_seconds = time.perf_counter() - started
+    log.info(
+        "calibrated", connector=connector, mode=calibration.mode, seconds=round(train_seconds, 1)
+    )
+
+    models_root = Path(models_root)
+    remove_stale_staging(models_root, connector)
+    version = version or next_version(models_root, connector)
+    staging = connector_dir(models_root, connector) / f"{STAGING_PREFIX}{version}-{os.getpid()}"
+    staging.mkdir(parents=True)
+    try:
+        manifest = _write_bundle(
+            staging,
+            graph,
+            data,
+            settings,
+            calibration,
+            weights,
+            backbone_info,
+            connector=connector,
+            version=version,
+            train_seconds=train_seconds,
+        )
+        extra = _report_extra(data, manifest, train_seconds)
+        metrics = evaluate_bundle(staging, data, staging / "report", extra)
+        manifest.metrics = {
+            k: metrics.get(k) for k in (*REPORTED_METRICS, "n_test_ok", "n_test_ko")
+        }
+        write_json_atomic(staging / MANIFEST_FILE, manifest.dump())
+        bundle_dir = publish_bundle(staging, models_root, connector, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if activate_bundle:
+        activate(models_root, connector, version)
+    log.info("installed", connector=connector, version=version, active=activate_bundle)
+    return TrainOutcome(connector, version, bundle_dir, metrics, manifest)
+
+
+def _write_bundle(
+    staging: Path,
+    graph: AnomalyGraph,
+    data: ConnectorData,
+    settings: TrainingSettings,
+    calibration,
+    weights: np.ndarray,
+    backbone_info,
+    *,
+    connector: str,
+    version: str,
+    train_seconds: float,
+) -> Manifest:
+    model_path = staging / MODEL_FILE
+    export_onnx(graph, data.crop_size, model_path)
+    parity = check_parity(graph, model_path, data.holdout_ok.images[:8], settings.parity_tolerance)
+    np.save(staging / WEIGHT_MASK_FILE, weights, allow_pickle=False)
+    height, width = data.crop_size
+    params = settings.model_dump(mode="json", exclude={"roi_file"})
+    params["backbone_weights_sha256"] = backbone_info.weights_sha256
+    params["parity_max_relative_error"] = parity
+    manifest = Manifest(
+        connector=connector,
+        version=version,
+        method=settings.method,
+        backbone=settings.backbone,
+        model_input_size=settings.input_size,
+        color_mode=settings.color_mode,
+        input=InputSpec(height=height, width=width),
+        roi_mask_id=mask_id(weights),
+        calibration=calibration,
+        training=TrainingInfo(
+            data_sha256=data_fingerprint(data.train.paths),
+            n_train=len(data.train),
+            n_holdout_ok=len(data.holdout_ok),
+            n_holdout_ko=len(data.holdout_ko),
+            seconds=round(train_seconds, 2),
+            params=params,
+        ),
+        onnx_sha256=sha256_file(model_path),
+        parity_tolerance=settings.parity_tolerance,
+        created_at=utc_now(),
+        software={
+            "edge-inspect": __version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+        },
+    )
+    write_json_atomic(staging / MANIFEST_FILE, manifest.dump())
+    return manifest
+
+
+def _report_extra(data: ConnectorData, manifest: Manifest, train_seconds: float) -> dict:
+    calibration = manifest.calibration
+    return {
+        "connector": manifest.connector,
+        "version": manifest.version,
+        "method": manifest.method,
+        "n_train": len(data.train),
+        "train_seconds": round(train_seconds, 2),
+        "threshold_mode": calibration.mode,
+        "calibration": calibration.model_dump(),
+        "holdout_source": data.holdout_source,
+    }
