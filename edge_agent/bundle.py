@@ -21,6 +21,7 @@ SCHEMA = "edge-inspect.bundle/1"
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 ACTIVE_LINK = "active"
+REJECTED_DIR = "rejected"
 _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\.\d+$")
 
 
@@ -162,9 +163,13 @@ def _version_key(version: str) -> tuple[str, int]:
 
 
 def next_version(models_root: Path, connector: str, today: dt.date | None = None) -> str:
-    """`YYYY-MM-DD.N`, N counting the versions made that day."""
+    """`YYYY-MM-DD.N`, N counting the versions made that day (refused ones included)."""
     day = (today or dt.datetime.now(dt.UTC).date()).isoformat()
-    taken = [v for v in list_versions(models_root, connector) if v.startswith(day + ".")]
+    rejected = connector_dir(models_root, connector) / REJECTED_DIR
+    names = list_versions(models_root, connector)
+    if rejected.is_dir():
+        names += [p.name for p in rejected.iterdir() if _VERSION_RE.match(p.name)]
+    taken = [v for v in names if v.startswith(day + ".")]
     counters = [_version_key(v)[1] for v in taken]
     return f"{day}.{max(counters, default=0) + 1}"
 

@@ -105,8 +105,9 @@ class PathSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    threads: int = 1
-    workers: int = 2
+    threads: int = Field(default=1, ge=1, description="onnxruntime threads per session")
+    workers: int = Field(default=2, ge=1, description="boards inspected at the same time")
+    connector_threads: int = Field(default=2, ge=1, description="connectors scored at once")
 
 
 class TrainingSettings(_Section):
@@ -118,7 +119,7 @@ class TrainingSettings(_Section):
     input_size: int = 128
     color_mode: Literal["gray", "rgb"] = "gray"
     coreset_ratio: float = Field(default=0.1, gt=0, le=1)
-    coreset_max: int = 3000
+    coreset_max: int = 1600
     projection_dim: int = 128
     neighbourhood: int = 3
     mask_min_weight: float = Field(default=0.1, gt=0)

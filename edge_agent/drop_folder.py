@@ -100,6 +100,7 @@ class _Pending:
     stable_since: float = 0.0
     next_try: float = 0.0
     failures: int = 0
+    complete: bool = False  # a close-after-write or a rename into the folder was seen
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -116,8 +117,10 @@ class _Handler(FileSystemEventHandler):
         if event.event_type in ("moved", "deleted"):
             self._watcher._left(event.src_path)
         if event.event_type == "moved":
-            self._watcher._arrived(event.dest_path)
-        elif event.event_type in ("closed", "created", "modified"):
+            self._watcher._arrived(event.dest_path, complete=True)
+        elif event.event_type == "closed":
+            self._watcher._arrived(event.src_path, complete=True)
+        elif event.event_type in ("created", "modified"):
             self._watcher._arrived(event.src_path)
 
 
@@ -165,7 +168,9 @@ class DropFolderWatcher:
         for sub in OUTCOME_FOLDERS.values():
             (self.folder / sub).mkdir(exist_ok=True)
         observer = PollingObserver(timeout=self._poll_interval_s) if self._poll else Observer()
-        observer.schedule(_Handler(self), str(self.folder), event_filter=_EVENTS)
+        # Recursive, so that our own moves into processed/ etc. arrive as paired moves: an
+        # unpaired "moved out" makes watchdog's inotify buffer hold every later event ~0.2 s.
+        observer.schedule(_Handler(self), str(self.folder), recursive=True, event_filter=_EVENTS)
         with self._cond:
             observer.start()
             self._observer = observer
@@ -221,12 +226,15 @@ class DropFolderWatcher:
             return None
         return path
 
-    def _arrived(self, raw: str | bytes) -> None:
+    def _arrived(self, raw: str | bytes, complete: bool = False) -> None:
+        """Queue a file; `complete` (closed or renamed in) skips the settle wait."""
         path = self._candidate(raw)
         if path is None:
             return
         with self._cond:
             if path in self._pending:
+                self._pending[path].complete |= complete
+                self._cond.notify_all()
                 return
             handed = self._handed.get(path)
             if handed is not None:
@@ -237,6 +245,7 @@ class DropFolderWatcher:
                     return
                 del self._handed[path]
             self._queue(path)
+            self._pending[path].complete = complete
             self._cond.notify_all()
 
     def _left(self, raw: str | bytes) -> None:
@@ -285,11 +294,11 @@ class DropFolderWatcher:
                 self._forget(path, entry)
                 continue
             identity = _identity(st)
-            if identity != entry.identity:
+            if identity != entry.identity and not entry.complete:
                 entry.identity = identity
                 entry.stable_since = now
                 continue
-            if now - entry.stable_since < self._settle_s:
+            if not entry.complete and now - entry.stable_since < self._settle_s:
                 continue
             try:
                 drop = self._read(path, identity)

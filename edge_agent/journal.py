@@ -232,14 +232,14 @@ class Journal:
         verdict.update(session=self._session, seq=seq)
         return seq
 
-    def find_by_source_sha256(self, sha: str) -> str | None:
-        """The result_id of the first inspection of this exact content, if any."""
+    def find_by_source_sha256(self, sha: str) -> tuple[str, str | None, str] | None:
+        """(result_id, source_path, evaluation) of the first inspection of this content, if any."""
         rows = self._query(
-            "SELECT result_id FROM inspections WHERE source_sha256 = ?"
+            "SELECT result_id, source_path, evaluation FROM inspections WHERE source_sha256 = ?"
             " ORDER BY session, seq LIMIT 1",
             (sha,),
         )
-        return rows[0][0] if rows else None
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
     def inspection(self, result_id: str) -> dict[str, Any] | None:
         """One journalled inspection with its verdict and confirmations, or None."""

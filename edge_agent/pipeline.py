@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
@@ -89,6 +90,10 @@ class Inspector:
         self.registry = registry
         self.registrar = registrar
         self.connectors = {cid: c for cid, c in config.connectors.items() if c.enabled}
+        # A board's connectors are scored concurrently (onnxruntime releases the GIL).
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.scoring.connector_threads, thread_name_prefix="score"
+        )
 
     def inspect(
         self,
@@ -121,9 +126,12 @@ class Inspector:
                 crops = crop_all(image, registration, self.connectors)
         if stages.failure is None:
             with stages.run("infer", "infer"):
-                outcomes = [
-                    self._score(cid, models[cid], crops.get(cid), scores) for cid in self.connectors
-                ]
+                outcomes = list(
+                    self._pool.map(
+                        lambda cid: self._score(cid, models[cid], crops.get(cid), scores),
+                        self.connectors,
+                    )
+                )
         if stages.failure is None:
             with stages.run("heatmap"):
                 self._heatmaps(outcomes, crops, scores, heatmaps)

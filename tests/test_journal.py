@@ -152,11 +152,11 @@ def test_pending_pages_after_a_cursor_and_counts_attempts(journal: Journal) -> N
 
 
 def test_same_content_is_found_by_its_sha256(journal: Journal) -> None:
-    journal.record_inspection(make_verdict("r1", sha="aa"), [], VERDICT_TOPIC)
+    journal.record_inspection(make_verdict("r1", sha="aa"), [], VERDICT_TOPIC, source_path="/a")
     journal.record_inspection(make_verdict("r2", sha="bb"), [], VERDICT_TOPIC)
-    journal.record_inspection(make_verdict("r3", sha="aa"), [], VERDICT_TOPIC)
+    journal.record_inspection(make_verdict("r3", sha="aa"), [], VERDICT_TOPIC, source_path="/c")
 
-    assert journal.find_by_source_sha256("aa") == "r1"
+    assert journal.find_by_source_sha256("aa") == ("r1", "/a", "OK")
     assert journal.find_by_source_sha256("cc") is None
 
 

@@ -1,0 +1,52 @@
+"""`edge-inspect confirm RESULT_ID [--connector ID] OK|KO`: an operator's label, journaled."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from edge_agent.config import ConfigError, load_config
+from edge_agent.confirmations import Confirmation, apply_confirmation
+from edge_agent.crop_store import JOURNAL_FILE
+from edge_agent.journal import LABELS, Journal, JournalError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("result_id", help="the verdict's result_id")
+    parser.add_argument("label", type=str.upper, choices=LABELS, help="OK or KO")
+    parser.add_argument(
+        "--connector", help="connector id (default: every scored one for OK, the NOK ones for KO)"
+    )
+    parser.add_argument("--by", default=getpass.getuser(), help="who confirms (default: you)")
+    parser.add_argument("--config", type=Path, help="station config (TOML)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge-inspect confirm: error: {exc}", file=sys.stderr)
+        return 2
+    path = config.paths.state / JOURNAL_FILE
+    if not path.is_file():
+        print(
+            f"edge-inspect confirm: error: {path}: no journal (has the agent run?)", file=sys.stderr
+        )
+        return 2
+    try:
+        journal = Journal(path)
+    except JournalError as exc:
+        print(f"edge-inspect confirm: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        confirmation = Confirmation(args.result_id, args.connector, args.label, f"cli:{args.by}")
+        connectors = apply_confirmation(journal, confirmation)
+    except ValueError as exc:
+        print(f"edge-inspect confirm: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        journal.close()
+    print(f"{args.result_id}: {', '.join(connectors)} confirmed {args.label} by {args.by}")
+    return 0

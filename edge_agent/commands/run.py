@@ -1,0 +1,46 @@
+"""`edge-inspect run`: the inspection agent, as the line's systemd service runs it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import structlog
+
+from edge_agent.bundle import BundleError
+from edge_agent.config import ConfigError, load_config
+from edge_agent.imaging import DecodeError
+from edge_agent.journal import JournalError
+from edge_agent.logs import configure_logging
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="station config.toml")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge-inspect run: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    from edge_agent.daemon import Agent  # after logging is set up
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        agent = Agent(config)
+    except (DecodeError, JournalError, BundleError, OSError) as exc:
+        structlog.get_logger().error("agent cannot start", error=str(exc))
+        return 1
+    agent.start()
+    try:
+        agent.run_until(stop)
+    finally:
+        agent.stop()
+    return 0

@@ -1,0 +1,420 @@
+"""The agent process: inputs -> worker threads -> journal/outbox -> MQTT, plus health and reloads.
+
+Images arriving over MQTT are first spooled (fsync'd) into `<state>/inbox/<camera>/` and then
+taken by the same drop-folder path as camera files: an image acknowledged to the broker is on
+disk before the acknowledgement, and de-duplication and quarantine work the same for both.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import queue
+import re
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from edge_agent import __version__, sdnotify
+from edge_agent.config import StationConfig
+from edge_agent.drop_folder import DropFile, DropFolderWatcher, finish
+from edge_agent.feedback_loop import FeedbackLoop
+from edge_agent.health import HealthServer
+from edge_agent.imaging import read_image_file
+from edge_agent.journal import Journal, OutboxMessage
+from edge_agent.mqtt_link import MqttLink
+from edge_agent.pipeline import Inspector
+from edge_agent.registration import Registrar
+from edge_agent.scoring import ModelRegistry
+from edge_agent.telemetry import Telemetry
+from edge_agent.verdict import ERROR, NOT_DECIDABLE, Failure, build_verdict, new_result_id
+
+log = structlog.get_logger()
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+_SPOOL_SEPARATOR = "@"
+_STOP = object()
+TRANSPORT_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class _Work:
+    drop: DropFile
+    spooled: bool
+
+
+def safe_part_id(value: object) -> str | None:
+    """A part id fit for a file name and a payload: printable, bounded, no path separators."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return _SAFE_NAME.sub("_", value.strip())[:64]
+
+
+class Agent:
+    """Owns every long-lived part of the line service and their order of start and stop."""
+
+    def __init__(self, config: StationConfig) -> None:
+        self.config = config
+        self.node = socket.gethostname()
+        self.config_sha256 = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+        self.telemetry = Telemetry()
+        self.watchdog = sdnotify.Watchdog()
+        self.journal = Journal(config.paths.state / "journal.sqlite")
+        self.session = self.journal.start_session()
+        connectors = [cid for cid, c in config.connectors.items() if c.enabled]
+        self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
+        self.feedback = FeedbackLoop(config, self.journal, connectors)
+        self.registrar = Registrar(
+            read_image_file(config.station.reference_image), config.registration
+        )
+        self.inspector = Inspector(config, self.registry, self.registrar)
+        self.inbox = config.paths.state / "inbox"
+        self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
+        self.latencies: deque[float] = deque(maxlen=1000)
+        self.model_errors: dict[str, str] = {}
+        self.started_at = time.monotonic()
+        self._stopping = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._watchers: list[DropFolderWatcher] = []
+        self.link: MqttLink | None = None
+        self.health: HealthServer | None = None
+
+    # -- start and stop -------------------------------------------------------------------
+    def start(self) -> None:
+        """Load models, open inputs and outputs, then tell systemd we are ready."""
+        self.model_errors = self.registry.load_all()
+        for connector, error in self.model_errors.items():
+            log.error("model not loaded", connector=connector, error=error)
+        self._announce_models()
+        if self.config.mqtt.enabled:
+            self.link = MqttLink(
+                self.config.mqtt,
+                self.journal,
+                node=self.node,
+                session=self.session,
+                birth=self._birth,
+                handlers={
+                    "image/+": self._on_mqtt_image,
+                    "cmd/+": self._on_command,
+                    **self.feedback.handlers(),
+                },
+                # Up to 4x the limit still arrives, so that an oversized image gets an
+                # ERROR verdict and quarantine instead of silence; beyond, the broker drops it.
+                max_payload_bytes=TRANSPORT_FACTOR * self.config.limits.max_payload_bytes,
+            )
+            self._announce_models()
+            self.link.start()
+        self.feedback.start(self.link)
+        for index in range(self.config.scoring.workers):
+            worker = threading.Thread(target=self._work, name=f"inspect-{index}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        folders = dict(self.config.inputs.drop_folders)
+        if self.config.mqtt.enabled and self.config.inputs.mqtt_images:
+            self.inbox.mkdir(parents=True, exist_ok=True)
+            folders |= {f"mqtt:{p.name}": p for p in self.inbox.iterdir() if p.is_dir()}
+        for camera, folder in folders.items():
+            self._watch(camera, folder, spooled=camera.startswith("mqtt:"))
+        if self.config.health.enabled:
+            self.health = HealthServer(
+                self.config.health,
+                heartbeat=lambda: not self._stopping.is_set(),
+                readiness=self.readiness,
+                telemetry=self.telemetry,
+            )
+            self.health.start()
+        sdnotify.ready(f"session {self.session}, {len(self.registry.versions())} models")
+        log.info("agent ready", session=self.session, models=self.registry.versions())
+
+    def _watch(self, camera: str, folder: Path, spooled: bool) -> DropFolderWatcher:
+        limits = self.config.limits
+        watcher = DropFolderWatcher(
+            camera.removeprefix("mqtt:"),
+            folder,
+            lambda drop: self._submit(_Work(drop, spooled)),
+            poll=self.config.inputs.poll and not spooled,
+            poll_interval_s=self.config.inputs.poll_interval_s,
+            settle_s=0.0 if spooled else self.config.inputs.settle_s,
+            max_bytes=limits.max_payload_bytes if spooled else limits.max_file_bytes,
+        )
+        watcher.start()
+        self._watchers.append(watcher)
+        return watcher
+
+    def stop(self) -> None:
+        """Finish the boards in hand, publish `stopped`, close the journal."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        sdnotify.stopping()
+        for watcher in self._watchers:
+            watcher.stop()
+        for _ in self._workers:
+            self.queue.put(_STOP)
+        for worker in self._workers:
+            worker.join()
+        self.feedback.stop()
+        if self.link is not None:
+            self.link.stop(clean=True)
+        if self.health is not None:
+            self.health.stop()
+        self.journal.close()
+        log.info("agent stopped", session=self.session)
+
+    def run_until(self, stop: threading.Event) -> None:
+        """The main loop: model reloads, stats, watchdog, until `stop` is set."""
+        next_stats = time.monotonic() + self.config.mqtt.stats_interval_s
+        while not stop.wait(0.5):
+            self.refresh_models()
+            if self.feedback.tick():
+                self._announce_models()
+            self.telemetry.set_outbox_depth(self.journal.outbox_depth())
+            if self.link is not None:
+                self.telemetry.set_mqtt(self.link.connected)
+            if self.queue.empty() and all(w.is_alive() for w in self._workers):
+                self.watchdog.progress()
+            self.watchdog.tick()
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + self.config.mqtt.stats_interval_s
+                self._publish_stats()
+
+    # -- readiness, status, models --------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict]:
+        loaded = self.registry.versions()
+        expected = [cid for cid, c in self.config.connectors.items() if c.enabled]
+        missing = [cid for cid in expected if cid not in loaded]
+        inputs_alive = all(w.is_alive() for w in self._watchers)
+        workers_alive = all(w.is_alive() for w in self._workers)
+        depth = self.journal.outbox_depth()
+        ready = (
+            not missing
+            and inputs_alive
+            and workers_alive
+            and depth < self.config.health.max_outbox
+            and not self._stopping.is_set()
+        )
+        details = {
+            "session": self.session,
+            "models_missing": missing,
+            "inputs_alive": inputs_alive,
+            "workers_alive": workers_alive,
+            "outbox_depth": depth,
+            "mqtt_connected": bool(self.link and self.link.connected),
+        }
+        return ready, details
+
+    def _birth(self) -> dict:
+        return {
+            "node": self.node,
+            "session": self.session,
+            "station": self.config.station.name,
+            "software": f"edge-inspect {__version__}",
+            "config_sha256": self.config_sha256,
+            "models": self.registry.versions(),
+        }
+
+    def _announce_models(self) -> None:
+        for connector, info in self.registry.versions().items():
+            self.telemetry.set_model(connector, info["version"], info["sha256"])
+            if self.link is not None:
+                payload = {"connector": connector, **info, **self.feedback.model_info(connector)}
+                self.link.publish_state(f"model/{connector}", payload)
+
+    def refresh_models(self) -> list:
+        """Follow `active` links; announce swaps, log refusals (the old model stays)."""
+        changes = self.registry.refresh()
+        if any(change.accepted for change in changes):
+            self._announce_models()
+            if self.link is not None:
+                self.link.publish_state("status", {"state": "online", **self._birth()})
+        return changes
+
+    def _publish_stats(self) -> None:
+        if self.link is None:
+            return
+        values = np.array(self.latencies) if self.latencies else np.zeros(1)
+        self.link.publish_volatile(
+            "stats",
+            {
+                "session": self.session,
+                "uptime_s": round(time.monotonic() - self.started_at),
+                "outbox_depth": self.journal.outbox_depth(),
+                "latency_ms": {
+                    "p50": round(float(np.percentile(values, 50)), 1),
+                    "p99": round(float(np.percentile(values, 99)), 1),
+                    "n": len(self.latencies),
+                },
+            },
+        )
+
+    def _on_command(self, topic: str, payload: bytes, properties: dict) -> None:
+        name = topic.rsplit("/", 1)[-1]
+        if name in ("promote", "rollback"):
+            reply = self.feedback.command(name, payload)
+            self.refresh_models()
+        elif name != "reload":
+            reply = {"command": name, "ok": False, "error": f"unknown command {name!r}"}
+        else:
+            changes = self.refresh_models()
+            reply = {
+                "command": name,
+                "ok": all(change.accepted for change in changes),
+                "changes": [
+                    {"connector": c.connector, "version": c.new_version, "error": c.error}
+                    for c in changes
+                ],
+            }
+        if self.link is not None:
+            self.link.reply(properties, reply)
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _submit(self, work: _Work) -> None:
+        """Called by a watcher thread; blocks while the workers are busy (back-pressure)."""
+        if not self._stopping.is_set():
+            self.queue.put(work)
+
+    def _on_mqtt_image(self, topic: str, payload: bytes, properties: dict) -> None:
+        """Spool an image message to disk (durably) for the inbox watcher of its camera."""
+        camera = topic.rsplit("/", 1)[-1]
+        part_id = safe_part_id(properties.get("part_id"))
+        data = payload
+        if payload[:1] == b"{":
+            try:
+                envelope = json.loads(payload)
+                part_id = safe_part_id(envelope.get("part_id")) or part_id
+                data = base64.b64decode(envelope["image"], validate=True)
+            except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+                data = payload  # kept as it came; decoding fails and quarantines it
+        folder = self.inbox / camera
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            self._watch(f"mqtt:{camera}", folder, spooled=True)
+        name = f"{part_id or ''}{_SPOOL_SEPARATOR}{new_result_id()}"
+        tmp = folder / f".{name}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, folder / name)
+
+    # -- the work -------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            work = self.queue.get()
+            if work is _STOP:
+                return
+            try:
+                self.handle(work)
+            except Exception:
+                # The journal itself failed: leave the file where it is for the next start.
+                log.exception("board not journaled", path=str(work.drop.path))
+                self.telemetry.input_error("journal")
+
+    def handle(self, work: _Work) -> None:
+        """Inspect one input, journal the verdict, then (only then) move the file."""
+        drop = work.drop
+        earlier = self.journal.find_by_source_sha256(drop.sha256)
+        if earlier is not None:
+            result_id, source_path, evaluation = earlier
+            if source_path == str(drop.path):
+                # Journaled just before a crash, not yet filed: its verdict is in the outbox.
+                log.info("filed after restart", path=drop.path.name, result_id=result_id)
+                failed = evaluation in (ERROR, NOT_DECIDABLE)
+                finish(drop, "failed" if failed else "processed", evaluation if failed else None)
+            else:
+                log.info("duplicate", path=drop.path.name, result_id=result_id)
+                finish(drop, "duplicate", f"same content as {result_id}")
+            return
+        started = time.perf_counter()
+        stem = drop.path.name
+        if work.spooled:
+            part_id = safe_part_id(stem.split(_SPOOL_SEPARATOR, 1)[0])
+            uri = f"mqtt://{self.config.mqtt.prefix}/image/{drop.camera}"
+        else:
+            part_id = safe_part_id(Path(stem).stem)
+            uri = drop.path.as_uri()
+        captured_at = _mtime_iso(drop.path)
+        crops = {}
+        if drop.error is not None:
+            verdict, heatmaps, error = self._input_error(drop, uri, part_id, captured_at)
+        else:
+            result = self.inspector.inspect(
+                drop.data,
+                camera=drop.camera,
+                source_uri=uri,
+                source_sha256=drop.sha256,
+                part_id=part_id,
+                captured_at=captured_at,
+            )
+            verdict, heatmaps, error = result.verdict, result.heatmaps, result.error
+            crops = result.crops
+        verdict["historical"] = False
+        prefix = self.config.mqtt.prefix
+        messages = [
+            OutboxMessage(f"{prefix}/heatmap/{verdict['result_id']}/{cid}", png, qos=0)
+            for cid, png in heatmaps.items()
+        ]
+        seq = self.journal.record_inspection(
+            verdict, messages, f"{prefix}/verdict", source_path=str(drop.path)
+        )
+        if self.link is not None:
+            self.link.wake()
+        self.feedback.board_done(verdict, crops)
+        evaluation = verdict["evaluation"]
+        finish(drop, "processed" if error is None else "failed", error)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.latencies.append(elapsed_ms)
+        self.telemetry.observe_board(
+            evaluation,
+            [(c["id"], c["evaluation"]) for c in verdict.get("connectors", [])],
+            {k: v / 1000 for k, v in verdict.get("processing_ms", {}).items()},
+        )
+        if error is not None:
+            self.telemetry.input_error(verdict.get("error", {}).get("stage", "input"))
+        self.watchdog.progress()
+        log.info(
+            "verdict",
+            result_id=verdict["result_id"],
+            seq=seq,
+            part_id=part_id,
+            camera=drop.camera,
+            evaluation=evaluation,
+            nok=[c["id"] for c in verdict.get("connectors", []) if c["evaluation"] == "NOK"],
+            ms=round(elapsed_ms, 1),
+            error=error,
+        )
+
+    def _input_error(
+        self, drop: DropFile, uri: str, part_id: str | None, captured_at: str
+    ) -> tuple[dict, dict, str]:
+        failure = Failure("input", drop.error or "unreadable input", ERROR)
+        verdict = build_verdict(
+            result_id=new_result_id(),
+            station=self.config.station.name,
+            camera=drop.camera,
+            part_id=part_id,
+            source_uri=uri,
+            source_sha256=drop.sha256,
+            captured_at=captured_at,
+            processing_ms={},
+            connectors=[],
+            failure=failure,
+        )
+        return verdict, {}, failure.message
+
+
+def _mtime_iso(path: Path) -> str:
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        stamp = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1000):03d}Z"
