@@ -21,6 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edge_agent.commands.run", "run the inspection agent (the line service)"),
     "health": ("edge_agent.commands.health", "exit 0 only when the agent of a config is ready"),
     "bench": ("trainer.commands.bench", "measure agent latency, throughput and memory"),
+    "confirm": ("edge_agent.commands.confirm", "label a result's connector OK or KO (journaled)"),
+    "models": ("edge_agent.commands.models", "list, show, promote or roll back model versions"),
+    "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
+    "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),
+    "bench-retrain": ("trainer.retrain.bench", "time a nightly retrain beside a working agent"),
 }
 
 

@@ -1,0 +1,119 @@
+"""`edge-inspect trainer`: the long-running retraining service on a cron schedule.
+
+APScheduler 3 runs `edge-inspect retrain --now` as a child process at `retrain.schedule`
+(coalesced, one at a time, `misfire_grace_s` late at most). A run missed while the service was
+down is caught up at start when it is still within the grace, as systemd's `Persistent=true`
+does for the timer alternative. On SIGTERM a running job is stopped; it leaves nothing half
+done behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import structlog
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from edge_agent.config import ConfigError, load_config
+from edge_agent.logs import configure_logging
+from trainer.retrain.runs import lower_priority, read_last_run
+
+log = structlog.get_logger()
+
+MAX_STEPS = 10_000
+STOP_TIMEOUT_S = 30
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="station config (TOML)")
+
+
+def missed_run(
+    trigger: CronTrigger, last_run: dt.datetime | None, now: dt.datetime, grace_s: float
+) -> dt.datetime | None:
+    """The latest scheduled time after `last_run` that passed unrun, if still within the grace."""
+    if last_run is None:
+        return None
+    latest, fire = None, trigger.get_next_fire_time(None, last_run + dt.timedelta(seconds=1))
+    for _ in range(MAX_STEPS):
+        if fire is None or fire > now:
+            break
+        latest, fire = fire, trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+    if latest is not None and (now - latest).total_seconds() <= grace_s:
+        return latest
+    return None
+
+
+class _Runner:
+    """Starts one `retrain --now` child at a time and stops it on shutdown."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._child: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def __call__(self, trigger: str) -> None:
+        command = [sys.executable, "-m", "edge_agent.cli", "retrain", "--now", "--trigger", trigger]
+        if self.config_path is not None:
+            command += ["--config", str(self.config_path)]
+        with self._lock:
+            if self._stopping:
+                return
+            self._child = subprocess.Popen(command)
+        log.info("retrain_started", trigger=trigger, pid=self._child.pid)
+        code = self._child.wait()
+        log.info("retrain_finished", trigger=trigger, exit_code=code)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        trigger = CronTrigger.from_crontab(config.retrain.schedule)
+    except (ConfigError, ValueError) as exc:
+        print(f"edge-inspect trainer: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.logging.level, config.logging.format)
+    lower_priority(config.retrain.nice, 0)
+    grace = config.retrain.misfire_grace_s
+    scheduler = BlockingScheduler(
+        job_defaults={"coalesce": True, "misfire_grace_time": grace, "max_instances": 1}
+    )
+    runner = _Runner(args.config)
+    scheduler.add_job(runner, trigger, args=("schedule",), id="retrain")
+    now = dt.datetime.now(trigger.timezone)
+    missed = missed_run(trigger, read_last_run(config), now, grace)
+    if missed is not None:
+        log.info("retrain_catching_up", missed=missed.isoformat())
+        scheduler.add_job(runner, "date", run_date=now, args=("catch-up",), id="catch-up")
+
+    def shutdown(*_: object) -> None:
+        runner.stop()
+        scheduler.shutdown(wait=False)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, shutdown)
+    upcoming = trigger.get_next_fire_time(None, now)
+    log.info("trainer_scheduled", schedule=config.retrain.schedule, next_run=str(upcoming))
+    scheduler.start()
+    log.info("trainer_stopped")
+    return 0
