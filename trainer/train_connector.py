@@ -40,7 +40,7 @@ from trainer.detectors import DETECTORS
 from trainer.evaluation import evaluate_bundle
 from trainer.export import check_parity, export_onnx, torch_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
-from trainer.masks import mask_id, roi_mask, variance_mask
+from trainer.masks import RoiError, mask_id, roi_mask, variance_mask
 
 log = structlog.get_logger()
 
@@ -70,7 +70,10 @@ def build_weight_mask(
     """The ROI mask when one is given for this connector, else the OK-variance mask."""
     low, high = settings.mask_min_weight, settings.mask_max_weight
     if roi is not None:
-        return roi_mask(roi, settings.input_size, low, high, connector)
+        try:
+            return roi_mask(roi, settings.input_size, low, high, connector)
+        except RoiError as exc:  # name the file to fix, as every other input error does
+            raise RoiError(f"{settings.roi_file or 'ROI'}: {exc}") from None
     return variance_mask(inputs.mean(dim=1).numpy(), low, high)
 
 

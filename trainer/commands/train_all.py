@@ -30,6 +30,8 @@ COLUMNS = (
 
 def connector_folders(data: Path) -> list[Path]:
     """Connector folders of a crop data set: those with a train/ok folder, by name."""
+    if not Path(data).is_dir():
+        raise DataError(f"{data}: crop data folder not found")
     folders = sorted(p for p in Path(data).iterdir() if (p / "train" / "ok").is_dir())
     if not folders:
         raise DataError(f"{data}: no connector folders with train/ok inside")
