@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from trainer.local_broker import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"
 UNITS = ROOT / "systemd"
@@ -141,12 +143,6 @@ def test_mosquitto_example_has_tls_auth_persistence_and_a_loopback_listener():
         r"^#\s*(listener|allow_anonymous|password_file|cafile|certfile|keyfile)\b"
     )
     assert not any(commented.match(line) for line in text.splitlines())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def accepts(port: int) -> bool:
