@@ -52,6 +52,12 @@ class ConnectorData:
         return self.train.images.shape[1], self.train.images.shape[2]
 
 
+def require_test_split(data: ConnectorData, root: Path) -> None:
+    """The report scores the test split: refuse early, before any training, when it is empty."""
+    if not len(data.test_ok) and not len(data.test_ko):
+        raise DataError(f"{Path(root) / 'test'}: no test crops (test/ok, test/ko) to report on")
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files of a folder, sorted by name; [] when the folder does not exist."""
     if not folder.is_dir():

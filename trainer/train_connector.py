@@ -35,7 +35,12 @@ from edge_agent.bundle import (
 from edge_agent.config import TrainingSettings
 from trainer.backbones import build_backbone
 from trainer.calibration import calibrate
-from trainer.datasets import ConnectorData, data_fingerprint, load_connector_data
+from trainer.datasets import (
+    ConnectorData,
+    data_fingerprint,
+    load_connector_data,
+    require_test_split,
+)
 from trainer.detectors import DETECTORS
 from trainer.evaluation import evaluate_bundle
 from trainer.export import check_parity, export_onnx, torch_scores
@@ -114,6 +119,7 @@ def train_connector(
     """Train, calibrate, export, check and install one connector's model (`version` or the next)."""
     started = time.perf_counter()
     data = load_connector_data(Path(data_dir), settings.holdout_fraction)
+    require_test_split(data, Path(data_dir))
     connector = connector or data.name
     if settings.method not in DETECTORS:
         raise ValueError(f"unknown method {settings.method!r}; known: {sorted(DETECTORS)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edge_agent.bundle import read_manifest
 from trainer.commands.options import run_guarded
-from trainer.datasets import load_connector_data
+from trainer.datasets import load_connector_data, require_test_split
 from trainer.evaluation import evaluate_bundle
 
 
@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
         bundle = args.bundle.resolve()
         manifest = read_manifest(bundle)
         data = load_connector_data(args.data)
+        require_test_split(data, args.data)
         out = args.out or Path("reports") / f"{manifest.connector}-{manifest.version}"
         extra = {
             "connector": manifest.connector,

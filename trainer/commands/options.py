@@ -9,6 +9,7 @@ from pathlib import Path
 
 import structlog
 
+from edge_agent.bundle import BundleError
 from edge_agent.config import ConfigError, TrainingSettings, load_config
 from edge_agent.logs import configure_logging
 from trainer.backbones import BackboneError
@@ -17,7 +18,7 @@ from trainer.datasets import DataError
 from trainer.export import ExportError
 from trainer.masks import RoiError, load_roi_file
 
-USER_ERRORS = (ConfigError, DataError, RoiError, BackboneError, CalibrationError)
+USER_ERRORS = (ConfigError, DataError, RoiError, BackboneError, CalibrationError, BundleError)
 
 _FLAGS = {
     "method": str,
