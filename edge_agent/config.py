@@ -129,6 +129,12 @@ class TrainingSettings(_Section):
     ok_only_margin: float = Field(
         default=0.1, ge=0, description="guard band above an OK-only threshold (fraction)"
     )
+    ko_side: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="with held-out KO: threshold from the OK limit (0) to the weakest KO (1)",
+    )
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     parity_tolerance: float = 1e-3
     seed: int = 0

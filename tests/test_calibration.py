@@ -28,6 +28,20 @@ def test_separated_ko_sits_between_ok_and_the_weakest_ko(ok_scores: np.ndarray) 
     assert (result.n_ok, result.n_ko) == (60, 4)
 
 
+@pytest.mark.parametrize("ko_side", [0.0, 0.25, 0.5, 1.0])
+def test_ko_side_places_the_threshold_in_the_gap_on_a_log_scale(
+    ok_scores: np.ndarray, ko_side: float
+) -> None:
+    ko = np.array([2.2, 3.0])
+    ok_limit = calibrate(ok_scores, np.array([]), TARGET).raw_threshold
+
+    result = calibrate(ok_scores, ko, TARGET, ko_side=ko_side)
+
+    expected = ok_limit ** (1 - ko_side) * 2.2**ko_side
+    assert result.raw_threshold == pytest.approx(expected)
+    assert f"{ko_side:.0%} of the way" in result.guarantee
+
+
 def test_overlap_puts_the_threshold_at_the_weakest_ko(ok_scores: np.ndarray) -> None:
     ko = np.array([1.05, 1.6, 2.4])  # the weakest KO scores like an ordinary OK board
 

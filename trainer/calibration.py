@@ -59,8 +59,15 @@ def calibrate(
     target_false_reject: float,
     cross_fit: np.ndarray | None = None,
     ok_only_margin: float = 0.0,
+    ko_side: float = 0.25,
 ) -> Calibration:
-    """Choose the raw threshold: catch every held-out KO at the lowest false-reject, or OK-only."""
+    """Choose the raw threshold: catch every held-out KO at the lowest false-reject, or OK-only.
+
+    When held-out OK and KO are separated, every threshold in the gap has the same (lowest)
+    false-reject; it is placed at `ko_side` of the way from the OK limit to the weakest KO on a
+    log scale. A few held-out KO rarely include the weakest defect the line will see, so the
+    default leans towards the OK side while keeping most of the OK limit's headroom.
+    """
     ok_scores = np.asarray(ok_scores, np.float64)
     ko_scores = np.asarray(ko_scores, np.float64)
     if len(ko_scores) == 0:
@@ -79,11 +86,14 @@ def calibrate(
     ok_threshold, ok_guarantee = ok_only_threshold(ok_scores, target_false_reject)
     weakest_ko = float(ko_scores.min())
     if weakest_ko > ok_threshold:
-        # Separated: sit between the OK limit and the weakest KO (geometric mean, scale-free).
-        threshold = math.sqrt(ok_threshold * weakest_ko)
+        # Separated: sit in the gap, `ko_side` of the way to the weakest KO (log scale).
+        threshold = math.exp(
+            (1.0 - ko_side) * math.log(ok_threshold) + ko_side * math.log(weakest_ko)
+        )
         guarantee = (
             f"every one of {len(ko_scores)} held-out KO scores above the threshold, which lies "
-            f"between them and the OK limit ({ok_guarantee.split(': ', 1)[1].split('.')[0]})"
+            f"{ko_side:.0%} of the way (log scale) from the OK limit to the weakest KO "
+            f"({ok_guarantee.split(': ', 1)[1].split('.')[0]})"
         )
     else:
         # Overlap: catching every KO wins; the false-reject this costs is reported.

@@ -146,7 +146,12 @@ def train_connector(
         else cross_fit_scores(inputs, data.train.images, backbone, graph, settings)
     )
     calibration = calibrate(
-        ok_scores, ko_scores, settings.target_false_reject, extra, settings.ok_only_margin
+        ok_scores,
+        ko_scores,
+        settings.target_false_reject,
+        extra,
+        settings.ok_only_margin,
+        settings.ko_side,
     )
     train_seconds = time.perf_counter() - started
     log.info(
