@@ -57,7 +57,10 @@ def load_boards(station: Path, splits: tuple[str, ...] = ("test",)) -> list[Boar
 class AgentProcess:
     """`edge-inspect run` as a child process, pointed at a private broker and health port."""
 
-    def __init__(self, config_path: Path, broker_port: int, log_path: Path) -> None:
+    def __init__(
+        self, config_path: Path, broker_port: int, log_path: Path, state: Path | None = None
+    ) -> None:
+        """`state` replaces the config's state folder (a run of its own: fresh journal)."""
         self.config_path = Path(config_path)
         self.health_port = free_port()
         self.env = {
@@ -65,6 +68,7 @@ class AgentProcess:
             "EDGE_INSPECT_MQTT__PORT": str(broker_port),
             "EDGE_INSPECT_HEALTH__PORT": str(self.health_port),
             "EDGE_INSPECT_LOGGING__FORMAT": "json",
+            **({"EDGE_INSPECT_PATHS__STATE": str(Path(state).resolve())} if state else {}),
         }
         self.config: StationConfig = load_config(config_path)
         self.log_path = Path(log_path)

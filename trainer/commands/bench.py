@@ -94,8 +94,8 @@ def bench_agent(station: Path, paced: int, burst: int, log_path: Path) -> dict:
     if len(boards) < paced + burst:
         raise ValueError(f"station has {len(boards)} boards; bench needs {paced + burst}")
     window = 2 * config.scoring.workers + 2
-    with LocalBroker() as broker:
-        agent = AgentProcess(station / "config.toml", broker.port, log_path).start()
+    with LocalBroker() as broker, tempfile.TemporaryDirectory() as state:
+        agent = AgentProcess(station / "config.toml", broker.port, log_path, Path(state)).start()
         listener = VerdictListener(broker.port, config.mqtt.prefix)
         try:
             agent.wait_ready()

@@ -50,8 +50,10 @@ def feed_and_watch(station: Path, boards: list[Board], log_path: Path) -> dict:
     """Run broker + agent, feed boards one after another, print verdicts; return the results."""
     config = load_config(station / "config.toml")
     drop = next(iter(config.inputs.drop_folders.values()))
+    # Each run journals into a state folder of its own: the same boards are new boards again.
+    state = log_path.parent / "state"
     with LocalBroker() as broker:
-        agent = AgentProcess(station / "config.toml", broker.port, log_path).start()
+        agent = AgentProcess(station / "config.toml", broker.port, log_path, state).start()
         listener = VerdictListener(broker.port, config.mqtt.prefix)
         try:
             agent.wait_ready()
@@ -119,10 +121,11 @@ def run(args: argparse.Namespace) -> int:
         ensure_models(station, args.retrain)
         boards = load_boards(station)
         boards = boards[: args.feed] if args.feed else boards
-        results = feed_and_watch(station, boards, args.out / "agent.log")
+        run_dir = args.out / "runs" / time.strftime("%Y%m%d-%H%M%S")
+        results = feed_and_watch(station, boards, run_dir / "agent.log")
         text, agreed = summarise(boards, results)
         seconds = time.perf_counter() - started
-        print(f"\n{text}\n(total {seconds:.0f} s; agent log {args.out / 'agent.log'})")
+        print(f"\n{text}\n(total {seconds:.0f} s; agent log and journal in {run_dir})")
         return 0 if agreed else 1
 
     return run_guarded("edge-inspect demo", body)
