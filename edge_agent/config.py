@@ -113,7 +113,7 @@ class ScoringSettings(_Section):
 class TrainingSettings(_Section):
     """How each connector's model is built; `edge-inspect train` options override these."""
 
-    method: str = "patchcore"
+    method: Literal["patchcore", "padim"] = "patchcore"
     backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = "efficientnet-lite0"
     backbone_weights: Path | None = None
     input_size: int = 128
@@ -122,6 +122,9 @@ class TrainingSettings(_Section):
     coreset_max: int = 1600
     projection_dim: int = 128
     neighbourhood: int = 3
+    padim_dims: int = Field(
+        default=100, ge=1, description="PaDiM: random channel subset size (seeded by `seed`)"
+    )
     mask_min_weight: float = Field(default=0.1, gt=0)
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None

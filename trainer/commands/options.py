@@ -6,8 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from edge_agent.bundle import BundleError
 from edge_agent.config import ConfigError, TrainingSettings, load_config
@@ -27,6 +29,7 @@ _FLAGS = {
     "input_size": int,
     "coreset_ratio": float,
     "coreset_max": int,
+    "padim_dims": int,
     "target_false_reject": float,
     "seed": int,
 }
@@ -50,7 +53,16 @@ def training_settings(args: argparse.Namespace) -> TrainingSettings:
     changes = {k: getattr(args, k) for k in (*_FLAGS, "color_mode") if getattr(args, k, None)}
     if args.roi_file:
         changes["roi_file"] = args.roi_file
-    return TrainingSettings.model_validate({**base.model_dump(), **changes})
+    try:
+        return TrainingSettings.model_validate({**base.model_dump(), **changes})
+    except ValidationError as exc:  # a bad flag value (e.g. --method) is a one-line user error
+        raise ConfigError("\n".join(map(_flag_error, exc.errors()))) from None
+
+
+def _flag_error(error: Any) -> str:
+    """One pydantic error about a training setting, named as its command-line flag."""
+    flag = "--" + ".".join(map(str, error["loc"])).replace("_", "-")
+    return f"{flag}: {error['msg']} (got {error.get('input')!r})"
 
 
 def rois_for(settings: TrainingSettings) -> dict[str, tuple[int, int, int, int]]:

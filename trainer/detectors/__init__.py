@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from edge_agent.config import TrainingSettings
-from trainer.detectors import patchcore
+from trainer.detectors import padim, patchcore
 
 FitFunction = Callable[[torch.Tensor, nn.Module, TrainingSettings], nn.Module]
 
-DETECTORS: dict[str, FitFunction] = {"patchcore": patchcore.fit}
+DETECTORS: dict[str, FitFunction] = {"patchcore": patchcore.fit, "padim": padim.fit}

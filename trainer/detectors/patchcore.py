@@ -54,13 +54,18 @@ class PatchCoreCore(nn.Module):
         return nearest.view(1, 1, height, width)
 
 
+def embed_all(embedding: PatchEmbedding, images: torch.Tensor) -> torch.Tensor:
+    """Patch embeddings (N, C, h, w) of normalised images (N, 3, S, S), batch by batch."""
+    batches = list(torch.split(images, 16))
+    with torch.inference_mode():
+        return torch.cat([embedding(batch) for batch in track(batches, len(batches), "features")])
+
+
 def fit(images: torch.Tensor, backbone: nn.Module, settings: TrainingSettings) -> PatchCoreCore:
     """Build the memory bank from normalised OK images (N, 3, S, S)."""
     embedding = PatchEmbedding(backbone, settings.neighbourhood).eval()
-    batches = list(torch.split(images, 16))
-    with torch.inference_mode():
-        chunks = [embedding(batch) for batch in track(batches, len(batches), "features")]
-    features = torch.cat(chunks).permute(0, 2, 3, 1).reshape(-1, chunks[0].shape[1])
+    maps = embed_all(embedding, images)
+    features = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
     count = min(settings.coreset_max, max(1, math.ceil(settings.coreset_ratio * len(features))))
     with bar(count, "coreset") as progress:
         indices = greedy_coreset(
