@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -295,3 +296,12 @@ def load_config(path: Path | None) -> StationConfig:
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc)) from None
     return config.resolved(base)
+
+
+def load_config_for_command(prog: str, path: Path | None) -> StationConfig | None:
+    """`load_config` for a command line: None after printing `prog: error: ...` to stderr."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None

@@ -13,8 +13,8 @@ import datetime as dt
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 import structlog
 
 from edge_agent.imaging import encode_png
-from edge_agent.journal import utc_now
+from edge_agent.journal import immediate_transaction, utc_now
 
 log = structlog.get_logger()
 
@@ -100,16 +100,8 @@ class CropStore:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db, self._lock)
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple]:
         with self._lock:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the test suite: a real mosquitto per test and a recorder factory."""
+"""Fixtures shared by the test suite: a real mosquitto per test, recorders, a running agent."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 from mqtt_broker import MosquittoBroker, MqttRecorder
+from retrain_station import copy_station
+
+from trainer.station_run import AgentProcess
 
 
 @pytest.fixture
@@ -30,3 +33,20 @@ def recorder(broker: MosquittoBroker) -> Iterator[Callable[..., MqttRecorder]]:
     yield make
     for item in made:
         item.close()
+
+
+@pytest.fixture
+def site(station: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the module's trained `station` (the path of its config)."""
+    return copy_station(station, tmp_path / "site")
+
+
+@pytest.fixture
+def agent(site: Path, broker: MosquittoBroker, tmp_path: Path) -> Iterator[AgentProcess]:
+    """`edge-inspect run` on `site` against `broker`, ready; stopped after the test."""
+    process = AgentProcess(site, broker.port, tmp_path / "agent.log").start()
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()

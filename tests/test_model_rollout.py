@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from mqtt_broker import MosquittoBroker, MqttRecorder, Received
 from onnx_fixtures import install_template_model
-from retrain_station import PREFIX, cli, copy_station, publish, write_station
+from retrain_station import PREFIX, cli, publish, write_station
 
 from edge_agent import lifecycle
 from edge_agent.bundle import active_dir
@@ -52,21 +51,6 @@ def install(config_path: Path, version: str, raw_threshold: float, active: bool 
         raw_threshold,
         make_active=active,
     )
-
-
-@pytest.fixture
-def site(station: Path, tmp_path: Path) -> Path:
-    return copy_station(station, tmp_path / "site")
-
-
-@pytest.fixture
-def agent(site: Path, broker: MosquittoBroker, tmp_path: Path) -> Iterator[AgentProcess]:
-    process = AgentProcess(site, broker.port, tmp_path / "agent.log").start()
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
 
 
 def payloads(messages: list[Received], topic: str) -> list[dict]:

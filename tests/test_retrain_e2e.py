@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from retrain_station import (
     cli,
     cli_process,
     confirmed_crops,
-    copy_station,
     publish,
     station_crops,
 )
@@ -39,22 +37,6 @@ STATUS_TOPIC = f"{PREFIX}/trainer/status"
 def station(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated station with its first J3 model (built once for this module)."""
     return build_station(tmp_path_factory.mktemp("built") / "station", (CONNECTOR,))
-
-
-@pytest.fixture
-def site(station: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the station; the path of its config."""
-    return copy_station(station, tmp_path / "site")
-
-
-@pytest.fixture
-def agent(site: Path, broker: MosquittoBroker, tmp_path: Path) -> Iterator[AgentProcess]:
-    process = AgentProcess(site, broker.port, tmp_path / "agent.log").start()
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
 
 
 class Line:

@@ -7,7 +7,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config import load_config_for_command
 from edge_agent.confirmations import Confirmation, apply_confirmation
 from edge_agent.crop_store import JOURNAL_FILE
 from edge_agent.journal import LABELS, Journal, JournalError
@@ -24,10 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"edge-inspect confirm: error: {exc}", file=sys.stderr)
+    config = load_config_for_command("edge-inspect confirm", args.config)
+    if config is None:
         return 2
     path = config.paths.state / JOURNAL_FILE
     if not path.is_file():

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from edge_agent.config import ConfigError, HealthSettings, load_config
+from edge_agent.config import HealthSettings, load_config_for_command
 
 _ANY_ADDRESS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
@@ -35,10 +35,8 @@ def readyz_url(health: HealthSettings) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = load_config_for_command("edge-inspect health", args.config)
+    if config is None:
         return 2
     if not config.health.enabled:
         print(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from pathlib import Path
 
 import structlog
 
 from edge_agent.bundle import BundleError
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config import load_config_for_command
 from edge_agent.imaging import DecodeError
 from edge_agent.journal import JournalError
 from edge_agent.logs import configure_logging
@@ -22,10 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"edge-inspect run: error: {exc}", file=sys.stderr)
+    config = load_config_for_command("edge-inspect run", args.config)
+    if config is None:
         return 2
     configure_logging(config.logging.level, config.logging.format)
     from edge_agent.daemon import Agent  # after logging is set up

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_agent.config import ConfigError, load_config
+from edge_agent.config import load_config_for_command
 from edge_agent.logs import configure_logging
 from trainer.retrain.job import RetrainBusy, RetrainJob
 from trainer.retrain.runs import lower_priority
@@ -34,10 +34,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"edge-inspect retrain: error: {exc}", file=sys.stderr)
+    config = load_config_for_command("edge-inspect retrain", args.config)
+    if config is None:
         return 2
     configure_logging(config.logging.level, config.logging.format)
     lower_priority(config.retrain.nice, config.retrain.threads)
