@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.bundle import MODEL_FILE, active_dir
+from edge_agent.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.config import load_config
 from edge_agent.logs import configure_logging
 from edge_agent.scoring import ConnectorModel
@@ -40,29 +40,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
 
 
+def bundle_mb(bundle: Path) -> float:
+    """Size of a bundle's files in MB, its report/ folder excluded."""
+    size = sum(
+        f.stat().st_size
+        for f in bundle.rglob("*")
+        if f.is_file() and "report" not in f.relative_to(bundle).parts
+    )
+    return round(size / 1e6, 2)
+
+
+def time_scoring(bundle: Path, crop: np.ndarray, threads: int, runs: int = 200) -> list[float]:
+    """Milliseconds of each of `runs` onnxruntime scorings of `crop` by the bundle's model."""
+    model = ConnectorModel.load(bundle, threads)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        model.score(crop)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
 def bench_models(models: Path, connectors: list[str], threads: int, runs: int = 200) -> dict:
     """Bundle MB and median/p99 onnxruntime ms per crop for each connector's active model."""
     rows = {}
     for connector in connectors:
         bundle = active_dir(models, connector)
-        model = ConnectorModel.load(bundle, threads)
-        spec = model.manifest.input
+        spec = read_manifest(bundle).input
         crop = np.random.default_rng(0).integers(0, 255, (spec.height, spec.width, 3), np.uint8)
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            model.score(crop)
-            times.append((time.perf_counter() - started) * 1000)
+        times = time_scoring(bundle, crop, threads, runs)
         rows[connector] = {
-            "bundle_mb": round(
-                sum(
-                    f.stat().st_size
-                    for f in bundle.rglob("*")
-                    if f.is_file() and "report" not in f.parts
-                )
-                / 1e6,
-                2,
-            ),
+            "bundle_mb": bundle_mb(bundle),
             "onnx_mb": round((bundle / MODEL_FILE).stat().st_size / 1e6, 2),
             "ms_median": round(float(np.median(times)), 2),
             "ms_p99": round(float(np.percentile(times, 99)), 2),
