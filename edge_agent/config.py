@@ -114,7 +114,7 @@ class ScoringSettings(_Section):
 class TrainingSettings(_Section):
     """How each connector's model is built; `edge-inspect train` options override these."""
 
-    method: Literal["patchcore", "padim"] = "patchcore"
+    method: Literal["patchcore", "padim", "autoencoder"] = "patchcore"
     backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = "efficientnet-lite0"
     backbone_weights: Path | None = None
     input_size: int = 128
@@ -126,6 +126,12 @@ class TrainingSettings(_Section):
     padim_dims: int = Field(
         default=100, ge=1, description="PaDiM: random channel subset size (seeded by `seed`)"
     )
+    ae_epochs: int = Field(default=12, ge=1, description="autoencoder: most training epochs")
+    ae_patience: int = Field(
+        default=3, ge=1, description="autoencoder: epochs without a better held-out loss"
+    )
+    ae_batch: int = Field(default=16, ge=1, description="autoencoder: training batch size")
+    ae_lr: float = Field(default=2e-3, gt=0, le=1, description="autoencoder: Adam learning rate")
     mask_min_weight: float = Field(default=0.1, gt=0)
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None

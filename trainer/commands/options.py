@@ -30,6 +30,9 @@ _FLAGS = {
     "coreset_ratio": float,
     "coreset_max": int,
     "padim_dims": int,
+    "ae_epochs": int,
+    "ae_patience": int,
+    "ae_batch": int,
     "target_false_reject": float,
     "seed": int,
 }

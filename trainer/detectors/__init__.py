@@ -6,8 +6,12 @@ import torch
 from torch import nn
 
 from edge_agent.config import TrainingSettings
-from trainer.detectors import padim, patchcore
+from trainer.detectors import autoencoder, padim, patchcore
 
 FitFunction = Callable[[torch.Tensor, nn.Module, TrainingSettings], nn.Module]
 
-DETECTORS: dict[str, FitFunction] = {"patchcore": patchcore.fit, "padim": padim.fit}
+DETECTORS: dict[str, FitFunction] = {
+    "patchcore": patchcore.fit,
+    "padim": padim.fit,
+    "autoencoder": autoencoder.fit,
+}

@@ -1,0 +1,177 @@
+"""The U-Net autoencoder on small generated crops: finds a painted defect, exports, stops early."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from test_padim import (
+    DEFECT_CENTRE,
+    STATION_BOARDS,
+    H,
+    W,
+    cli,
+    connector_crop,
+    defective_crop,
+    embed_inputs,
+)
+
+from edge_agent.bundle import read_manifest, verify_bundle
+from edge_agent.config import TrainingSettings
+from trainer.backbones import build_backbone
+from trainer.detectors import DETECTORS
+from trainer.detectors.autoencoder import AutoencoderCore, fit, split_holdout
+from trainer.export import check_parity, export_onnx, torch_scores
+from trainer.graph import AnomalyGraph, Postprocess
+from trainer.synth.station import generate_station
+
+SIZE = 64
+
+
+def fit_core(settings: TrainingSettings, inputs: torch.Tensor) -> AutoencoderCore:
+    backbone, _ = build_backbone(settings.backbone, settings.input_size)
+    return fit(inputs, backbone, settings)
+
+
+@dataclass
+class Trained:
+    graph: AnomalyGraph
+    onnx_path: Path
+    inputs: torch.Tensor
+    holdout: np.ndarray
+    settings: TrainingSettings
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    settings = TrainingSettings(
+        method="autoencoder", input_size=SIZE, ae_epochs=12, ae_patience=12, ae_batch=4
+    )
+    inputs, preprocess = embed_inputs(settings, np.stack([connector_crop(s) for s in range(24)]))
+    core = fit_core(settings, inputs)
+    graph = AnomalyGraph(preprocess, core, Postprocess(SIZE, torch.ones(SIZE, SIZE))).eval()
+    path = tmp_path_factory.mktemp("autoencoder") / "model.onnx"
+    export_onnx(graph, (H, W), path)
+    holdout = np.stack([connector_crop(seed) for seed in range(100, 108)])
+    return Trained(graph, path, inputs, holdout, settings)
+
+
+def test_the_core_maps_an_image_to_one_score_map_on_the_working_grid(trained: Trained) -> None:
+    core = trained.graph.core
+    with torch.inference_mode():
+        amap = core(trained.inputs[:1])
+
+    assert amap.shape == (1, 1, SIZE // 2, SIZE // 2)
+    assert bool(torch.all(amap >= 0))
+    assert bool(torch.all(core.scales > 0))
+    assert len(core.history) == 12 and core.best_epoch >= 1
+
+
+def test_painted_defect_scores_clearly_above_held_out_ok(trained: Trained) -> None:
+    ok_scores, _ = torch_scores(trained.graph, trained.holdout)
+    defect_score, defect_map = torch_scores(trained.graph, defective_crop()[None])
+
+    assert defect_score[0] > 1.5 * ok_scores.max()
+    peak_y, peak_x = np.unravel_index(np.argmax(defect_map[0]), defect_map[0].shape)
+    expected_x, expected_y = DEFECT_CENTRE[0] * SIZE / W, DEFECT_CENTRE[1] * SIZE / H
+    assert abs(peak_x - expected_x) < 10 and abs(peak_y - expected_y) < 10
+
+
+def test_onnx_passes_parity_and_reproduces_torch_scores(trained: Trained) -> None:
+    crops = np.concatenate([trained.holdout, defective_crop()[None]])
+
+    worst = check_parity(trained.graph, trained.onnx_path, crops, trained.settings.parity_tolerance)
+
+    assert worst <= trained.settings.parity_tolerance
+    expected_scores, expected_maps = torch_scores(trained.graph, crops)
+    session = ort.InferenceSession(str(trained.onnx_path), providers=["CPUExecutionProvider"])
+    for crop, score, amap in zip(crops, expected_scores, expected_maps, strict=True):
+        got_map, got_score = session.run(["anomaly_map", "score"], {"crop": crop[None]})
+        assert got_score[0] == pytest.approx(score, rel=1e-4)
+        np.testing.assert_allclose(got_map[0], amap, rtol=1e-3, atol=1e-3)
+
+
+def test_early_stopping_restores_the_best_held_out_state(trained: Trained) -> None:
+    """Whole-batch steps at a high learning rate soon make the held-out loss rise again."""
+    settings = trained.settings.model_copy(
+        update={"ae_epochs": 10, "ae_patience": 2, "ae_lr": 0.01, "ae_batch": 16}
+    )
+
+    core = fit_core(settings, trained.inputs[:12])
+
+    losses = [epoch["val_loss"] for epoch in core.history]
+    assert len(losses) < settings.ae_epochs  # stopped early
+    assert core.best_epoch < len(losses)  # ... after epochs worse than the best
+    assert core.best_val_loss == min(losses) == losses[core.best_epoch - 1]
+    assert all(loss > core.best_val_loss for loss in losses[core.best_epoch :])
+    held_out = trained.inputs[:12][core.holdout_indices]
+    assert core.evaluate_loss(held_out) == pytest.approx(core.best_val_loss, rel=1e-5)
+
+
+def test_the_same_seed_gives_the_same_weights_and_another_seed_others(trained: Trained) -> None:
+    settings = trained.settings.model_copy(update={"ae_epochs": 2})
+    inputs = trained.inputs[:12]
+
+    first = fit_core(settings, inputs).state_dict()
+    again = fit_core(settings, inputs).state_dict()
+    other = fit_core(settings.model_copy(update={"seed": 1}), inputs).state_dict()
+
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["autoencoder.out.weight"], other["autoencoder.out.weight"])
+
+
+def test_the_held_out_split_is_seeded_disjoint_and_about_an_eighth() -> None:
+    train, held = split_holdout(200, seed=0)
+    again_train, again_held = split_holdout(200, seed=0)
+    _, other_held = split_holdout(200, seed=1)
+
+    assert torch.equal(train, again_train) and torch.equal(held, again_held)
+    assert not torch.equal(held, other_held)
+    assert len(held) == 24 and len(train) == 176
+    assert sorted(train.tolist() + held.tolist()) == list(range(200))
+    assert [len(part) for part in split_holdout(2, seed=0)] == [1, 1]
+    with pytest.raises(ValueError, match="at least 2"):
+        split_holdout(1, seed=0)
+
+
+def test_autoencoder_is_a_registered_method_with_bounded_settings() -> None:
+    defaults = TrainingSettings()
+
+    assert DETECTORS["autoencoder"] is fit
+    assert TrainingSettings(method="autoencoder").method == "autoencoder"
+    assert defaults.ae_epochs >= 1 and defaults.ae_patience >= 1 and defaults.ae_batch >= 1
+    for bad in ({"ae_epochs": 0}, {"ae_patience": 0}, {"ae_batch": 0}, {"ae_lr": 0}):
+        with pytest.raises(ValueError):
+            TrainingSettings(**bad)
+
+
+@pytest.mark.slow
+def test_train_command_installs_an_autoencoder_bundle(tmp_path: Path) -> None:
+    generate_station(tmp_path / "station", seed=0, boards=STATION_BOARDS, progress=False, workers=1)
+    models = tmp_path / "models"
+
+    result = cli(
+        "train",
+        "--method",
+        "autoencoder",
+        "--input-size",
+        "64",
+        "--data",
+        tmp_path / "station" / "crops" / "J1",
+        "--out",
+        models,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    active = models / "J1" / "active"
+    manifest = verify_bundle(active.resolve())
+    assert read_manifest(active) == manifest
+    assert manifest.method == "autoencoder" and manifest.model_input_size == 64
+    assert manifest.training.params["ae_epochs"] == TrainingSettings().ae_epochs
+    assert manifest.training.params["parity_max_relative_error"] <= manifest.parity_tolerance
