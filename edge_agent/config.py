@@ -126,9 +126,9 @@ class TrainingSettings(_Section):
     padim_dims: int = Field(
         default=100, ge=1, description="PaDiM: random channel subset size (seeded by `seed`)"
     )
-    ae_epochs: int = Field(default=12, ge=1, description="autoencoder: most training epochs")
+    ae_epochs: int = Field(default=30, ge=1, description="autoencoder: most training epochs")
     ae_patience: int = Field(
-        default=3, ge=1, description="autoencoder: epochs without a better held-out loss"
+        default=5, ge=1, description="autoencoder: epochs without a better held-out loss"
     )
     ae_batch: int = Field(default=16, ge=1, description="autoencoder: training batch size")
     ae_lr: float = Field(default=2e-3, gt=0, le=1, description="autoencoder: Adam learning rate")
