@@ -68,7 +68,9 @@ def _block(inputs: int, outputs: int, stride: int = 1, convs: int = 2) -> nn.Seq
 class UNetAutoencoder(nn.Module):
     """(N, 3, S, S) -> (N, 3, S, S) reconstruction; narrow skips at 1/4 and 1/2, none at 1/1."""
 
-    def __init__(self, channels: tuple[int, int, int] = (16, 32, 64), skips=(8, 4)) -> None:
+    def __init__(
+        self, channels: tuple[int, int, int] = (16, 32, 64), skips: tuple[int, int] = (8, 4)
+    ) -> None:
         super().__init__()
         c1, c2, c3 = channels
         self.enc0 = _block(3, c1, convs=1)  # S (working grid), one conv: the costliest level
