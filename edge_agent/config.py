@@ -114,7 +114,9 @@ class ScoringSettings(_Section):
 class TrainingSettings(_Section):
     """How each connector's model is built; `edge-inspect train` options override these."""
 
-    method: Literal["patchcore", "padim", "autoencoder"] = "patchcore"
+    method: Literal["patchcore", "padim", "autoencoder", "efficientad-s", "efficientad-m"] = (
+        "patchcore"
+    )
     backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = "efficientnet-lite0"
     backbone_weights: Path | None = None
     input_size: int = 128
@@ -132,6 +134,15 @@ class TrainingSettings(_Section):
     )
     ae_batch: int = Field(default=16, ge=1, description="autoencoder: training batch size")
     ae_lr: float = Field(default=2e-3, gt=0, le=1, description="autoencoder: Adam learning rate")
+    ead_steps: int = Field(default=300, ge=1, description="EfficientAD: most training steps")
+    ead_eval_every: int = Field(
+        default=25, ge=1, description="EfficientAD: steps between held-out evaluations"
+    )
+    ead_patience: int = Field(
+        default=4, ge=1, description="EfficientAD: evaluations without a better held-out loss"
+    )
+    ead_batch: int = Field(default=4, ge=1, description="EfficientAD: training batch size")
+    ead_lr: float = Field(default=1e-3, gt=0, le=1, description="EfficientAD: Adam learning rate")
     mask_min_weight: float = Field(default=0.1, gt=0)
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None

@@ -169,7 +169,17 @@ def test_more_dims_than_channels_uses_every_channel(trained: Trained) -> None:
 def test_config_methods_are_the_registered_detectors() -> None:
     allowed = get_args(TrainingSettings.model_fields["method"].annotation)
 
-    assert set(allowed) == set(DETECTORS) == {"patchcore", "padim", "autoencoder"}
+    assert (
+        set(allowed)
+        == set(DETECTORS)
+        == {
+            "patchcore",
+            "padim",
+            "autoencoder",
+            "efficientad-s",
+            "efficientad-m",
+        }
+    )
     assert TrainingSettings().padim_dims == 100
 
 

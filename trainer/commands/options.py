@@ -33,6 +33,9 @@ _FLAGS = {
     "ae_epochs": int,
     "ae_patience": int,
     "ae_batch": int,
+    "ead_steps": int,
+    "ead_patience": int,
+    "ead_batch": int,
     "target_false_reject": float,
     "seed": int,
 }

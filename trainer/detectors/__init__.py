@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from edge_agent.config import TrainingSettings
-from trainer.detectors import autoencoder, padim, patchcore
+from trainer.detectors import autoencoder, efficientad, padim, patchcore
 
 FitFunction = Callable[[torch.Tensor, nn.Module, TrainingSettings], nn.Module]
 
@@ -14,4 +14,6 @@ DETECTORS: dict[str, FitFunction] = {
     "patchcore": patchcore.fit,
     "padim": padim.fit,
     "autoencoder": autoencoder.fit,
+    "efficientad-s": efficientad.fit_small,
+    "efficientad-m": efficientad.fit_medium,
 }

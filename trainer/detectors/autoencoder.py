@@ -24,7 +24,6 @@ upsampled from its stride-8 grid.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import structlog
@@ -33,13 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_agent.config import TrainingSettings
+from trainer.detectors.training import EarlyStopping, split_holdout
 from trainer.graph import gaussian_kernel
 from trainer.progress import bar
 
 log = structlog.get_logger()
-
-HOLDOUT_FRACTION = 0.12
-"""Share of the training images held out (seeded) for early stopping and the map scales."""
 
 SSIM_SIGMA = 1.5
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
@@ -212,15 +209,6 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def split_holdout(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded (train, held-out) index split; ~12 % held out, at least one image each side."""
-    if count < 2:
-        raise ValueError(f"the autoencoder needs at least 2 training images, got {count}")
-    held = min(count - 1, max(1, round(HOLDOUT_FRACTION * count)))
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    return order[held:].sort().values, order[:held].sort().values
-
-
 def fit(images: torch.Tensor, backbone: nn.Module, settings: TrainingSettings) -> AutoencoderCore:
     """Train the autoencoder on normalised OK images (N, 3, S, S), keep its best held-out state."""
     torch.manual_seed(settings.seed)
@@ -239,8 +227,7 @@ def fit(images: torch.Tensor, backbone: nn.Module, settings: TrainingSettings) -
     core.loss.feature_norms = (float(fine.pow(2).mean()), float(coarse.pow(2).mean()))
     optimiser = torch.optim.Adam(core.autoencoder.parameters(), lr=settings.ae_lr)
     generator = torch.Generator().manual_seed(settings.seed)
-    best_state = copy.deepcopy(core.autoencoder.state_dict())
-    stale = 0
+    stopping = EarlyStopping(core.autoencoder, settings.ae_patience)
     with bar(settings.ae_epochs, "autoencoder") as progress:
         for epoch in range(1, settings.ae_epochs + 1):
             core.train()
@@ -265,15 +252,11 @@ def fit(images: torch.Tensor, backbone: nn.Module, settings: TrainingSettings) -
                 val_loss=round(val_loss, 4),
             )
             progress.update(1)
-            if val_loss < core.best_val_loss:
-                core.best_val_loss, core.best_epoch, stale = val_loss, epoch, 0
-                best_state = copy.deepcopy(core.autoencoder.state_dict())
-            else:
-                stale += 1
-                if stale >= settings.ae_patience:
-                    log.info("early stop", epoch=epoch, best_epoch=core.best_epoch)
-                    break
-    core.autoencoder.load_state_dict(best_state)
+            if stopping.update(val_loss, epoch):
+                log.info("early stop", epoch=epoch, best_epoch=stopping.best_round)
+                break
+    stopping.restore()
+    core.best_val_loss, core.best_epoch = stopping.best_loss, stopping.best_round
     core.eval()
     with torch.inference_mode():
         batches = torch.split(shrink(images[val_idx]), _EVAL_BATCH)

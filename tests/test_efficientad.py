@@ -1,0 +1,200 @@
+"""EfficientAD on small generated crops: finds a painted defect, exports, stops early."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from test_padim import (
+    DEFECT_CENTRE,
+    STATION_BOARDS,
+    H,
+    W,
+    cli,
+    connector_crop,
+    defective_crop,
+    embed_inputs,
+)
+
+from edge_agent.bundle import read_manifest, verify_bundle
+from edge_agent.config import TrainingSettings
+from trainer.backbones import build_backbone
+from trainer.detectors import DETECTORS
+from trainer.detectors.efficientad import EfficientAdCore, fit, fit_medium, fit_small
+from trainer.export import check_parity, export_onnx, torch_scores
+from trainer.graph import AnomalyGraph, Postprocess
+from trainer.synth.station import generate_station
+
+SIZE = 64
+
+
+def fit_core(
+    settings: TrainingSettings, inputs: torch.Tensor, variant: str = "s"
+) -> EfficientAdCore:
+    backbone, _ = build_backbone(settings.backbone, settings.input_size)
+    return fit(inputs, backbone, settings, variant)
+
+
+@dataclass
+class Trained:
+    graph: AnomalyGraph
+    onnx_path: Path
+    inputs: torch.Tensor
+    holdout: np.ndarray
+    settings: TrainingSettings
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    settings = TrainingSettings(
+        method="efficientad-s",
+        input_size=SIZE,
+        ead_steps=80,
+        ead_eval_every=20,
+        ead_patience=4,
+        ead_batch=4,
+    )
+    inputs, preprocess = embed_inputs(settings, np.stack([connector_crop(s) for s in range(24)]))
+    core = fit_core(settings, inputs)
+    graph = AnomalyGraph(preprocess, core, Postprocess(SIZE, torch.ones(SIZE, SIZE))).eval()
+    path = tmp_path_factory.mktemp("efficientad") / "model.onnx"
+    export_onnx(graph, (H, W), path)
+    holdout = np.stack([connector_crop(seed) for seed in range(100, 108)])
+    return Trained(graph, path, inputs, holdout, settings)
+
+
+def test_the_core_maps_an_image_to_one_score_map_on_the_stride_8_grid(trained: Trained) -> None:
+    core = trained.graph.core
+    with torch.inference_mode():
+        amap = core(trained.inputs[:1])
+
+    assert amap.shape == (1, 1, SIZE // 8, SIZE // 8)
+    assert bool(torch.all(amap >= 0))
+    assert core.channels == 152 and core.teacher_mean.shape == (1, 152, 1, 1)
+    for quantiles in (core.local_quantiles, core.global_quantiles):
+        assert 0 <= float(quantiles[0]) < float(quantiles[1])
+    assert [entry["step"] for entry in core.history] == [20, 40, 60, 80]
+    assert core.best_step in (20, 40, 60, 80)
+
+
+def test_painted_defect_scores_clearly_above_held_out_ok(trained: Trained) -> None:
+    ok_scores, _ = torch_scores(trained.graph, trained.holdout)
+    defect_score, defect_map = torch_scores(trained.graph, defective_crop()[None])
+
+    assert defect_score[0] > 1.5 * ok_scores.max()
+    peak_y, peak_x = np.unravel_index(np.argmax(defect_map[0]), defect_map[0].shape)
+    expected_x, expected_y = DEFECT_CENTRE[0] * SIZE / W, DEFECT_CENTRE[1] * SIZE / H
+    assert abs(peak_x - expected_x) < 12 and abs(peak_y - expected_y) < 12
+
+
+def test_onnx_passes_parity_and_reproduces_torch_scores(trained: Trained) -> None:
+    crops = np.concatenate([trained.holdout, defective_crop()[None]])
+
+    worst = check_parity(trained.graph, trained.onnx_path, crops, trained.settings.parity_tolerance)
+
+    assert worst <= trained.settings.parity_tolerance
+    expected_scores, expected_maps = torch_scores(trained.graph, crops)
+    session = ort.InferenceSession(str(trained.onnx_path), providers=["CPUExecutionProvider"])
+    for crop, score, amap in zip(crops, expected_scores, expected_maps, strict=True):
+        got_map, got_score = session.run(["anomaly_map", "score"], {"crop": crop[None]})
+        assert got_score[0] == pytest.approx(score, rel=1e-4)
+        np.testing.assert_allclose(got_map[0], amap, rtol=1e-3, atol=1e-4)
+
+
+def test_early_stopping_restores_the_best_held_out_state(trained: Trained) -> None:
+    """A very high learning rate soon makes the held-out loss rise again."""
+    settings = trained.settings.model_copy(
+        update={"ead_steps": 30, "ead_eval_every": 2, "ead_patience": 2, "ead_lr": 0.05}
+    )
+
+    core = fit_core(settings, trained.inputs[:12])
+
+    losses = [entry["val_loss"] for entry in core.history]
+    steps = [entry["step"] for entry in core.history]
+    assert steps[-1] < settings.ead_steps  # stopped early
+    assert core.best_step < steps[-1]  # ... after evaluations worse than the best
+    assert core.best_val_loss == min(losses) == losses[steps.index(core.best_step)]
+    assert all(loss > core.best_val_loss for loss in losses[steps.index(core.best_step) + 1 :])
+    held_out = trained.inputs[:12][core.holdout_indices]
+    teacher = (core.teacher(held_out) - core.teacher_mean) / core.teacher_std
+    assert core.evaluate_loss(held_out, teacher) == pytest.approx(core.best_val_loss, rel=1e-5)
+
+
+def test_the_same_seed_gives_the_same_weights_and_another_seed_others(trained: Trained) -> None:
+    settings = trained.settings.model_copy(update={"ead_steps": 3, "ead_eval_every": 3})
+    inputs = trained.inputs[:12]
+
+    first = fit_core(settings, inputs).state_dict()
+    again = fit_core(settings, inputs).state_dict()
+    other = fit_core(settings.model_copy(update={"seed": 1}), inputs).state_dict()
+
+    assert first.keys() == again.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["student.0.weight"], other["student.0.weight"])
+    assert not torch.equal(first["autoencoder.head.2.weight"], other["autoencoder.head.2.weight"])
+
+
+def test_the_medium_student_builds_and_exports_with_parity(
+    trained: Trained, tmp_path: Path
+) -> None:
+    settings = trained.settings.model_copy(
+        update={"method": "efficientad-m", "ead_steps": 4, "ead_eval_every": 2}
+    )
+    backbone, _ = build_backbone(settings.backbone, SIZE)
+
+    core = fit_medium(trained.inputs[:8], backbone, settings)
+
+    widths = [m.out_channels for m in core.student.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [256, 512, 512, 512, 304, 304]
+    graph = AnomalyGraph(trained.graph.preprocess, core, trained.graph.postprocess).eval()
+    path = tmp_path / "model.onnx"
+    export_onnx(graph, (H, W), path)
+    crops = np.concatenate([trained.holdout[:3], defective_crop()[None]])
+    assert check_parity(graph, path, crops, settings.parity_tolerance) <= settings.parity_tolerance
+
+
+def test_efficientad_methods_are_registered_with_bounded_settings() -> None:
+    defaults = TrainingSettings()
+
+    assert DETECTORS["efficientad-s"] is fit_small and DETECTORS["efficientad-m"] is fit_medium
+    assert TrainingSettings(method="efficientad-m").method == "efficientad-m"
+    assert defaults.ead_steps >= 1 and defaults.ead_patience >= 1 and defaults.ead_batch >= 1
+    bad_values = ({"ead_steps": 0}, {"ead_patience": 0}, {"ead_batch": 0}, {"ead_lr": 0})
+    for bad in (*bad_values, {"ead_eval_every": 0}):
+        with pytest.raises(ValueError):
+            TrainingSettings(**bad)
+    with pytest.raises(ValueError, match="variant"):
+        fit(torch.zeros(4, 3, SIZE, SIZE), torch.nn.Identity(), defaults, "l")
+
+
+@pytest.mark.slow
+def test_train_command_installs_an_efficientad_bundle(tmp_path: Path) -> None:
+    generate_station(tmp_path / "station", seed=0, boards=STATION_BOARDS, progress=False, workers=1)
+    models = tmp_path / "models"
+
+    result = cli(
+        "train",
+        "--method",
+        "efficientad-s",
+        "--input-size",
+        "64",
+        "--ead-steps",
+        "20",
+        "--data",
+        tmp_path / "station" / "crops" / "J1",
+        "--out",
+        models,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    active = models / "J1" / "active"
+    manifest = verify_bundle(active.resolve())
+    assert read_manifest(active) == manifest
+    assert manifest.method == "efficientad-s" and manifest.model_input_size == 64
+    assert manifest.training.params["ead_steps"] == 20
+    assert manifest.training.params["parity_max_relative_error"] <= manifest.parity_tolerance
