@@ -6,35 +6,19 @@ J1 has KO crops in test/ (so a false-reject rate at full KO recall); J4 never ha
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from detector_checks import cli
 
 from trainer.detectors import DETECTORS
 from trainer.synth.station import generate_station
 
-ROOT = Path(__file__).resolve().parents[1]
 KO_CONNECTOR = "J1"
 OK_ONLY_CONNECTOR = "J4"
 METHODS = ("patchcore", "padim")
 FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
-
-
-def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `edge-inspect ARGS` as its own process."""
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", *map(str, args)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -6,28 +6,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
-from test_padim import (
-    DEFECT_CENTRE,
-    STATION_BOARDS,
+from detector_checks import (
     H,
     W,
-    cli,
+    assert_defect_stands_out,
+    assert_onnx_reproduces_torch,
     connector_crop,
     defective_crop,
     embed_inputs,
+    train_command_bundle,
 )
 
-from edge_agent.bundle import read_manifest, verify_bundle
 from edge_agent.config import TrainingSettings
 from trainer.backbones import build_backbone
 from trainer.detectors import DETECTORS
 from trainer.detectors.efficientad import EfficientAdCore, fit, fit_medium, fit_small
-from trainer.export import check_parity, export_onnx, torch_scores
+from trainer.export import check_parity, export_onnx
 from trainer.graph import AnomalyGraph, Postprocess
-from trainer.synth.station import generate_station
 
 SIZE = 64
 
@@ -82,27 +79,12 @@ def test_the_core_maps_an_image_to_one_score_map_on_the_stride_8_grid(trained: T
 
 
 def test_painted_defect_scores_clearly_above_held_out_ok(trained: Trained) -> None:
-    ok_scores, _ = torch_scores(trained.graph, trained.holdout)
-    defect_score, defect_map = torch_scores(trained.graph, defective_crop()[None])
-
-    assert defect_score[0] > 1.5 * ok_scores.max()
-    peak_y, peak_x = np.unravel_index(np.argmax(defect_map[0]), defect_map[0].shape)
-    expected_x, expected_y = DEFECT_CENTRE[0] * SIZE / W, DEFECT_CENTRE[1] * SIZE / H
-    assert abs(peak_x - expected_x) < 12 and abs(peak_y - expected_y) < 12
+    assert_defect_stands_out(trained.graph, trained.holdout, ratio=1.5, within_px=12)
 
 
 def test_onnx_passes_parity_and_reproduces_torch_scores(trained: Trained) -> None:
-    crops = np.concatenate([trained.holdout, defective_crop()[None]])
-
-    worst = check_parity(trained.graph, trained.onnx_path, crops, trained.settings.parity_tolerance)
-
-    assert worst <= trained.settings.parity_tolerance
-    expected_scores, expected_maps = torch_scores(trained.graph, crops)
-    session = ort.InferenceSession(str(trained.onnx_path), providers=["CPUExecutionProvider"])
-    for crop, score, amap in zip(crops, expected_scores, expected_maps, strict=True):
-        got_map, got_score = session.run(["anomaly_map", "score"], {"crop": crop[None]})
-        assert got_score[0] == pytest.approx(score, rel=1e-4)
-        np.testing.assert_allclose(got_map[0], amap, rtol=1e-3, atol=1e-4)
+    tolerance = trained.settings.parity_tolerance
+    assert_onnx_reproduces_torch(trained.graph, trained.onnx_path, trained.holdout, tolerance, 1e-4)
 
 
 def test_early_stopping_restores_the_best_held_out_state(trained: Trained) -> None:
@@ -173,28 +155,6 @@ def test_efficientad_methods_are_registered_with_bounded_settings() -> None:
 
 @pytest.mark.slow
 def test_train_command_installs_an_efficientad_bundle(tmp_path: Path) -> None:
-    generate_station(tmp_path / "station", seed=0, boards=STATION_BOARDS, progress=False, workers=1)
-    models = tmp_path / "models"
+    manifest = train_command_bundle(tmp_path, "efficientad-s", "--ead-steps", "20")
 
-    result = cli(
-        "train",
-        "--method",
-        "efficientad-s",
-        "--input-size",
-        "64",
-        "--ead-steps",
-        "20",
-        "--data",
-        tmp_path / "station" / "crops" / "J1",
-        "--out",
-        models,
-        cwd=tmp_path,
-    )
-
-    assert result.returncode == 0, result.stderr
-    active = models / "J1" / "active"
-    manifest = verify_bundle(active.resolve())
-    assert read_manifest(active) == manifest
-    assert manifest.method == "efficientad-s" and manifest.model_input_size == 64
     assert manifest.training.params["ead_steps"] == 20
-    assert manifest.training.params["parity_max_relative_error"] <= manifest.parity_tolerance

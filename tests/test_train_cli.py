@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from detector_checks import cli
 
 from edge_agent.bundle import read_manifest, verify_bundle
 from trainer.datasets import list_images
@@ -27,26 +27,12 @@ from trainer.synth.station import generate_station
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 KO_CONNECTOR = "J1"  # val/ko and test/ko crops
 OK_ONLY_CONNECTOR = "J4"  # no KO anywhere
 BOARDS = 40  # 25 train, 5 val, 10 test boards
 FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
 REPORT_IMAGES = ("score_histogram.png", "roc_curve.png", "pr_curve.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `edge-inspect ARGS` as its own process, the way a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", *map(str, args)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def write_config(path: Path, extra: str = "") -> Path:
