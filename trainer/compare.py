@@ -9,7 +9,6 @@ and the bundle's size. A failing pair gets a row with its error and the others g
 from __future__ import annotations
 
 import csv
-import io
 import json
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from trainer.commands.train_all import connector_folders
 from trainer.datasets import DataError, list_images, load_crops
 from trainer.detectors import DETECTORS
 from trainer.progress import bar
+from trainer.tables import write_tables
 from trainer.train_connector import train_connector
 
 log = structlog.get_logger()
@@ -152,28 +152,8 @@ def mean_rows(rows: list[dict], methods: list[str]) -> list[dict]:
     return means
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def comparison_markdown(rows: list[dict], means: list[dict]) -> str:
-    """The rows then the per-method means as one markdown table."""
-    header = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    return header + "".join(
-        "| " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |\n" for row in rows + means
-    )
-
-
 def write_comparison(out: Path, rows: list[dict], methods: list[str]) -> str:
     """Write OUT/compare.md (rows + means) and OUT/compare.csv (rows); return the markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    table = comparison_markdown(rows, mean_rows(rows, methods))
-    (out / "compare.md").write_text(table, encoding="utf-8")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    (out / "compare.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    return table
+    means = mean_rows(rows, methods)
+    return write_tables(out / "compare.md", out / "compare.csv", rows, COLUMNS, means)

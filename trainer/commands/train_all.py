@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from pathlib import Path
 
 import structlog
@@ -18,6 +16,7 @@ from trainer.commands.options import (
 )
 from trainer.datasets import DataError
 from trainer.export import ExportError
+from trainer.tables import write_tables
 from trainer.train_connector import train_connector
 
 log = structlog.get_logger()
@@ -57,29 +56,9 @@ def train_all(data: Path, models: Path, settings, activate: bool = True) -> list
     return rows
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def summary_markdown(rows: list[dict]) -> str:
-    header = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    return header + "".join(
-        "| " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |\n" for row in rows
-    )
-
-
 def write_summary(models: Path, rows: list[dict]) -> str:
     """Write summary.md and summary.csv next to the models; return the markdown table."""
-    table = summary_markdown(rows)
-    (models / "summary.md").write_text(table, encoding="utf-8")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    (models / "summary.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    return table
+    return write_tables(models / "summary.md", models / "summary.csv", rows, COLUMNS, [])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
