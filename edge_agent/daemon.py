@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import queue
-import re
 import socket
 import threading
 import time
@@ -36,11 +35,17 @@ from edge_agent.pipeline import Inspector
 from edge_agent.registration import Registrar
 from edge_agent.scoring import ModelRegistry
 from edge_agent.telemetry import Telemetry
-from edge_agent.verdict import ERROR, NOT_DECIDABLE, Failure, build_verdict, new_result_id
+from edge_agent.verdict import (
+    ERROR,
+    NOT_DECIDABLE,
+    Failure,
+    build_verdict,
+    new_result_id,
+    safe_part_id,
+)
 
 log = structlog.get_logger()
 
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 _SPOOL_SEPARATOR = "@"
 _STOP = object()
 TRANSPORT_FACTOR = 4
@@ -50,13 +55,6 @@ TRANSPORT_FACTOR = 4
 class _Work:
     drop: DropFile
     spooled: bool
-
-
-def safe_part_id(value: object) -> str | None:
-    """A part id fit for a file name and a payload: printable, bounded, no path separators."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return _SAFE_NAME.sub("_", value.strip())[:64]
 
 
 class Agent:

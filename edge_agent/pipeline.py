@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,12 +29,10 @@ from edge_agent.verdict import (
     Failure,
     build_verdict,
     new_result_id,
+    safe_part_id,
 )
 
 log = structlog.get_logger()
-
-_PART_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_PART_ID_MAX = 64
 
 
 @dataclass
@@ -234,6 +231,4 @@ def _part_id_from_uri(source_uri: str) -> str | None:
         return None
     if parsed.scheme != "file":
         return None
-    stem = PurePosixPath(unquote(parsed.path)).stem
-    cleaned = _PART_ID_UNSAFE.sub("_", stem).strip("._-")[:_PART_ID_MAX]
-    return cleaned or None
+    return safe_part_id(PurePosixPath(unquote(parsed.path)).stem)

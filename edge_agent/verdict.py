@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import threading
 import time
@@ -17,9 +18,19 @@ OK, NOK, NOT_DECIDABLE, ERROR = "OK", "NOK", "NOT_DECIDABLE", "ERROR"
 Evaluation = Literal["OK", "NOK", "NOT_DECIDABLE", "ERROR"]
 # Board rule: the first of these that any connector (or a failed stage) has wins; else OK.
 _PRECEDENCE = (NOK, ERROR, NOT_DECIDABLE)
+_PART_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+PART_ID_MAX = 64
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ulid_lock = threading.Lock()
 _ulid_last = 0
+
+
+def safe_part_id(value: object) -> str | None:
+    """A part id fit for a file name and a payload: runs of unsafe characters become `_`."""
+    if not isinstance(value, str):
+        return None
+    cleaned = _PART_ID_UNSAFE.sub("_", value.strip()).strip("._-")[:PART_ID_MAX]
+    return cleaned or None
 
 
 def new_result_id() -> str:

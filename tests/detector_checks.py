@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -12,12 +14,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
 
 from edge_agent.bundle import Manifest, read_manifest, verify_bundle
 from edge_agent.config import TrainingSettings
 from trainer.backbones import build_backbone
-from trainer.export import check_parity, torch_scores
-from trainer.graph import AnomalyGraph, Preprocess
+from trainer.export import check_parity, export_onnx, torch_scores
+from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.synth.station import generate_station
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +56,39 @@ def embed_inputs(settings: TrainingSettings, crops: np.ndarray) -> tuple[torch.T
     preprocess = Preprocess(settings.input_size, settings.color_mode, info.mean, info.std)
     with torch.inference_mode():
         return torch.cat([preprocess(torch.from_numpy(c[None])) for c in crops]), preprocess
+
+
+@dataclass
+class Trained:
+    """A detector fitted on generated OK crops, its graph exported, and held-out OK crops."""
+
+    graph: AnomalyGraph
+    onnx_path: Path
+    inputs: torch.Tensor
+    holdout: np.ndarray
+    settings: TrainingSettings
+
+
+def fit_with_backbone(
+    fit: Callable[..., nn.Module], settings: TrainingSettings, inputs: torch.Tensor, *extra: str
+) -> nn.Module:
+    """`fit(inputs, backbone, settings, *extra)` with the settings' pretrained backbone."""
+    backbone, _ = build_backbone(settings.backbone, settings.input_size)
+    return fit(inputs, backbone, settings, *extra)
+
+
+def train_and_export(
+    fit: Callable[..., nn.Module], settings: TrainingSettings, folder: Path
+) -> Trained:
+    """Fit on 24 generated OK crops, wrap in the graph (flat ROI), export to `folder`."""
+    inputs, preprocess = embed_inputs(settings, np.stack([connector_crop(s) for s in range(24)]))
+    core = fit_with_backbone(fit, settings, inputs)
+    size = settings.input_size
+    graph = AnomalyGraph(preprocess, core, Postprocess(size, torch.ones(size, size))).eval()
+    path = folder / "model.onnx"
+    export_onnx(graph, (H, W), path)
+    holdout = np.stack([connector_crop(seed) for seed in range(100, 108)])
+    return Trained(graph, path, inputs, holdout, settings)
 
 
 def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from detector_checks import (
-    H,
-    W,
+    Trained,
     assert_defect_stands_out,
     assert_onnx_reproduces_torch,
-    connector_crop,
-    embed_inputs,
+    fit_with_backbone,
+    train_and_export,
     train_command_bundle,
 )
 
 from edge_agent.config import TrainingSettings
-from trainer.backbones import build_backbone
 from trainer.detectors import DETECTORS
 from trainer.detectors.autoencoder import AutoencoderCore, fit, split_holdout
-from trainer.export import export_onnx
-from trainer.graph import AnomalyGraph, Postprocess
 
 SIZE = 64
 
 
 def fit_core(settings: TrainingSettings, inputs: torch.Tensor) -> AutoencoderCore:
-    backbone, _ = build_backbone(settings.backbone, settings.input_size)
-    return fit(inputs, backbone, settings)
-
-
-@dataclass
-class Trained:
-    graph: AnomalyGraph
-    onnx_path: Path
-    inputs: torch.Tensor
-    holdout: np.ndarray
-    settings: TrainingSettings
+    return fit_with_backbone(fit, settings, inputs)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +31,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     settings = TrainingSettings(
         method="autoencoder", input_size=SIZE, ae_epochs=12, ae_patience=12, ae_batch=4
     )
-    inputs, preprocess = embed_inputs(settings, np.stack([connector_crop(s) for s in range(24)]))
-    core = fit_core(settings, inputs)
-    graph = AnomalyGraph(preprocess, core, Postprocess(SIZE, torch.ones(SIZE, SIZE))).eval()
-    path = tmp_path_factory.mktemp("autoencoder") / "model.onnx"
-    export_onnx(graph, (H, W), path)
-    holdout = np.stack([connector_crop(seed) for seed in range(100, 108)])
-    return Trained(graph, path, inputs, holdout, settings)
+    return train_and_export(fit, settings, tmp_path_factory.mktemp("autoencoder"))
 
 
 def test_the_core_maps_an_image_to_one_score_map_on_the_working_grid(trained: Trained) -> None:

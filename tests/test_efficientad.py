@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,13 @@ import pytest
 import torch
 from detector_checks import (
     H,
+    Trained,
     W,
     assert_defect_stands_out,
     assert_onnx_reproduces_torch,
-    connector_crop,
     defective_crop,
-    embed_inputs,
+    fit_with_backbone,
+    train_and_export,
     train_command_bundle,
 )
 
@@ -24,7 +24,7 @@ from trainer.backbones import build_backbone
 from trainer.detectors import DETECTORS
 from trainer.detectors.efficientad import EfficientAdCore, fit, fit_medium, fit_small
 from trainer.export import check_parity, export_onnx
-from trainer.graph import AnomalyGraph, Postprocess
+from trainer.graph import AnomalyGraph
 
 SIZE = 64
 
@@ -32,17 +32,7 @@ SIZE = 64
 def fit_core(
     settings: TrainingSettings, inputs: torch.Tensor, variant: str = "s"
 ) -> EfficientAdCore:
-    backbone, _ = build_backbone(settings.backbone, settings.input_size)
-    return fit(inputs, backbone, settings, variant)
-
-
-@dataclass
-class Trained:
-    graph: AnomalyGraph
-    onnx_path: Path
-    inputs: torch.Tensor
-    holdout: np.ndarray
-    settings: TrainingSettings
+    return fit_with_backbone(fit, settings, inputs, variant)
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         ead_patience=4,
         ead_batch=4,
     )
-    inputs, preprocess = embed_inputs(settings, np.stack([connector_crop(s) for s in range(24)]))
-    core = fit_core(settings, inputs)
-    graph = AnomalyGraph(preprocess, core, Postprocess(SIZE, torch.ones(SIZE, SIZE))).eval()
-    path = tmp_path_factory.mktemp("efficientad") / "model.onnx"
-    export_onnx(graph, (H, W), path)
-    holdout = np.stack([connector_crop(seed) for seed in range(100, 108)])
-    return Trained(graph, path, inputs, holdout, settings)
+    return train_and_export(fit, settings, tmp_path_factory.mktemp("efficientad"))
 
 
 def test_the_core_maps_an_image_to_one_score_map_on_the_stride_8_grid(trained: Trained) -> None:

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
 
-import numpy as np
 import pytest
 import torch
 from detector_checks import (
-    H,
-    W,
+    Trained,
     assert_defect_stands_out,
     assert_onnx_reproduces_torch,
     cli,
-    connector_crop,
     defective_crop,
-    embed_inputs,
+    fit_with_backbone,
+    train_and_export,
     train_command_bundle,
 )
 
 from edge_agent.config import ConfigError, TrainingSettings, load_config
-from trainer.backbones import build_backbone
 from trainer.detectors import DETECTORS
 from trainer.detectors.padim import PadimCore, fit
-from trainer.export import export_onnx
-from trainer.graph import AnomalyGraph, Postprocess
 
 SIZE = 64
 DIMS = 60
@@ -34,29 +28,13 @@ EFFICIENTNET_CHANNELS = 40 + 112
 
 
 def fit_core(settings: TrainingSettings, inputs: torch.Tensor) -> PadimCore:
-    backbone, _ = build_backbone(settings.backbone, settings.input_size)
-    return fit(inputs, backbone, settings)
-
-
-@dataclass
-class Trained:
-    graph: AnomalyGraph
-    onnx_path: Path
-    inputs: torch.Tensor
-    holdout: np.ndarray
-    settings: TrainingSettings
+    return fit_with_backbone(fit, settings, inputs)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     settings = TrainingSettings(method="padim", input_size=SIZE, padim_dims=DIMS)
-    inputs, preprocess = embed_inputs(settings, np.stack([connector_crop(s) for s in range(24)]))
-    core = fit_core(settings, inputs)
-    graph = AnomalyGraph(preprocess, core, Postprocess(SIZE, torch.ones(SIZE, SIZE))).eval()
-    path = tmp_path_factory.mktemp("padim") / "model.onnx"
-    export_onnx(graph, (H, W), path)
-    holdout = np.stack([connector_crop(seed) for seed in range(100, 108)])
-    return Trained(graph, path, inputs, holdout, settings)
+    return train_and_export(fit, settings, tmp_path_factory.mktemp("padim"))
 
 
 def test_gaussians_cover_every_grid_position_with_the_chosen_channels(trained: Trained) -> None:
