@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_station(station, args.seed, 320)
         ensure_models(station, retrain=False)
         config = load_config(station / "config.toml")
-        results: dict = {"machine": {"cpus": _cpus()}}
+        results: dict = {"machine": {"cpus": len(os.sched_getaffinity(0))}}
         results["models"] = bench_models(
             config.paths.models, list(config.connectors), config.scoring.threads
         )
@@ -157,9 +158,3 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     return run_guarded("edge-inspect bench", body)
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
