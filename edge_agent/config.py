@@ -143,6 +143,11 @@ class TrainingSettings(_Section):
     )
     ead_batch: int = Field(default=4, ge=1, description="EfficientAD: training batch size")
     ead_lr: float = Field(default=1e-3, gt=0, le=1, description="EfficientAD: Adam learning rate")
+    int8: bool = Field(
+        default=True,
+        description="run a detector's trained sub-networks in int8 (EfficientAD student and "
+        "autoencoder; the teacher stays float); the threshold is calibrated on the int8 model",
+    )
     mask_min_weight: float = Field(default=0.1, gt=0)
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None

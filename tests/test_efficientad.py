@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from detector_checks import (
@@ -23,8 +24,10 @@ from edge_agent.config import TrainingSettings
 from trainer.backbones import build_backbone
 from trainer.detectors import DETECTORS
 from trainer.detectors.efficientad import EfficientAdCore, fit, fit_medium, fit_small
-from trainer.export import check_parity, export_onnx
+from trainer.export import check_parity, export_onnx, onnx_scores, torch_scores
 from trainer.graph import AnomalyGraph
+from trainer.quantize import convs_of
+from trainer.train_connector import write_model
 
 SIZE = 64
 
@@ -69,6 +72,40 @@ def test_painted_defect_scores_clearly_above_held_out_ok(trained: Trained) -> No
 def test_onnx_passes_parity_and_reproduces_torch_scores(trained: Trained) -> None:
     tolerance = trained.settings.parity_tolerance
     assert_onnx_reproduces_torch(trained.graph, trained.onnx_path, trained.holdout, tolerance, 1e-4)
+
+
+def test_the_model_file_runs_student_and_autoencoder_in_int8_and_keeps_the_teacher_float(
+    trained: Trained, tmp_path: Path
+) -> None:
+    path = tmp_path / "model.onnx"
+    train_crops = np.stack([defective_crop(), *trained.holdout])
+
+    written = write_model(trained.graph, path, train_crops, trained.holdout, trained.settings)
+
+    model = onnx.load(str(path))
+    quantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    weights = {name.removesuffix("_quantized") for name in quantized}
+    student_convs = convs_of(model, ("core.student.",))  # still Conv nodes, fed by QDQ pairs
+    assert written["int8_convs"] == 17 and len(student_convs) == 4
+    assert {"core.student.0.weight", "core.autoencoder.head.2.weight"} <= weights
+    assert not any(name.startswith("core.teacher.") for name in weights)
+    assert written["parity_max_relative_error"] <= trained.settings.parity_tolerance
+    # int8 moves the scores a little, not the ranking: the defect still stands well out.
+    expected, _ = torch_scores(trained.graph, trained.holdout)
+    got = onnx_scores(path, np.concatenate([trained.holdout, defective_crop()[None]]))
+    assert 0 < written["int8_max_relative_error"] < 0.25
+    np.testing.assert_allclose(got[:-1], expected, rtol=0.25)
+    assert got[-1] > 1.5 * got[:-1].max()
+
+
+def test_int8_can_be_switched_off(trained: Trained, tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    settings = trained.settings.model_copy(update={"int8": False})
+
+    written = write_model(trained.graph, path, trained.holdout, trained.holdout, settings)
+
+    assert set(written) == {"parity_max_relative_error"}
+    assert not any(n.op_type == "DequantizeLinear" for n in onnx.load(str(path)).graph.node)
 
 
 def test_early_stopping_restores_the_best_held_out_state(trained: Trained) -> None:
@@ -142,3 +179,4 @@ def test_train_command_installs_an_efficientad_bundle(tmp_path: Path) -> None:
     manifest = train_command_bundle(tmp_path, "efficientad-s", "--ead-steps", "20")
 
     assert manifest.training.params["ead_steps"] == 20
+    assert manifest.training.params["int8_convs"] == 17

@@ -55,12 +55,20 @@ def torch_scores(graph: nn.Module, crops: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.array(scores), np.stack(maps)
 
 
+def onnx_scores(path: Path, crops: np.ndarray) -> np.ndarray:
+    """Scores (N,) of (N, H, W, 3) uint8 crops, computed by onnxruntime from `path`."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.array([float(session.run(["score"], {INPUT_NAME: c[None]})[0][0]) for c in crops])
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """Largest |got - expected| / |expected| over the scores."""
+    return float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1e-6)))
+
+
 def check_parity(graph: nn.Module, path: Path, crops: np.ndarray, tolerance: float) -> float:
     """Largest relative score difference between torch and onnxruntime; ExportError above tol."""
-    expected, _ = torch_scores(graph, crops)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = np.array([float(session.run(["score"], {INPUT_NAME: c[None]})[0][0]) for c in crops])
-    worst = float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1e-6)))
+    worst = relative_error(onnx_scores(path, crops), torch_scores(graph, crops)[0])
     if worst > tolerance:
         raise ExportError(
             f"{path}: onnxruntime scores differ from torch by {worst:.2e} (tolerance {tolerance})"

@@ -43,9 +43,10 @@ from trainer.datasets import (
 )
 from trainer.detectors import DETECTORS
 from trainer.evaluation import evaluate_bundle
-from trainer.export import check_parity, export_onnx, torch_scores
+from trainer.export import check_parity, export_onnx, onnx_scores, relative_error
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.masks import RoiError, mask_id, roi_mask, variance_mask
+from trainer.quantize import quantize_convs
 
 log = structlog.get_logger()
 
@@ -82,20 +83,54 @@ def build_weight_mask(
     return variance_mask(inputs.mean(dim=1).numpy(), low, high)
 
 
+def write_model(
+    graph: AnomalyGraph,
+    path: Path,
+    train_crops: np.ndarray,
+    parity_crops: np.ndarray,
+    settings: TrainingSettings,
+) -> dict[str, float | int]:
+    """Export `graph` to `path`, check it against torch, then quantise what its core allows.
+
+    Returns what the manifest records: the float export's parity error and, when quantised,
+    how many convolutions run in int8 and the largest relative score change that caused.
+    """
+    export_onnx(graph, parity_crops.shape[1:3], path)
+    parity = check_parity(graph, path, parity_crops, settings.parity_tolerance)
+    written: dict[str, float | int] = {"parity_max_relative_error": parity}
+    modules = getattr(graph.core, "int8_modules", ()) if settings.int8 else ()
+    if modules:
+        float_scores = onnx_scores(path, parity_crops)
+        prefixes = tuple(f"core.{name}." for name in modules)
+        written["int8_convs"] = quantize_convs(path, train_crops, prefixes)
+        int8_scores = onnx_scores(path, parity_crops)
+        written["int8_max_relative_error"] = relative_error(int8_scores, float_scores)
+    return written
+
+
 def cross_fit_scores(
     inputs: torch.Tensor,
-    crops: np.ndarray,
+    data: ConnectorData,
     backbone: torch.nn.Module,
     graph: AnomalyGraph,
     settings: TrainingSettings,
+    work: Path,
 ) -> np.ndarray:
-    """Out-of-fold OK scores: a model fitted on each half of the training set scores the other."""
+    """Out-of-fold OK scores: a model fitted on each half of the training set scores the other.
+
+    Each half-model is exported (and quantised) as the real one is, so the scores are those of
+    the model the agent would run.
+    """
+    crops = data.train.images
     folds = np.arange(len(inputs)) % 2
     scores = []
     for fold in (0, 1):
         core = DETECTORS[settings.method](inputs[folds != fold], backbone, settings)
         half = AnomalyGraph(graph.preprocess, core, graph.postprocess)
-        scores.append(torch_scores(half, crops[folds == fold])[0])
+        path = work / f"cross-fit-{fold}.onnx"
+        write_model(half, path, crops[folds != fold], data.holdout_ok.images[:8], settings)
+        scores.append(onnx_scores(path, crops[folds == fold]))
+        path.unlink()
     return np.concatenate(scores)
 
 
@@ -137,26 +172,6 @@ def train_connector(
     graph = AnomalyGraph(
         preprocess, core, Postprocess(settings.input_size, torch.from_numpy(weights))
     )
-    ok_scores, _ = torch_scores(graph, data.holdout_ok.images)
-    ko_scores, _ = torch_scores(graph, data.holdout_ko.images)
-    # Without KO, the OK tail alone sets the threshold: widen the evidence by cross-fitting.
-    extra = (
-        None
-        if len(ko_scores)
-        else cross_fit_scores(inputs, data.train.images, backbone, graph, settings)
-    )
-    calibration = calibrate(
-        ok_scores,
-        ko_scores,
-        settings.target_false_reject,
-        extra,
-        settings.ok_only_margin,
-        settings.ko_side,
-    )
-    train_seconds = time.perf_counter() - started
-    log.info(
-        "calibrated", connector=connector, mode=calibration.mode, seconds=round(train_seconds, 1)
-    )
 
     models_root = Path(models_root)
     remove_stale_staging(models_root, connector)
@@ -164,14 +179,42 @@ def train_connector(
     staging = connector_dir(models_root, connector) / f"{STAGING_PREFIX}{version}-{os.getpid()}"
     staging.mkdir(parents=True)
     try:
+        model_path = staging / MODEL_FILE
+        written = write_model(
+            graph, model_path, data.train.images, data.holdout_ok.images[:8], settings
+        )
+        # The threshold is set on the scores of the file the agent will run.
+        ok_scores = onnx_scores(model_path, data.holdout_ok.images)
+        ko_scores = onnx_scores(model_path, data.holdout_ko.images)
+        # Without KO, the OK tail alone sets the threshold: widen the evidence by cross-fitting.
+        extra = (
+            None
+            if len(ko_scores)
+            else cross_fit_scores(inputs, data, backbone, graph, settings, staging)
+        )
+        calibration = calibrate(
+            ok_scores,
+            ko_scores,
+            settings.target_false_reject,
+            extra,
+            settings.ok_only_margin,
+            settings.ko_side,
+        )
+        train_seconds = time.perf_counter() - started
+        log.info(
+            "calibrated",
+            connector=connector,
+            mode=calibration.mode,
+            seconds=round(train_seconds, 1),
+        )
         manifest = _write_bundle(
             staging,
-            graph,
             data,
             settings,
             calibration,
             weights,
             backbone_info,
+            written,
             connector=connector,
             version=version,
             train_seconds=train_seconds,
@@ -194,25 +237,23 @@ def train_connector(
 
 def _write_bundle(
     staging: Path,
-    graph: AnomalyGraph,
     data: ConnectorData,
     settings: TrainingSettings,
     calibration,
     weights: np.ndarray,
     backbone_info,
+    written: dict[str, float | int],
     *,
     connector: str,
     version: str,
     train_seconds: float,
 ) -> Manifest:
     model_path = staging / MODEL_FILE
-    export_onnx(graph, data.crop_size, model_path)
-    parity = check_parity(graph, model_path, data.holdout_ok.images[:8], settings.parity_tolerance)
     np.save(staging / WEIGHT_MASK_FILE, weights, allow_pickle=False)
     height, width = data.crop_size
     params = settings.model_dump(mode="json", exclude={"roi_file"})
     params["backbone_weights_sha256"] = backbone_info.weights_sha256
-    params["parity_max_relative_error"] = parity
+    params.update(written)
     manifest = Manifest(
         connector=connector,
         version=version,

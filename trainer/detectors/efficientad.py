@@ -147,7 +147,10 @@ class EfficientAdCore(nn.Module):
     `history` (one dict per evaluation: step, train_loss, val_loss), `best_step`,
     `best_val_loss` and `holdout_indices` describe the training run; plain attributes, not
     exported. Buffers: teacher channel mean/std and the (0.9, 0.995) quantiles of each map.
+    `int8_modules` are the sub-networks the export may run in int8 (`training.int8`).
     """
+
+    int8_modules = ("student", "autoencoder")
 
     def __init__(
         self, teacher: PatchEmbedding, variant: str, image_size: int, grid: int, channels: int
