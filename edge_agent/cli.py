@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("trainer.commands.train", "train, calibrate and export one connector's model"),
     "train-all": ("trainer.commands.train_all", "train every connector of a crop data set"),
     "compare": ("trainer.commands.compare", "train several detectors on the same crops, compare"),
+    "robustness": (
+        "trainer.commands.robustness",
+        "shifted-capture study (clean vs adapted models), global vs per-connector model",
+    ),
     "evaluate": ("trainer.commands.evaluate", "score a data set with a bundle via onnxruntime"),
     "run": ("edge_agent.commands.run", "run the inspection agent (the line service)"),
     "health": ("edge_agent.commands.health", "exit 0 only when the agent of a config is ready"),

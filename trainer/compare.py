@@ -23,7 +23,7 @@ from trainer.commands.train_all import connector_folders
 from trainer.datasets import DataError, list_images, load_crops
 from trainer.detectors import DETECTORS
 from trainer.progress import bar
-from trainer.tables import write_tables
+from trainer.tables import means_with_ko, write_tables
 from trainer.train_connector import train_connector
 
 log = structlog.get_logger()
@@ -133,27 +133,8 @@ def compare(
     return rows
 
 
-def mean_rows(rows: list[dict], methods: list[str]) -> list[dict]:
-    """Per method, the mean of each numeric column over its connectors with test KO."""
-    means = []
-    for method in methods:
-        chosen = [
-            r
-            for r in rows
-            if r["method"] == method
-            and not r.get("error")
-            and r.get("frr_at_full_recall") is not None
-        ]
-        mean: dict = {"method": method, "connector": MEAN_LABEL}
-        for column in NUMERIC:
-            values = [r[column] for r in chosen if r.get(column) is not None]
-            mean[column] = float(np.mean(values)) if values else None
-        means.append(mean)
-    return means
-
-
-def write_comparison(out: Path, rows: list[dict], methods: list[str]) -> str:
+def write_comparison(out: Path, rows: list[dict]) -> str:
     """Write OUT/compare.md (rows + means) and OUT/compare.csv (rows); return the markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    means = mean_rows(rows, methods)
+    means = means_with_ko(rows, ("method",), NUMERIC, {"connector": MEAN_LABEL})
     return write_tables(out / "compare.md", out / "compare.csv", rows, COLUMNS, means)

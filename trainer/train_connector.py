@@ -55,6 +55,11 @@ STAGING_PREFIX = ".staging-"
 REPORTED_METRICS = ("image_auroc", "image_aupr", "false_reject_rate", "recall", "pixel_auroc")
 
 
+def reported_metrics(metrics: dict) -> dict:
+    """The metrics a summary row shows, `None` where a data set has none (e.g. no test KO)."""
+    return {key: metrics.get(key) for key in REPORTED_METRICS}
+
+
 @dataclass
 class TrainOutcome:
     connector: str

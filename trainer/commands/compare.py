@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         folders = select_connectors(args.data, args.connectors)
         base = load_config(args.config).training
         rows = compare(folders, args.out, base, methods, max(1, args.runs))
-        print(write_comparison(args.out, rows, methods))
+        print(write_comparison(args.out, rows))
         return 1 if any(row.get("error") for row in rows) else 0
 
     return run_guarded("edge-inspect compare", body)
