@@ -61,14 +61,10 @@ def onnx_scores(path: Path, crops: np.ndarray) -> np.ndarray:
     return np.array([float(session.run(["score"], {INPUT_NAME: c[None]})[0][0]) for c in crops])
 
 
-def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
-    """Largest |got - expected| / |expected| over the scores."""
-    return float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1e-6)))
-
-
 def check_parity(graph: nn.Module, path: Path, crops: np.ndarray, tolerance: float) -> float:
     """Largest relative score difference between torch and onnxruntime; ExportError above tol."""
-    worst = relative_error(onnx_scores(path, crops), torch_scores(graph, crops)[0])
+    got, expected = onnx_scores(path, crops), torch_scores(graph, crops)[0]
+    worst = float(np.max(np.abs(got - expected) / np.maximum(np.abs(expected), 1e-6)))
     if worst > tolerance:
         raise ExportError(
             f"{path}: onnxruntime scores differ from torch by {worst:.2e} (tolerance {tolerance})"
