@@ -13,27 +13,18 @@ import shutil
 from pathlib import Path
 
 import cv2
-import numpy as np
-import structlog
 
 from edge_agent.config import TrainingSettings
 from edge_agent.imaging import read_image_file
 from trainer.datasets import list_images, load_connector_data
 from trainer.evaluation import evaluate_bundle
 from trainer.progress import bar
+from trainer.synth.station import write_png
 from trainer.train_connector import REPORTED_METRICS, reported_metrics, train_connector
-
-log = structlog.get_logger()
 
 SPLITS = ("train/ok", "val/ok", "val/ko", "test/ok", "test/ko")
 COLUMNS = ("model", "connector", *REPORTED_METRICS, "error")
 POOLED = "all-connectors"
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"{path}: could not write")
 
 
 def resized_connector(source: Path, out: Path, size: int) -> Path:
@@ -41,13 +32,15 @@ def resized_connector(source: Path, out: Path, size: int) -> Path:
     for split in SPLITS:
         for path in list_images(source / split):
             crop = cv2.resize(read_image_file(path), (size, size), interpolation=cv2.INTER_AREA)
-            _write_png(out / split / f"{path.stem}.png", crop)
+            (out / split).mkdir(parents=True, exist_ok=True)
+            write_png(out / split / f"{path.stem}.png", crop)
     for path in sorted((source / "test" / "ko_masks").glob("*.png")):
         mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if mask is None:
             raise OSError(f"{path}: not a readable mask")
         resized = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-        _write_png(out / "test" / "ko_masks" / path.name, resized)
+        (out / "test" / "ko_masks").mkdir(parents=True, exist_ok=True)
+        write_png(out / "test" / "ko_masks" / path.name, resized)
     return out
 
 

@@ -24,12 +24,13 @@ from trainer.compare import select_connectors
 from trainer.datasets import DataError, list_images, load_connector_data
 from trainer.evaluation import evaluate_bundle
 from trainer.progress import bar
-from trainer.synth.station import generate_station
+from trainer.synth.station import generate_station, station_comment
+from trainer.synth.variation import DOMAINS
 from trainer.train_connector import REPORTED_METRICS, reported_metrics, train_connector
 
 log = structlog.get_logger()
 
-SHIFTS = ("mild", "moderate", "severe")
+SHIFTS = tuple(name for name in DOMAINS if name != "none")
 CALIBRATION_EVERY = 2  # every 2nd shifted val OK (by name) calibrates; the rest joins training
 COLUMNS = ("shift", "model", "connector", *REPORTED_METRICS, "error")
 LINKED_SPLITS = ("train/ok", "val/ko", "test/ok", "test/ko", "test/ko_masks")
@@ -37,7 +38,7 @@ LINKED_SPLITS = ("train/ok", "val/ko", "test/ok", "test/ko", "test/ko_masks")
 
 def station_header(seed: int, boards: int, shift: str) -> str:
     """The first line `synth` writes into a station's config.toml."""
-    return f"# synthetic station (--seed {seed} --boards {boards} --shift {shift})"
+    return f"# {station_comment(seed, boards, shift)}"
 
 
 def ensure_station(root: Path, seed: int, boards: int, shift: str) -> Path:
@@ -69,9 +70,7 @@ def adapted_data(shifted: Path, out: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     for split in LINKED_SPLITS:
-        folder = shifted / split
-        files = list_images(folder) if split != "test/ko_masks" else sorted(folder.glob("*.png"))
-        for path in files:
+        for path in list_images(shifted / split):
             _link(path, out / split / path.name)
     for index, path in enumerate(list_images(shifted / "val" / "ok")):
         split = "val/ok" if index % CALIBRATION_EVERY == 0 else "train/ok"

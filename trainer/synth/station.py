@@ -116,9 +116,9 @@ class _BoardWriter:
         for cid, crop in crop_all(image, registration, self.connectors).items():
             kind = plan.defects.get(cid)
             folder = job.out / "crops" / cid / plan.split
-            _write_png(folder / ("ko" if kind else "ok") / f"{plan.name}.png", crop)
+            write_png(folder / ("ko" if kind else "ok") / f"{plan.name}.png", crop)
             if kind:
-                _write_png(folder / "ko_masks" / f"{plan.name}.png", photo.masks[cid])
+                write_png(folder / "ko_masks" / f"{plan.name}.png", photo.masks[cid])
             labels[cid] = {"label": "KO" if kind else "OK", "kind": kind}
         return {"image": image_name, "split": plan.split, "connectors": labels}
 
@@ -137,7 +137,7 @@ def _make_board(plan: BoardPlan) -> dict[str, Any]:
     return _writer(plan)
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+def write_png(path: Path, image: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
         raise RuntimeError(f"{path}: PNG encoding failed")
@@ -172,6 +172,11 @@ def _prepare(out: Path, station: Station, plans: list[BoardPlan]) -> None:
             if split != "train" and place.id in ko_ids:
                 (crops / place.id / split / "ko").mkdir(exist_ok=True)
                 (crops / place.id / split / "ko_masks").mkdir(exist_ok=True)
+
+
+def station_comment(seed: int, boards: int, shift: str) -> str:
+    """What made a station: the first line of its config.toml, after '# '."""
+    return f"synthetic station (--seed {seed} --boards {boards} --shift {shift})"
 
 
 def config_toml(station: Station, comment: str) -> str:
@@ -223,7 +228,7 @@ def generate_station(
     plans = plan_boards(np.random.default_rng([seed, 2]), boards, ko_ids)
     _prepare(out, station, plans)
     reference = station.reference()
-    _write_png(out / "boards" / "reference.png", reference)
+    write_png(out / "boards" / "reference.png", reference)
     job = _Job(out, seed, shift, station, reference)
     workers = max(1, min(workers or 2, os.cpu_count() or 1, len(plans)))
     if workers == 1:
@@ -236,8 +241,7 @@ def generate_station(
             results = pool.imap(_make_board, plans, chunksize=4)
             entries = list(_shown(results, len(plans), progress))
     (out / "boards" / "labels.json").write_text(json.dumps(entries, indent=1) + "\n")
-    args = f"--seed {seed} --boards {boards} --shift {shift}"
-    (out / "config.toml").write_text(config_toml(station, f"synthetic station ({args})"))
+    (out / "config.toml").write_text(config_toml(station, station_comment(seed, boards, shift)))
     return _summary(out, seed, shift, station, plans, time.perf_counter() - started)
 
 
