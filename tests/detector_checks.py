@@ -133,16 +133,19 @@ def assert_onnx_reproduces_torch(
         np.testing.assert_allclose(got_map[0], amap, rtol=1e-3, atol=map_atol)
 
 
-def train_command_bundle(tmp_path: Path, method: str, *flags: str) -> Manifest:
-    """`edge-inspect train --method METHOD --input-size 64 FLAGS` on a generated station's J1."""
+def train_command_bundle(
+    tmp_path: Path, method: str, *flags: str, connector: str = "J1"
+) -> Manifest:
+    """`edge-inspect train --method METHOD --input-size 64 FLAGS` on a generated station's
+    `connector` (J1 has KO, J4 has none)."""
     generate_station(tmp_path / "station", seed=0, boards=STATION_BOARDS, progress=False, workers=1)
     models = tmp_path / "models"
-    data = tmp_path / "station" / "crops" / "J1"
+    data = tmp_path / "station" / "crops" / connector
     args = ("train", "--method", method, "--input-size", "64", *flags)
     result = cli(*args, "--data", data, "--out", models, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    active = models / "J1" / "active"
+    active = models / connector / "active"
     manifest = verify_bundle(active.resolve())
     assert read_manifest(active) == manifest
     assert manifest.method == method and manifest.model_input_size == 64

@@ -175,8 +175,13 @@ def test_efficientad_methods_are_registered_with_bounded_settings() -> None:
 
 
 @pytest.mark.slow
-def test_train_command_installs_an_efficientad_bundle(tmp_path: Path) -> None:
-    manifest = train_command_bundle(tmp_path, "efficientad-s", "--ead-steps", "20")
+def test_train_command_installs_an_efficientad_bundle_ok_only_without_cross_fitting(
+    tmp_path: Path,
+) -> None:
+    manifest = train_command_bundle(tmp_path, "efficientad-s", "--ead-steps", "20", connector="J4")
 
     assert manifest.training.params["ead_steps"] == 20
+    assert manifest.calibration.mode == "ok-only"
+    assert manifest.calibration.n_ok == manifest.training.n_holdout_ok
+    assert "out-of-fold" not in manifest.calibration.guarantee  # a trained detector: no 2 more fits
     assert manifest.training.params["int8_convs"] == 17

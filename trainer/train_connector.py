@@ -41,7 +41,7 @@ from trainer.datasets import (
     load_connector_data,
     require_test_split,
 )
-from trainer.detectors import DETECTORS
+from trainer.detectors import CROSS_FITTED, DETECTORS
 from trainer.evaluation import evaluate_bundle
 from trainer.export import check_parity, export_onnx, onnx_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
@@ -193,11 +193,12 @@ def train_connector(
         # The threshold is set on the scores of the file the agent will run.
         ok_scores = onnx_scores(model_path, data.holdout_ok.images)
         ko_scores = onnx_scores(model_path, data.holdout_ko.images)
-        # Without KO, the OK tail alone sets the threshold: widen the evidence by cross-fitting.
+        # Without KO, the OK tail alone sets the threshold: widen the evidence by cross-fitting
+        # where a fit is cheap.
         extra = (
-            None
-            if len(ko_scores)
-            else cross_fit_scores(inputs, data, backbone, graph, settings, staging)
+            cross_fit_scores(inputs, data, backbone, graph, settings, staging)
+            if not len(ko_scores) and settings.method in CROSS_FITTED
+            else None
         )
         calibration = calibrate(
             ok_scores,

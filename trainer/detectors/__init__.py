@@ -17,3 +17,8 @@ DETECTORS: dict[str, FitFunction] = {
     "efficientad-s": efficientad.fit_small,
     "efficientad-m": efficientad.fit_medium,
 }
+
+CROSS_FITTED = frozenset({"patchcore", "padim"})
+"""Detectors fitted in one pass over the features, in seconds: cheap enough to fit twice more
+when a connector has no KO, for out-of-fold OK scores that widen the OK-only calibration. The
+trained ones (minutes per fit) set an OK-only threshold from the held-out OK alone."""
