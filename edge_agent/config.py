@@ -134,7 +134,7 @@ class TrainingSettings(_Section):
     )
     ae_batch: int = Field(default=16, ge=1, description="autoencoder: training batch size")
     ae_lr: float = Field(default=2e-3, gt=0, le=1, description="autoencoder: Adam learning rate")
-    ead_steps: int = Field(default=700, ge=1, description="EfficientAD: most training steps")
+    ead_steps: int = Field(default=300, ge=1, description="EfficientAD: most training steps")
     ead_eval_every: int = Field(
         default=25, ge=1, description="EfficientAD: steps between held-out evaluations"
     )

@@ -31,10 +31,12 @@ not used (no ImageNet offline; the augmentation would need a teacher pass per st
 (weight decay 1e-5), at most `ead_steps` steps of `ead_batch` images; every `ead_eval_every`
 steps the same loss is measured on a seeded held-out split of the training images; training
 stops after `ead_patience` evaluations without a better one and the best state is restored.
-With the defaults (at most 700 steps of 4 images, evaluated every 25, patience 4), J3 of the
-seed-0 synthetic station (200 crops, input 128) trains in ~165 s on two idle cores (it stopped
-at step 675, best 575); the student and autoencoder are 3.0 M parameters, ~30 ms per crop in
-onnxruntime on one thread, teacher included.
+With the defaults (at most 300 steps of 4 images, evaluated every 25, patience 4), J1 of the
+seed-0 synthetic station (200 crops, input 128) trains in ~70 s (S, 3.0 M parameters) or ~185 s
+(M, 8.0 M) on two idle cores; the held-out loss is still falling slowly at step 300, but the
+KO/OK score gap is as wide as after 700 steps (docs/BENCHMARKS.md), and 300 steps keep a whole
+station's comparison of all detectors inside 90 minutes. int8 student and autoencoder: ~11 ms
+(S) and ~27 ms (M) per crop in onnxruntime on one thread, teacher included.
 
 Score map (stride-8 grid): local = mean over channels of (teacher - student)^2, global = mean
 of (autoencoder - student's second half)^2; each is normalised as in the paper with its 0.9
