@@ -65,6 +65,16 @@ def test_a_station_made_with_other_settings_is_refused_not_reused(stations: Path
         ensure_station(stations, 1, BOARDS, "mild")
 
 
+def test_robustness_refuses_no_activate_as_its_models_must_be_live_to_be_tested(
+    tmp_path: Path,
+) -> None:
+    result = cli("robustness", "--out", tmp_path / "out", "--no-activate", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "unrecognized arguments: --no-activate" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_robustness_command_tabulates_clean_shifted_adapted_and_global_models(
     stations: Path, tmp_path: Path

@@ -41,8 +41,9 @@ _FLAGS = {
 }
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that override the [training] section of a station config."""
+def add_training_arguments(parser: argparse.ArgumentParser, *, installs: bool = True) -> None:
+    """Options that override the [training] section of a station config; `installs` adds
+    --no-activate, for commands whose bundles need not go live."""
     parser.add_argument("--config", type=Path, help="station config whose [training] to start from")
     for name, kind in _FLAGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
@@ -50,7 +51,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     colour.add_argument("--gray", dest="color_mode", action="store_const", const="gray")
     colour.add_argument("--rgb", dest="color_mode", action="store_const", const="rgb")
     parser.add_argument("--roi-file", type=Path, help='JSON {"conn1": [y1, y2, x1, x2]}')
-    parser.add_argument("--no-activate", action="store_true", help="install without activating")
+    if installs:
+        parser.add_argument("--no-activate", action="store_true", help="install without activating")
 
 
 def training_settings(args: argparse.Namespace) -> TrainingSettings:

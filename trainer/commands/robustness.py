@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--global-model", action="store_true", help="also train one model over all connectors"
     )
-    add_training_arguments(parser)
+    add_training_arguments(parser, installs=False)  # its models are tested, so always active
 
 
 def parse_shifts(text: str) -> list[str]:
