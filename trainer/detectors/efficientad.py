@@ -32,7 +32,7 @@ not used (no ImageNet offline; the augmentation would need a teacher pass per st
 steps the same loss is measured on a seeded held-out split of the training images; training
 stops after `ead_patience` evaluations without a better one and the best state is restored.
 With the defaults (at most 300 steps of 4 images, evaluated every 25, patience 4), J1 of the
-seed-0 synthetic station (200 crops, input 128) trains in ~70 s (S, 3.0 M parameters) or ~185 s
+seed-0 synthetic station (200 crops, input 128) trains in ~72 s (S, 3.0 M parameters) or ~200 s
 (M, 8.0 M) on two idle cores; the held-out loss is still falling slowly at step 300, but the
 KO/OK score gap is as wide as after 700 steps (docs/BENCHMARKS.md), and 300 steps keep a whole
 station's comparison of all detectors inside 90 minutes. int8 student and autoencoder: ~11 ms
