@@ -30,16 +30,16 @@ POOLED = "all-connectors"
 def resized_connector(source: Path, out: Path, size: int) -> Path:
     """A copy of a connector folder with every crop (and KO mask) resized to size x size."""
     for split in SPLITS:
+        (out / split).mkdir(parents=True, exist_ok=True)
         for path in list_images(source / split):
             crop = cv2.resize(read_image_file(path), (size, size), interpolation=cv2.INTER_AREA)
-            (out / split).mkdir(parents=True, exist_ok=True)
             write_png(out / split / f"{path.stem}.png", crop)
+    (out / "test" / "ko_masks").mkdir(exist_ok=True)
     for path in sorted((source / "test" / "ko_masks").glob("*.png")):
         mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if mask is None:
             raise OSError(f"{path}: not a readable mask")
         resized = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-        (out / "test" / "ko_masks").mkdir(parents=True, exist_ok=True)
         write_png(out / "test" / "ko_masks" / path.name, resized)
     return out
 
@@ -48,10 +48,9 @@ def pool(connectors: list[Path], out: Path) -> Path:
     """One folder (symlinks) holding every connector's crops, named `<connector>-<file>`."""
     for folder in connectors:
         for split in (*SPLITS, "test/ko_masks"):
+            (out / split).mkdir(parents=True, exist_ok=True)
             for path in sorted((folder / split).glob("*.png")):
-                target = out / split / f"{folder.name}-{path.name}"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(path.resolve())
+                (out / split / f"{folder.name}-{path.name}").symlink_to(path.resolve())
     return out
 
 
