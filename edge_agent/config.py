@@ -153,7 +153,7 @@ class TrainingSettings(_Section):
     roi_file: Path | None = None
     target_false_reject: float = Field(default=0.005, gt=0, lt=1)
     ok_only_margin: float = Field(
-        default=0.1, ge=0, description="guard band above an OK-only threshold (fraction)"
+        default=0.0, ge=0, description="extra guard band above an OK-only threshold (fraction)"
     )
     ko_side: float = Field(
         default=0.25,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from scipy import stats
 
-from trainer.calibration import CalibrationError, calibrate
+from trainer.calibration import CalibrationError, calibrate, conformal_rank, ok_only_threshold
 
 TARGET = 0.005
 
@@ -57,26 +60,75 @@ def test_overlap_puts_the_threshold_at_the_weakest_ko(ok_scores: np.ndarray) -> 
     assert "overlap" in result.guarantee
 
 
-def test_without_ko_the_threshold_is_above_every_ok(ok_scores: np.ndarray) -> None:
+def test_without_ko_and_few_scores_the_threshold_is_above_every_ok(
+    ok_scores: np.ndarray,
+) -> None:
     result = calibrate(ok_scores, np.array([]), TARGET)
 
     assert result.mode == "ok-only"
-    assert result.raw_threshold >= ok_scores.max()
+    assert result.raw_threshold > ok_scores.max()
     assert result.false_reject_rate == 0.0
     assert result.ko_recall is None
     assert (result.n_ok, result.n_ko) == (60, 0)
-    assert "1/(n+1)" in result.guarantee
-    assert f"{1 / 61:.2%}" in result.guarantee
+    assert "tail fit" in result.guarantee
+    assert f"1/(n+1) = {1 / 61:.2%}" in result.guarantee
 
 
-def test_without_ko_a_wide_ok_spread_raises_the_threshold_past_the_maximum() -> None:
-    """With few OK scores, mean + z * sd for a 0.5 % target exceeds the highest of them."""
-    ok = np.array([1.0, 1.1, 0.9, 1.3, 0.7])
+def test_with_enough_scores_the_threshold_is_the_conformal_quantile() -> None:
+    ok = np.random.default_rng(3).gamma(4.0, size=799)
 
     result = calibrate(ok, np.array([]), TARGET)
 
-    assert result.raw_threshold > ok.max()
-    assert result.raw_threshold == pytest.approx(ok.mean() + 2.5758 * ok.std(ddof=1), rel=1e-3)
+    rank = math.ceil(800 * (1 - TARGET))  # 796: four scores lie above the threshold
+    assert rank == conformal_rank(799, TARGET) == 796
+    assert np.sort(ok)[rank - 1] < result.raw_threshold < np.sort(ok)[rank]
+    assert result.false_reject_rate == pytest.approx(3 / 799)
+    assert "796th lowest of 799" in result.guarantee
+
+
+@pytest.mark.parametrize("n", [199, 400, 1000])
+@pytest.mark.parametrize(
+    "dist", [stats.norm(5, 1), stats.lognorm(0.5, scale=3), stats.gumbel_r(2, 0.5)], ids=str
+)
+def test_conformal_false_reject_is_within_its_bound_and_not_below_it_by_more_than_1_over_n(
+    n: int, dist
+) -> None:
+    """Over many draws of n OK scores, the true false-reject of the chosen threshold averages
+    within [target - 1/(n+1), target]: the bound holds and is not more conservative than needed."""
+    rng = np.random.default_rng(n)
+    rates = np.array(
+        [dist.sf(ok_only_threshold(dist.rvs(n, random_state=rng), TARGET)[0]) for _ in range(3000)]
+    )
+    error = 4 * rates.std() / math.sqrt(len(rates))
+    assert rates.mean() <= TARGET + error
+    assert rates.mean() >= TARGET - 1 / (n + 1) - error
+
+
+@pytest.mark.parametrize(
+    "dist", [stats.norm(5, 1), stats.gamma(4.0), stats.gumbel_r(2, 0.5)], ids=str
+)
+def test_tail_fit_on_few_scores_lands_near_the_target_not_at_the_maximum(dist) -> None:
+    """40 scores cannot set a 0.5 % quantile by counting; the exponential tail extrapolates it
+    near the target, where the highest score alone would reject ~1/(n+1) = 2.4 % of good parts."""
+    rng = np.random.default_rng(7)
+    rates = np.array(
+        [dist.sf(ok_only_threshold(dist.rvs(40, random_state=rng), TARGET)[0]) for _ in range(600)]
+    )
+    assert conformal_rank(40, TARGET) is None
+    assert np.median(rates) <= TARGET
+    assert rates.mean() <= 2 * TARGET
+    assert np.median(rates) >= TARGET / 10
+
+
+def test_out_of_fold_scores_widen_the_evidence_to_a_conformal_quantile(
+    ok_scores: np.ndarray,
+) -> None:
+    extra = np.random.default_rng(5).normal(1.0, 0.1, 150)
+
+    threshold, rule = ok_only_threshold(ok_scores, TARGET, cross_fit=extra)
+
+    assert "(60 held-out + 150 out-of-fold)" in rule
+    assert threshold > np.sort(np.concatenate([ok_scores, extra]))[-3]
 
 
 @pytest.mark.parametrize("ok", [[], [1.0]])

@@ -6,15 +6,49 @@ Both modes return raw-score thresholds; the agent divides by it, so the limit is
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 
 from edge_agent.bundle import Calibration
 
+TAIL_SHARE = 0.2
+"""Without enough OK scores for a conformal quantile, the top share of them is fitted."""
+MIN_TAIL = 8
+
 
 class CalibrationError(ValueError):
     """Not enough held-out data to choose a threshold."""
+
+
+def conformal_rank(n: int, false_reject: float) -> int | None:
+    """1-based rank of the split-conformal threshold among `n` OK scores, None if `n` is too few.
+
+    For a new OK score exchangeable with them, P(score > the k-th smallest) = 1 - k/(n+1), so the
+    smallest k with 1 - k/(n+1) <= `false_reject` bounds the false reject without overshooting it
+    by more than 1/(n+1).
+    """
+    rank = math.ceil((n + 1) * (1.0 - false_reject) - 1e-9)
+    return rank if rank <= n else None
+
+
+def tail_quantile(scores: np.ndarray, false_reject: float) -> tuple[float, int]:
+    """The (1 - `false_reject`) quantile extrapolated from an exponential fit of the top scores.
+
+    Peaks over threshold: the excesses of the top `TAIL_SHARE` (at least `MIN_TAIL`) of the
+    scores over the next one down are fitted with an exponential (a generalised Pareto of shape
+    0: light and medium tails such as normal, gamma or Gumbel scores). Returns the quantile and
+    how many scores the fit used.
+    """
+    ordered = np.sort(scores)
+    n = len(ordered)
+    size = min(n - 1, max(MIN_TAIL, math.ceil(TAIL_SHARE * n)))
+    base = ordered[n - size - 1]
+    exceedances = ordered[n - size :] - base
+    if np.ptp(exceedances) <= 0:
+        return float(ordered[-1]), size
+    # Exponential tail (GPD shape 0): its scale's estimate is the mean exceedance.
+    scale = float(exceedances.mean())
+    return float(base + scale * math.log(size / (false_reject * n))), size
 
 
 def ok_only_threshold(
@@ -23,14 +57,14 @@ def ok_only_threshold(
     cross_fit: np.ndarray | None = None,
     margin: float = 0.0,
 ) -> tuple[float, str]:
-    """A threshold for a target false-reject rate from OK scores alone, and what it guarantees.
+    """A threshold for a target false-reject rate from OK scores alone, and the rule that set it.
 
-    It is never below the highest held-out OK score, so the distribution-free (conformal)
-    bound holds: expected false-reject <= 1/(n+1). The target itself is met under a normal
-    fit of the held-out scores (mean + z * std), which this also never goes below.
-    `cross_fit` adds out-of-fold OK scores of models trained on part of the training set;
-    they run higher than the full model's, so pooling them keeps the threshold on the safe side.
-    `margin` is a guard band on top (structural defects score far above OK crops).
+    With enough scores (n >= 1/target - 1) it is the split-conformal quantile: distribution-free,
+    expected false reject within [target - 1/(n+1), target]. With fewer, the target quantile is
+    extrapolated by a tail fit (`tail_quantile`), never below the highest score. `cross_fit` adds
+    out-of-fold OK scores of models trained on part of the training set; they run at least as
+    high as the full model's, which keeps the bound on the safe side. `margin` is an optional
+    guard band on top (a fraction of the threshold).
     """
     held_out = len(ok_scores)
     if cross_fit is not None and len(cross_fit):
@@ -38,19 +72,28 @@ def ok_only_threshold(
     n = len(ok_scores)
     if n < 2:
         raise CalibrationError(f"need at least 2 held-out OK scores, got {n}")
-    z = NormalDist().inv_cdf(1.0 - target_false_reject)
-    parametric = float(np.mean(ok_scores) + z * np.std(ok_scores, ddof=1))
-    threshold = max(float(np.max(ok_scores)), parametric) * (1.0 + margin)
-    bound = 1.0 / (n + 1)
+    ordered = np.sort(np.asarray(ok_scores, np.float64))
     pooled = f" ({held_out} held-out + {n - held_out} out-of-fold)" if n > held_out else ""
-    guarantee = (
-        f"no KO available: threshold = max(highest of {n} OK scores{pooled}, "
-        f"mean + {z:.2f} sd) + {margin:.0%} guard band. "
-        f"Distribution-free: expected false-reject <= 1/(n+1) = {bound:.2%}"
-        f"; target {target_false_reject:.2%} holds if OK scores are near-normal. "
-        "Recall on KO is unknown until KO examples are collected."
-    )
-    return threshold, guarantee
+    rank = conformal_rank(n, target_false_reject)
+    if rank is not None:
+        limit = float(ordered[rank - 1])
+        bound = 1.0 - rank / (n + 1)
+        rule = (
+            f"split-conformal quantile: just above the {rank}th lowest of {n} OK scores{pooled}. "
+            f"Distribution-free: expected false-reject <= 1 - {rank}/(n+1) = {bound:.2%} "
+            f"(target {target_false_reject:.2%})"
+        )
+    else:
+        quantile, used = tail_quantile(ordered, target_false_reject)
+        limit = max(quantile, float(ordered[-1]))
+        rule = (
+            f"tail fit: exponential tail of the highest {used} of {n} OK scores{pooled}, "
+            f"extrapolated to the {target_false_reject:.2%} target (never below the highest). "
+            f"Distribution-free only: expected false-reject <= 1/(n+1) = {1.0 / (n + 1):.2%}; "
+            f"the target holds if the OK tail is no heavier than exponential"
+        )
+    threshold = float(np.nextafter(limit, np.inf)) * (1.0 + margin)
+    return threshold, rule + (f"; + {margin:.0%} guard band" if margin else "")
 
 
 def calibrate(
@@ -71,7 +114,7 @@ def calibrate(
     ok_scores = np.asarray(ok_scores, np.float64)
     ko_scores = np.asarray(ko_scores, np.float64)
     if len(ko_scores) == 0:
-        ok_threshold, ok_guarantee = ok_only_threshold(
+        ok_threshold, rule = ok_only_threshold(
             ok_scores, target_false_reject, cross_fit, ok_only_margin
         )
         return Calibration(
@@ -81,9 +124,12 @@ def calibrate(
             n_ko=0,
             false_reject_rate=float(np.mean(ok_scores >= ok_threshold)),
             target_false_reject=target_false_reject,
-            guarantee=ok_guarantee,
+            guarantee=(
+                f"no KO available: threshold by {rule}. "
+                "Recall on KO is unknown until KO examples are collected."
+            ),
         )
-    ok_threshold, ok_guarantee = ok_only_threshold(ok_scores, target_false_reject)
+    ok_threshold, rule = ok_only_threshold(ok_scores, target_false_reject)
     weakest_ko = float(ko_scores.min())
     if weakest_ko > ok_threshold:
         # Separated: sit in the gap, `ko_side` of the way to the weakest KO (log scale).
@@ -93,7 +139,7 @@ def calibrate(
         guarantee = (
             f"every one of {len(ko_scores)} held-out KO scores above the threshold, which lies "
             f"{ko_side:.0%} of the way (log scale) from the OK limit to the weakest KO "
-            f"({ok_guarantee.split(': ', 1)[1].split('.')[0]})"
+            f"(OK limit by {rule})"
         )
     else:
         # Overlap: catching every KO wins; the false-reject this costs is reported.
