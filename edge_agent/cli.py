@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
     "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),
     "bench-retrain": ("trainer.retrain.bench", "time a nightly retrain beside a working agent"),
+    "bench-quality": (
+        "trainer.commands.bench_quality",
+        "each method on real solar-cell images and the synthetic station: quality and cost",
+    ),
 }
 
 

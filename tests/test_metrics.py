@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from trainer.metrics import image_metrics, pixel_metrics
+from trainer.metrics import image_metrics, pixel_metrics, recall_at_false_reject
 
 
 def _square_mask(size: int = 64, top: int = 20, left: int = 20, side: int = 16) -> np.ndarray:
@@ -140,3 +140,21 @@ def test_unannotated_samples_are_left_out() -> None:
     exact = (mask / 255.0).astype(np.float32)
     noisy = np.random.default_rng(1).random(mask.shape).astype(np.float32) * 5
     assert pixel_metrics([exact, noisy], [mask, None])["pro"] == pytest.approx(1.0)
+
+
+def test_recall_at_false_reject_matches_a_search_over_every_threshold() -> None:
+    rng = np.random.default_rng(4)
+    ok, ko = rng.normal(0, 1, 388), rng.normal(2, 1, 313)
+    best = 0.0
+    for threshold in np.concatenate([ok, ko, [np.inf]]):
+        if np.mean(ok >= threshold) <= 0.005:
+            best = max(best, float(np.mean(ko >= threshold)))
+
+    assert recall_at_false_reject(ok, ko, 0.005) == pytest.approx(best)
+
+
+def test_recall_at_false_reject_allows_no_ok_when_the_rate_is_below_one_sample() -> None:
+    ok, ko = np.array([0.1, 0.2, 0.9]), np.array([0.5, 0.95, 1.5])
+
+    assert recall_at_false_reject(ok, ko, 0.01) == pytest.approx(2 / 3)
+    assert recall_at_false_reject(ok, ko, 0.34) == pytest.approx(1.0)

@@ -86,6 +86,7 @@ def measure_bundle(bundle: Path, data_dir: Path, runs: int) -> dict:
         **{key: metrics.get(key) for key in REPORT_KEYS},
         "frr_at_full_recall": frr_at_full_recall(report / "scores.csv"),
         "train_seconds": metrics.get("train_seconds"),
+        "threshold_mode": metrics.get("threshold_mode"),
         "ms_per_crop": round(float(np.median(times)), 3),
         "bundle_mb": bundle_mb(bundle),
     }

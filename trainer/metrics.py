@@ -34,6 +34,22 @@ def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 1.0
     }
 
 
+def recall_at_false_reject(ok_scores: np.ndarray, ko_scores: np.ndarray, rate: float) -> float:
+    """The best recall any threshold reaches while rejecting at most `rate` of the OK scores.
+
+    At most floor(rate * n_ok) OK may lie at or above the threshold, so the lowest admissible
+    threshold sits just above the next highest OK score.
+    """
+    ok = np.sort(np.asarray(ok_scores, np.float64))[::-1]
+    ko = np.asarray(ko_scores, np.float64)
+    if not ok.size or not ko.size:
+        raise ValueError("need OK and KO scores for a recall at a false-reject rate")
+    allowed = int(np.floor(rate * ok.size + 1e-9))
+    if allowed >= ok.size:
+        return 1.0
+    return float(np.mean(ko > ok[allowed]))
+
+
 def pixel_metrics(maps: Sequence[np.ndarray], gt_masks: Sequence[np.ndarray | None]) -> dict:
     """Pixel AUROC and PRO (FPR <= 0.3); a None mask is left out, an all-zero mask is all-normal."""
     if len(maps) != len(gt_masks):

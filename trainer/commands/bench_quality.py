@@ -1,0 +1,53 @@
+"""`edge-inspect bench-quality`: each method on real solar cells and the synthetic station."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_agent.config import ConfigError, load_config
+from trainer.commands.options import run_guarded
+from trainer.commands.train_all import connector_folders
+from trainer.compare import parse_methods
+from trainer.quality import DATA_SETS, bench_quality, build_cells, build_station, write_quality
+from trainer.synth.plan import DEFAULT_BOARDS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--methods", help="comma-separated (default: the configured training.method)"
+    )
+    parser.add_argument(
+        "--data-sets", default=",".join(DATA_SETS), help=f"comma-separated of {DATA_SETS}"
+    )
+    parser.add_argument("--config", type=Path, help="station config whose [training] to use")
+    parser.add_argument("--out", type=Path, default=Path("bench-quality"), help="output folder")
+    parser.add_argument(
+        "--boards", type=int, default=DEFAULT_BOARDS, help="synthetic station boards"
+    )
+    parser.add_argument("--runs", type=int, default=50, help="onnxruntime timings per model")
+
+
+def parse_data_sets(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DATA_SETS]
+    if unknown or not names:
+        raise ConfigError(f"--data-sets: unknown {unknown or 'none'}; allowed: {DATA_SETS}")
+    return list(dict.fromkeys(names))
+
+
+def run(args: argparse.Namespace) -> int:
+    def body() -> int:
+        base = load_config(args.config).training
+        methods = parse_methods(args.methods or base.method)  # checked before any work
+        data_sets = parse_data_sets(args.data_sets)
+        folders = {}
+        if "cells" in data_sets:
+            folders["cells"] = [build_cells(args.out / "data")]
+        if "station" in data_sets:
+            folders["station"] = connector_folders(build_station(args.out / "data", args.boards))
+        rows = bench_quality(folders, args.out, base, methods, max(1, args.runs))
+        print(write_quality(args.out, rows))
+        return 1 if any(row.get("error") for row in rows) else 0
+
+    return run_guarded("edge-inspect bench-quality", body)
