@@ -44,7 +44,7 @@ def built_station(factory: pytest.TempPathFactory) -> Path:
     return config
 
 
-def test_boards(config: Path) -> list[Board]:
+def boards_to_feed(config: Path) -> list[Board]:
     """The station's test boards, those with a KO connector first."""
     boards = load_boards(config.parent, ("test",))
     return sorted(boards, key=lambda b: "KO" not in [b.labels[c] for c in CONNECTORS])

@@ -19,10 +19,10 @@ def _time(value: str | None, name: str) -> str | None:
     if not value:
         return None
     try:
-        moment = dt.datetime.fromisoformat(value.removesuffix("Z"))
+        moment = dt.datetime.fromisoformat(value.removesuffix("Z")).replace(tzinfo=None)
     except ValueError:
         raise HTTPException(422, f"{name} {value!r} is not a date and time") from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 def feed_filter(request: Request) -> FeedFilter:

@@ -23,7 +23,13 @@ def station_health(request: Request) -> dict:
         "agent": dataclasses.asdict(agent_health(config)),
         "journal": dataclasses.asdict(state.journal.counts(hour_ago)),
         "disks": [
-            {"name": name, **dataclasses.asdict(found), "free_share": found.free_share}
+            {
+                "name": name,
+                "path": str(found.path),
+                "free_gb": found.free_gb,
+                "total_gb": found.total_gb,
+                "free_share": found.free_share,
+            }
             for name, path in (("state", config.paths.state), ("models", config.paths.models))
             if (found := disk(path)) is not None
         ],
