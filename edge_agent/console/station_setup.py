@@ -52,7 +52,7 @@ class Saved:
 
     config: Path
     backup: Path
-    roi_file: Path | None
+    roi_file: Path
 
 
 def roi_file_path(config: StationConfig, config_path: Path) -> Path:

@@ -81,7 +81,7 @@ def save(request: Request, layout: Layout) -> JSONResponse:
         {
             "config": str(saved.config),
             "backup": str(saved.backup),
-            "roi_file": str(saved.roi_file) if saved.roi_file else None,
+            "roi_file": str(saved.roi_file),
             "connectors": current_layout(state.config, state.config_path),
             "note": "restart the agent to inspect with the new boxes",
         }
