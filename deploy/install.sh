@@ -19,7 +19,8 @@ usage: $(basename "$0") [--config STATION.toml] [--repo DIR] [--wheelhouse DIR]
                   [--pip-arg ARG]... [--no-enable] [--with-broker] [-h|--help]
 
 Installs edge-inspect as the systemd service edge-inspect-agent plus a nightly
-retraining timer and the operator console (edge-inspect-console, http://127.0.0.1:8788/). Run as root; running it again upgrades and keeps existing settings.
+retraining timer and the operator console (edge-inspect-console, http://127.0.0.1:8788/).
+Run as root; running it again upgrades and keeps existing settings.
 
   --config FILE     station config to install as $CONF
                     (only when that file does not exist yet)
