@@ -2,7 +2,7 @@
 # edge-inspect quick start on a fresh Debian machine:
 #   ./run.sh demo [options]   generate a station, train its models, run the agent on it
 #   ./run.sh test [pytest args]   the whole test suite (what CI runs)
-#   ./run.sh setup            only install (.venv with pinned packages, mosquitto)
+#   ./run.sh setup            only install (.venv with pinned packages, mosquitto, chromium)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${EDGE_INSPECT_VENV:-.venv}"
@@ -14,6 +14,13 @@ setup() {
         echo "installing mosquitto (MQTT broker used by the demo and the tests)" >&2
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    fi
+    if ! command -v chromium >/dev/null 2>&1; then
+        # Playwright drives Debian's chromium in the console's browser tests
+        # (its own browser download is not available offline).
+        echo "installing chromium (browser for the console tests)" >&2
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     fi
     if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
         echo "installing Python packages into $VENV" >&2

@@ -10,7 +10,8 @@ readonly CONF=$ETC/config.toml
 readonly VAR=/var/lib/edge-inspect
 readonly DROP=/srv/edge-inspect/drop
 readonly UNIT_DIR=/etc/systemd/system
-readonly UNITS=(edge-inspect-agent.service edge-inspect-trainer.service edge-inspect-trainer.timer)
+readonly UNITS=(edge-inspect-agent.service edge-inspect-trainer.service edge-inspect-trainer.timer
+    edge-inspect-console.service)
 
 usage() {
     cat <<EOF
@@ -18,7 +19,8 @@ usage: $(basename "$0") [--config STATION.toml] [--repo DIR] [--wheelhouse DIR]
                   [--pip-arg ARG]... [--no-enable] [--with-broker] [-h|--help]
 
 Installs edge-inspect as the systemd service edge-inspect-agent plus a nightly
-retraining timer. Run as root; running it again upgrades and keeps existing settings.
+retraining timer and the operator console (edge-inspect-console, http://127.0.0.1:8788/).
+Run as root; running it again upgrades and keeps existing settings.
 
   --config FILE     station config to install as $CONF
                     (only when that file does not exist yet)
@@ -33,7 +35,7 @@ retraining timer. Run as root; running it again upgrades and keeps existing sett
 Creates what is missing:
   system user $APP_USER
   $VENV
-  $CONF and an empty $ETC/mqtt_password
+  $CONF and an empty $ETC/mqtt_password and $ETC/console_users
   $VAR/state, $VAR/models
   $DROP/<camera> for each camera of the config
   the units in $UNIT_DIR
@@ -106,16 +108,24 @@ fi
 note "installing edge-inspect from $repo"
 "$VENV/bin/pip" install "${pip_args[@]}" "${repo}[train]"
 
-install -d -m 0750 -o root -g "$APP_USER" "$ETC"
+# Group-writable: the console's station set-up saves $CONF (keeping $CONF.bak) and the
+# ROI file here; the agent's unit sees /etc read-only.
+install -d -m 0770 -o root -g "$APP_USER" "$ETC"
 if [[ -f $CONF ]]; then
     note "keeping existing $CONF"
+    chmod g+rw "$CONF"
 else
     note "installing $station_config as $CONF"
-    install -m 0640 -o root -g "$APP_USER" "$station_config" "$CONF"
+    install -m 0660 -o root -g "$APP_USER" "$station_config" "$CONF"
 fi
 if [[ ! -e $ETC/mqtt_password ]]; then
     install -m 0600 -o root -g root /dev/null "$ETC/mqtt_password"
     note "created an empty $ETC/mqtt_password: write the broker password there if it needs one"
+fi
+if [[ ! -e $ETC/console_users ]]; then
+    install -m 0600 -o root -g root /dev/null "$ETC/console_users"
+    note "created an empty $ETC/console_users: add lines from" \
+        "'$VENV/bin/edge-inspect console --hash-password NAME' before serving beyond localhost"
 fi
 
 install -d -m 0750 -o "$APP_USER" -g "$APP_USER" "$VAR" "$VAR/state" "$VAR/models"
@@ -167,7 +177,9 @@ systemctl daemon-reload
 if ((enable)); then
     systemctl enable edge-inspect-agent.service
     systemctl enable --now edge-inspect-trainer.timer
+    systemctl enable --now edge-inspect-console.service
 fi
-systemctl try-restart edge-inspect-agent.service
+systemctl try-restart edge-inspect-agent.service edge-inspect-console.service
 note "done; start the agent with: systemctl start edge-inspect-agent"
 note "check it with: $VENV/bin/edge-inspect health --config $CONF"
+note "operator console: http://127.0.0.1:8788/ (systemctl status edge-inspect-console)"

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("trainer.commands.bench", "measure agent latency, throughput and memory"),
     "confirm": ("edge_agent.commands.confirm", "label a result's connector OK or KO (journaled)"),
     "models": ("edge_agent.commands.models", "list, show, promote or roll back model versions"),
+    "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
     "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),
     "bench-retrain": ("trainer.retrain.bench", "time a nightly retrain beside a working agent"),

@@ -20,6 +20,7 @@ UNITS = ROOT / "systemd"
 AGENT = UNITS / "edge-inspect-agent.service"
 TRAINER = UNITS / "edge-inspect-trainer.service"
 TIMER = UNITS / "edge-inspect-trainer.timer"
+CONSOLE = UNITS / "edge-inspect-console.service"
 MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto.conf"
 
 
@@ -105,13 +106,35 @@ def test_trainer_runs_nightly_at_low_priority():
     assert timer["Install"]["WantedBy"] == "timers.target"
 
 
+def test_console_unit_serves_localhost_at_low_priority_in_a_sandbox():
+    service = unit(CONSOLE)["Service"]
+    agent = unit(AGENT)["Service"]
+
+    assert service["ExecStart"] == (
+        "/opt/edge-inspect/venv/bin/edge-inspect console --config /etc/edge-inspect/config.toml"
+        " --host 127.0.0.1 --port 8788"
+    )
+    assert service["User"] == "edge-inspect"
+    assert service["LoadCredential"] == "console_users:/etc/edge-inspect/console_users"
+    assert service["CPUWeight"] == "20"
+    assert int(service["Nice"]) > 0
+    assert "MemoryMax" in service
+    for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
+        assert service[key] == "yes"
+    assert service["ProtectSystem"] == "strict"
+    assert set(service["ReadWritePaths"].split()) == {"/var/lib/edge-inspect", "/etc/edge-inspect"}
+    assert service["CapabilityBoundingSet"] == ""
+    assert service["Environment"] == agent["Environment"]
+    assert "edge-inspect-console.service" in INSTALL.read_text()
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
 def test_units_pass_systemd_analyze_verify(tmp_path):
     stub = tmp_path / "edge-inspect"
     stub.write_text("#!/bin/sh\n")
     stub.chmod(0o755)
     copies = []
-    for path in (AGENT, TRAINER, TIMER):
+    for path in (AGENT, TRAINER, TIMER, CONSOLE):
         copy = tmp_path / path.name
         copy.write_text(
             path.read_text().replace("/opt/edge-inspect/venv/bin/edge-inspect", str(stub))

@@ -1,0 +1,300 @@
+"""The journal as the console sees it: a read-only SQLite connection (WAL readers never block
+the agent), queries for the feed, one board, the review queue and a connector's recent scores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+EVALUATIONS = ("OK", "NOK", "ERROR", "NOT_DECIDABLE")
+BORDERLINE = 0.8  # an OK connector scoring at least this share of its threshold is reviewed
+REVIEW_WINDOW = 2000  # boards scanned for the review queue, newest first
+
+
+@dataclass(frozen=True)
+class FeedFilter:
+    """What the feed shows; every field optional. Times are ISO 8601 UTC prefixes."""
+
+    evaluation: str | None = None
+    connector: str | None = None
+    part_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, args = [], []
+        if self.evaluation:
+            clauses.append("evaluation = ?")
+            args.append(self.evaluation)
+        if self.connector:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_each(verdict_json, '$.connectors') j"
+                " WHERE json_extract(j.value, '$.id') = ?"
+                " AND json_extract(j.value, '$.evaluation') != 'OK')"
+            )
+            args.append(self.connector)
+        if self.part_id:
+            clauses.append("part_id LIKE ? ESCAPE '\\'")
+            escaped = self.part_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(f"%{escaped}%")
+        if self.since:
+            clauses.append("created_at >= ?")
+            args.append(self.since)
+        if self.until:
+            clauses.append("created_at < ?")
+            args.append(self.until)
+        return " AND ".join(clauses) or "1", args
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One line of the feed."""
+
+    cursor: int
+    result_id: str
+    part_id: str | None
+    created_at: str
+    evaluation: str
+    flagged: list[tuple[str, str]]
+    total_ms: float | None
+    historical: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor,
+            "result_id": self.result_id,
+            "part_id": self.part_id,
+            "created_at": self.created_at,
+            "evaluation": self.evaluation,
+            "flagged": [{"id": c, "evaluation": e} for c, e in self.flagged],
+            "total_ms": self.total_ms,
+            "historical": self.historical,
+        }
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A connector of a board that nobody confirmed yet and a person should look at."""
+
+    result_id: str
+    part_id: str | None
+    created_at: str
+    connector: str
+    evaluation: str
+    score: float | None
+    threshold: float | None
+    version: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ScoreRow:
+    """One board's row for a connector."""
+
+    created_at: str
+    evaluation: str
+    score: float | None
+    threshold: float | None
+    version: str | None
+
+
+@dataclass
+class JournalCounts:
+    """Totals for the health page."""
+
+    boards_last_hour: int = 0
+    by_evaluation: dict[str, int] = field(default_factory=dict)
+    last_verdict_at: str | None = None
+    outbox_depth: int | None = None
+    confirmations: int = 0
+    unconfirmed_nok: int = 0
+
+
+def _board_row(row: sqlite3.Row) -> BoardRow:
+    verdict = json.loads(row["verdict_json"])
+    flagged = [
+        (c.get("id", "?"), c.get("evaluation", "ERROR"))
+        for c in verdict.get("connectors", [])
+        if c.get("evaluation") != "OK"
+    ]
+    return BoardRow(
+        cursor=row["rowid"],
+        result_id=row["result_id"],
+        part_id=row["part_id"],
+        created_at=row["created_at"],
+        evaluation=row["evaluation"],
+        flagged=flagged,
+        total_ms=(verdict.get("processing_ms") or {}).get("total"),
+        historical=bool(verdict.get("historical")),
+    )
+
+
+class JournalReader:
+    """Opens `journal.sqlite` read-only for each query; a missing journal reads as empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=5.0, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def _rows(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        if not self.path.is_file():
+            return []
+        with self._connect() as db:
+            try:
+                return db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return []
+                raise
+
+    def feed(
+        self,
+        where: FeedFilter,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = 50,
+    ) -> list[BoardRow]:
+        """Boards newest first (journal order); `before`/`after` are cursors from earlier rows."""
+        clause, args = where.where()
+        if before is not None:
+            clause += " AND rowid < ?"
+            args.append(before)
+        if after is not None:
+            clause += " AND rowid > ?"
+            args.append(after)
+        rows = self._rows(
+            "SELECT rowid, result_id, part_id, created_at, evaluation, verdict_json"
+            f" FROM inspections WHERE {clause} ORDER BY rowid DESC LIMIT ?",
+            [*args, limit],
+        )
+        return [_board_row(row) for row in rows]
+
+    def inspection(self, result_id: str) -> dict[str, Any] | None:
+        """One board: its row, verdict, confirmations and kept crops (relative paths)."""
+        if not RESULT_ID.match(result_id):
+            return None
+        rows = self._rows(
+            "SELECT rowid, result_id, part_id, camera, source_path, source_sha256, evaluation,"
+            " verdict_json, created_at FROM inspections WHERE result_id = ?",
+            (result_id,),
+        )
+        if not rows:
+            return None
+        record = dict(rows[0])
+        record["verdict"] = json.loads(record.pop("verdict_json"))
+        record["confirmations"] = [
+            dict(r)
+            for r in self._rows(
+                "SELECT connector, label, confirmed_by AS by, at FROM confirmations"
+                " WHERE result_id = ? ORDER BY id",
+                (result_id,),
+            )
+        ]
+        record["crops"] = {
+            r["connector"]: r["path"]
+            for r in self._rows(
+                "SELECT connector, path FROM crops WHERE result_id = ?", (result_id,)
+            )
+        }
+        return record
+
+    def latest_inspected(self, limit: int) -> list[dict[str, Any]]:
+        """The newest boards that were aligned and scored (their photos can be cut again)."""
+        rows = self._rows(
+            "SELECT result_id, camera, source_path, source_sha256, created_at FROM inspections"
+            " WHERE evaluation IN ('OK', 'NOK') ORDER BY rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(r) for r in rows]
+
+    def review_queue(self, limit: int = 200) -> list[ReviewItem]:
+        """Unconfirmed NOK and borderline connectors of recent boards, newest first."""
+        rows = self._rows(
+            "SELECT i.result_id, i.part_id, i.created_at, i.verdict_json FROM inspections i"
+            " WHERE i.evaluation IN ('OK', 'NOK') ORDER BY i.rowid DESC LIMIT ?",
+            (REVIEW_WINDOW,),
+        )
+        confirmed = {
+            (r["result_id"], r["connector"])
+            for r in self._rows("SELECT result_id, connector FROM confirmations")
+        }
+        items = []
+        for row in rows:
+            for c in json.loads(row["verdict_json"]).get("connectors", []):
+                score, threshold = c.get("score"), c.get("threshold")
+                wanted = c.get("evaluation") == "NOK" or (
+                    c.get("evaluation") == "OK"
+                    and score is not None
+                    and threshold
+                    and score >= BORDERLINE * threshold
+                )
+                if wanted and (row["result_id"], c.get("id")) not in confirmed:
+                    items.append(
+                        ReviewItem(
+                            result_id=row["result_id"],
+                            part_id=row["part_id"],
+                            created_at=row["created_at"],
+                            connector=c.get("id"),
+                            evaluation=c.get("evaluation"),
+                            score=score,
+                            threshold=threshold,
+                            version=(c.get("model") or {}).get("version"),
+                        )
+                    )
+                    if len(items) >= limit:
+                        return items
+        return items
+
+    def connector_rows(self, connector: str, since: str, limit: int = 5000) -> list[ScoreRow]:
+        """The connector's row of every board since `since` (ISO UTC), oldest first."""
+        rows = self._rows(
+            "SELECT created_at, json_extract(j.value, '$.evaluation') AS evaluation,"
+            " json_extract(j.value, '$.score') AS score,"
+            " json_extract(j.value, '$.threshold') AS threshold,"
+            " json_extract(j.value, '$.model.version') AS version"
+            " FROM (SELECT rowid, created_at, verdict_json FROM inspections"
+            "       WHERE created_at >= ? ORDER BY rowid DESC LIMIT ?) i,"
+            " json_each(i.verdict_json, '$.connectors') j"
+            " WHERE json_extract(j.value, '$.id') = ? ORDER BY i.rowid",
+            (since, limit, connector),
+        )
+        return [ScoreRow(**dict(r)) for r in rows]
+
+    def counts(self, since: str) -> JournalCounts:
+        """Boards since `since` by evaluation, the last verdict, outbox depth, confirmations."""
+        counts = JournalCounts()
+        for row in self._rows(
+            "SELECT evaluation, COUNT(*) AS n FROM inspections WHERE created_at >= ?"
+            " GROUP BY evaluation",
+            (since,),
+        ):
+            counts.by_evaluation[row["evaluation"]] = row["n"]
+        counts.boards_last_hour = sum(counts.by_evaluation.values())
+        last = self._rows("SELECT created_at FROM inspections ORDER BY rowid DESC LIMIT 1")
+        counts.last_verdict_at = last[0]["created_at"] if last else None
+        depth = self._rows("SELECT COUNT(*) AS n FROM outbox")
+        counts.outbox_depth = depth[0]["n"] if depth else None
+        confirmed = self._rows("SELECT COUNT(*) AS n FROM confirmations")
+        counts.confirmations = confirmed[0]["n"] if confirmed else 0
+        counts.unconfirmed_nok = sum(1 for item in self.review_queue() if item.evaluation == "NOK")
+        return counts

@@ -1,0 +1,171 @@
+"""Connectors (`/connectors`, `/connector/<id>`): recent scores against the threshold, NOK per
+hour, model versions and history, promote / rollback through the `models` lifecycle code, and
+the last retrain's outcome and gate reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from edge_agent import lifecycle
+from edge_agent.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
+from edge_agent.console.agent_health import retrain_status
+from edge_agent.console.charts import histogram, hourly_rates
+from edge_agent.console.rendering import console, operator, render
+
+router = APIRouter()
+HISTORY_HOURS = 24
+HISTOGRAM_BOARDS = 500
+
+
+class PromoteRequest(BaseModel):
+    """Promote the candidate (version null) or a named installed version."""
+
+    version: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}\.\d+$")
+
+
+def _connector(request: Request, connector: str, inspected: bool = False) -> str:
+    """The connector id when the station has it (and, with `inspected`, inspects it), else 404."""
+    state = console(request)
+    known = state.connectors if inspected else list(state.config.connectors)
+    if connector not in known:
+        raise HTTPException(404, f"{connector!r} is not one of {known}")
+    return connector
+
+
+def _since(hours: int) -> str:
+    moment = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _versions(request: Request, connector: str) -> list[dict[str, Any]]:
+    """Every installed and refused version, newest first, with its manifest summary."""
+    models = console(request).config.paths.models
+    current = lifecycle.state(models, connector)
+    root = connector_dir(models, connector)
+    found = [(v, root / v, False) for v in current.versions]
+    found += [(v, root / REJECTED_DIR / v, True) for v in current.rejected]
+    rows = []
+    for version, folder, refused in found:
+        row: dict[str, Any] = {"version": version, "refused": refused}
+        try:
+            manifest = read_manifest(folder)
+            row.update(
+                created_at=manifest.created_at,
+                method=manifest.method,
+                n_train=manifest.training.n_train,
+                calibration=manifest.calibration.mode,
+            )
+        except BundleError as exc:
+            row["problem"] = str(exc)
+        for name in ("gate.json", lifecycle.REASON_FILE):
+            path = folder / name
+            if path.is_file():
+                try:
+                    row["gate"] = json.loads(path.read_text(encoding="utf-8")).get("summary")
+                except ValueError:
+                    row["gate"] = f"{name} unreadable"
+        row["status"] = (
+            "refused"
+            if refused
+            else {current.active: "active", current.candidate: "candidate"}.get(version, "")
+        )
+        rows.append(row)
+    return sorted(rows, key=lambda r: lifecycle.version_key(r["version"]), reverse=True)
+
+
+def connector_summary(request: Request, connector: str) -> dict[str, Any]:
+    """Everything the connector page shows, as plain data (also the JSON API)."""
+    state = console(request)
+    rows = state.journal.connector_rows(connector, _since(HISTORY_HOURS * 30))
+    recent = rows[-HISTOGRAM_BOARDS:]
+    threshold = next((r.threshold for r in reversed(recent) if r.threshold), 1.0)
+    day = _since(HISTORY_HOURS)
+    try:
+        current = lifecycle.state(state.config.paths.models, connector)
+        history = lifecycle.read_history(state.config.paths.models, connector)["events"]
+        problem = None
+    except lifecycle.LifecycleError as exc:
+        current, history, problem = None, [], str(exc)
+    retrain = retrain_status(state.config) or {}
+    return {
+        "connector": connector,
+        "enabled": state.config.connectors[connector].enabled,
+        "threshold": threshold,
+        "scores": [r.score for r in recent if r.score is not None],
+        "histogram": histogram([r.score for r in recent if r.score is not None], threshold),
+        "hourly": hourly_rates([(r.created_at, r.evaluation) for r in rows if r.created_at >= day]),
+        "boards": len(recent),
+        "state": current.as_dict() if current else None,
+        "versions": _versions(request, connector) if current else [],
+        "history": list(reversed(history))[:20],
+        "lifecycle_problem": problem,
+        "retrain": {
+            "run_id": retrain.get("run_id"),
+            "state": retrain.get("state"),
+            "finished_at": retrain.get("finished_at"),
+            **((retrain.get("connectors") or {}).get(connector) or {}),
+        }
+        if retrain
+        else None,
+    }
+
+
+@router.get("/connectors", response_class=HTMLResponse)
+def connectors_page(request: Request) -> HTMLResponse:
+    state = console(request)
+    models = state.config.paths.models
+    rows = []
+    for cid, settings in state.config.connectors.items():
+        try:
+            current = lifecycle.state(models, cid).as_dict()
+        except lifecycle.LifecycleError as exc:
+            current = {"problem": str(exc)}
+        rows.append({"id": cid, "enabled": settings.enabled, **current})
+    return render(request, "connectors.html", rows=rows)
+
+
+@router.get("/connector/{connector}", response_class=HTMLResponse)
+def connector_page(request: Request, connector: str) -> HTMLResponse:
+    summary = connector_summary(request, _connector(request, connector))
+    return render(request, "connector.html", c=summary)
+
+
+@router.get("/api/connector/{connector}")
+def connector_api(request: Request, connector: str) -> JSONResponse:
+    summary = connector_summary(request, _connector(request, connector))
+    summary.pop("histogram")
+    return JSONResponse(summary)
+
+
+def _lifecycle_reply(connector: str, event: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"connector": connector, **event})
+
+
+@router.post("/api/connector/{connector}/promote")
+def promote(request: Request, connector: str, body: PromoteRequest) -> JSONResponse:
+    """`edge-inspect models promote CONNECTOR [VERSION]`; the running agent follows."""
+    models = console(request).config.paths.models
+    try:
+        event = lifecycle.promote(
+            models, _connector(request, connector, True), body.version, operator(request)
+        )
+    except (lifecycle.LifecycleError, BundleError) as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _lifecycle_reply(connector, event)
+
+
+@router.post("/api/connector/{connector}/rollback")
+def rollback(request: Request, connector: str) -> JSONResponse:
+    """`edge-inspect models rollback CONNECTOR`; the running agent follows."""
+    models = console(request).config.paths.models
+    try:
+        event = lifecycle.rollback(models, _connector(request, connector, True), operator(request))
+    except (lifecycle.LifecycleError, BundleError) as exc:
+        raise HTTPException(409, str(exc)) from None
+    return _lifecycle_reply(connector, event)

@@ -1,0 +1,38 @@
+// Live feed: asks for rows newer than the newest shown, every POLL_MS, and puts them on top.
+"use strict";
+
+const POLL_MS = 700;
+const MAX_ROWS = 200;
+
+(function () {
+  const table = document.getElementById("feed");
+  if (!table || table.dataset.live !== "yes") return;
+  const body = document.getElementById("feed-rows");
+  const live = document.getElementById("live");
+  let cursor = table.dataset.cursor;
+  const filters = new URLSearchParams(window.location.search);
+  filters.delete("before");
+
+  async function poll() {
+    filters.set("after", cursor);
+    try {
+      const response = await fetch(`/feed/rows?${filters}`, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(response.statusText);
+      const html = (await response.text()).trim();
+      cursor = response.headers.get("X-Feed-Cursor") || cursor;
+      if (html) {
+        body.insertAdjacentHTML("afterbegin", html);
+        const empty = document.querySelector(".empty");
+        if (empty) empty.remove();
+        body.querySelectorAll("tr").forEach((row, index) => {
+          if (index >= MAX_ROWS) row.remove();
+        });
+      }
+      live.classList.remove("stale");
+    } catch (_) {
+      live.classList.add("stale");
+    }
+    setTimeout(poll, POLL_MS);
+  }
+  setTimeout(poll, POLL_MS);
+})();
