@@ -7,8 +7,7 @@ from pathlib import Path
 
 from edge_agent.config import ConfigError, load_config
 from trainer.commands.options import run_guarded
-from trainer.commands.train_all import connector_folders
-from trainer.compare import parse_methods
+from trainer.compare import parse_methods, select_connectors
 from trainer.quality import DATA_SETS, bench_quality, build_cells, build_station, write_quality
 from trainer.synth.plan import DEFAULT_BOARDS
 
@@ -25,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--boards", type=int, default=DEFAULT_BOARDS, help="synthetic station boards"
     )
+    parser.add_argument("--connectors", help="station connectors only, e.g. J1,J4 (default: all)")
     parser.add_argument("--runs", type=int, default=50, help="onnxruntime timings per model")
 
 
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         if "cells" in data_sets:
             folders["cells"] = [build_cells(args.out / "data")]
         if "station" in data_sets:
-            folders["station"] = connector_folders(build_station(args.out / "data", args.boards))
+            crops = build_station(args.out / "data", args.boards)
+            folders["station"] = select_connectors(crops, args.connectors)
         rows = bench_quality(folders, args.out, base, methods, max(1, args.runs))
         print(write_quality(args.out, rows))
         return 1 if any(row.get("error") for row in rows) else 0

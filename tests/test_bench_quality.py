@@ -1,0 +1,89 @@
+"""`bench-quality`: the real-image split as published, and the command run on tiny data."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from detector_checks import cli
+
+from trainer.quality import CELL_TRAIN_OK, build_cells, cell_split
+
+FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
+
+
+def fake_cells(count: int = 700) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stand-in for `elpv_dataset.utils.load_dataset()`: gray cells, probabilities, types."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 255, (count, 12, 12), dtype=np.uint8)
+    probabilities = rng.choice([0.0, 1 / 3, 2 / 3, 1.0], count, p=[0.6, 0.1, 0.05, 0.25])
+    types = rng.choice(["mono", "poly"], count)
+    return images, probabilities, types
+
+
+def test_cell_split_is_the_published_mono_split_and_leaves_other_cells_out() -> None:
+    _, probabilities, types = fake_cells()
+    ok = np.flatnonzero((types == "mono") & (probabilities == 0))
+    np.random.seed(0)
+    expected_train = sorted(np.random.choice(ok, CELL_TRAIN_OK, replace=False))
+
+    split = cell_split(probabilities, types)
+
+    assert split["train/ok"].tolist() == expected_train
+    assert sorted([*split["train/ok"], *split["test/ok"]]) == ok.tolist()
+    assert (probabilities[split["test/ko"]] == 1).all()
+    assert len(split["test/ko"]) == np.sum((types == "mono") & (probabilities == 1))
+    chosen = np.concatenate(list(split.values()))
+    assert (types[chosen] == "mono").all()
+    assert np.isin(probabilities[chosen], [0.0, 1.0]).all()
+
+
+def test_build_cells_writes_the_crop_layout_once(tmp_path: Path) -> None:
+    calls = []
+
+    def loader() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        calls.append(1)
+        return fake_cells()
+
+    folder = build_cells(tmp_path, loader)
+    again = build_cells(tmp_path, loader)
+
+    assert folder == again == tmp_path / "cells"
+    assert len(calls) == 1
+    assert len(list((folder / "train" / "ok").glob("*.png"))) == CELL_TRAIN_OK
+    assert list((folder / "test" / "ko").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_bench_quality_tabulates_a_row_per_connector_and_method(tmp_path: Path) -> None:
+    config = tmp_path / "fast.toml"
+    config.write_text(FAST_TRAINING, encoding="utf-8")
+    out = tmp_path / "bq"
+
+    result = cli(
+        "bench-quality", "--data-sets", "station", "--boards", 24, "--connectors", "J1,J4",
+        "--methods", "patchcore", "--config", config, "--out", out, "--runs", 3, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert (out / "quality.md").read_text(encoding="utf-8").strip() in result.stdout
+    with (out / "quality.csv").open(newline="") as handle:
+        rows = {row["connector"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == ["J1", "J4"]
+    for row in rows.values():
+        assert (row["data_set"], row["method"], row["error"]) == ("station", "patchcore", "")
+        assert row["threshold_mode"] in ("ko", "ok-only")
+        assert float(row["ms_per_crop"]) > 0 and float(row["bundle_mb"]) > 0
+        assert 0.0 <= float(row["false_reject_rate"]) <= 1.0
+    assert 0.0 <= float(rows["J1"]["best_recall_at_0.5%_fr"]) <= 1.0  # J1 has test KO
+    assert rows["J4"]["best_recall_at_0.5%_fr"] == ""  # J4 never has KO
+
+
+def test_bench_quality_refuses_an_unknown_data_set_before_any_work(tmp_path: Path) -> None:
+    result = cli("bench-quality", "--data-sets", "mvtec", "--out", tmp_path / "bq", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "--data-sets: unknown ['mvtec']" in result.stderr
+    assert not (tmp_path / "bq").exists()
