@@ -148,6 +148,11 @@ class TrainingSettings(_Section):
         description="run a detector's trained sub-networks in int8 (EfficientAD student and "
         "autoencoder; the teacher stays float); the threshold is calibrated on the int8 model",
     )
+    mask: Literal["uniform", "variance"] = Field(
+        default="uniform",
+        description="weight mask without a ROI: uniform, or low where OK crops vary (variance); "
+        "the variance mask also mutes where real defects often start (edges, busbars)",
+    )
     mask_min_weight: float = Field(default=0.1, gt=0)
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None

@@ -90,11 +90,14 @@ def test_the_model_file_runs_student_and_autoencoder_in_int8_and_keeps_the_teach
     assert {"core.student.0.weight", "core.autoencoder.head.2.weight"} <= weights
     assert not any(name.startswith("core.teacher.") for name in weights)
     assert written["parity_max_relative_error"] <= trained.settings.parity_tolerance
-    # int8 moves the scores a little, not the ranking: the defect still stands well out.
-    expected, _ = torch_scores(trained.graph, trained.holdout)
-    got = onnx_scores(path, np.concatenate([trained.holdout, defective_crop()[None]]))
-    assert 0 < written["int8_max_score_change"] < 0.25 * expected.max()
-    np.testing.assert_allclose(got[:-1], expected, atol=0.25 * expected.max())
+    # int8 moves the scores a little next to a defect's, not the ranking: the defect still
+    # stands well out. (OK scores sit near the map's clamp at 0, too small to be the scale.)
+    crops = np.concatenate([trained.holdout, defective_crop()[None]])
+    expected, _ = torch_scores(trained.graph, crops)
+    got = onnx_scores(path, crops)
+    defect = expected[-1]
+    assert 0 < written["int8_max_score_change"] < 0.25 * defect
+    np.testing.assert_allclose(got, expected, atol=0.25 * defect)
     assert got[-1] > 1.5 * got[:-1].max()
 
 

@@ -78,14 +78,16 @@ def preprocess_all(preprocess: Preprocess, crops: np.ndarray) -> torch.Tensor:
 def build_weight_mask(
     inputs: torch.Tensor, settings: TrainingSettings, roi: tuple | None, connector: str
 ) -> np.ndarray:
-    """The ROI mask when one is given for this connector, else the OK-variance mask."""
+    """The ROI mask when one is given for this connector, else `settings.mask`."""
     low, high = settings.mask_min_weight, settings.mask_max_weight
     if roi is not None:
         try:
             return roi_mask(roi, settings.input_size, low, high, connector)
         except RoiError as exc:  # name the file to fix, as every other input error does
             raise RoiError(f"{settings.roi_file or 'ROI'}: {exc}") from None
-    return variance_mask(inputs.mean(dim=1).numpy(), low, high)
+    if settings.mask == "variance":
+        return variance_mask(inputs.mean(dim=1).numpy(), low, high)
+    return np.ones((settings.input_size, settings.input_size), np.float32)
 
 
 def write_model(

@@ -24,6 +24,7 @@ USER_ERRORS = (ConfigError, DataError, RoiError, BackboneError, CalibrationError
 
 _FLAGS = {
     "method": str,
+    "mask": str,
     "backbone": str,
     "backbone_weights": Path,
     "input_size": int,
