@@ -126,7 +126,7 @@ config_report="$("$VENV/bin/python" - "$CONF" "$DROP" <<'PY'
 import sys
 from pathlib import Path
 
-from edge_agent.config import ConfigError, load_config
+from edge_agent.contracts.config import ConfigError, load_config
 
 try:
     config = load_config(Path(sys.argv[1]))

@@ -23,19 +23,10 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from edge_agent import __version__, sdnotify
-from edge_agent.config import StationConfig
-from edge_agent.drop_folder import DropFile, DropFolderWatcher, finish
-from edge_agent.feedback_loop import FeedbackLoop
-from edge_agent.health import HealthServer
-from edge_agent.imaging import read_image_file
-from edge_agent.journal import Journal, OutboxMessage
-from edge_agent.mqtt_link import MqttLink
-from edge_agent.pipeline import Inspector
-from edge_agent.registration import Registrar
-from edge_agent.scoring import ModelRegistry
-from edge_agent.telemetry import Telemetry
-from edge_agent.verdict import (
+from edge_agent import __version__
+from edge_agent.comms.mqtt_link import MqttLink
+from edge_agent.contracts.config import StationConfig
+from edge_agent.contracts.verdict import (
     ERROR,
     NOT_DECIDABLE,
     Failure,
@@ -43,6 +34,16 @@ from edge_agent.verdict import (
     new_result_id,
     safe_part_id,
 )
+from edge_agent.feedback.feedback_loop import FeedbackLoop
+from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher, finish
+from edge_agent.inspect.imaging import read_image_file
+from edge_agent.inspect.pipeline import Inspector
+from edge_agent.inspect.registration import Registrar
+from edge_agent.inspect.scoring import ModelRegistry
+from edge_agent.ops import sdnotify
+from edge_agent.ops.health import HealthServer
+from edge_agent.ops.telemetry import Telemetry
+from edge_agent.store.journal import Journal, OutboxMessage
 
 log = structlog.get_logger()
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_agent.bundle import (
+from edge_agent.contracts.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     Calibration,

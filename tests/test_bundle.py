@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edge_agent.bundle import (
+from edge_agent.contracts.bundle import (
     ACTIVE_LINK,
     MANIFEST_FILE,
     MODEL_FILE,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.local_broker import free_port
+from trainer.demo.local_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"

@@ -20,9 +20,9 @@ from detector_checks import (
     train_command_bundle,
 )
 
-from edge_agent.config import TrainingSettings
-from trainer.backbones import build_backbone
+from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors import DETECTORS
+from trainer.detectors.components.backbones import build_backbone
 from trainer.detectors.efficientad import EfficientAdCore, fit, fit_medium, fit_small
 from trainer.export import check_parity, export_onnx, onnx_scores, torch_scores
 from trainer.graph import AnomalyGraph

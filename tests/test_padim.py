@@ -18,7 +18,7 @@ from detector_checks import (
     train_command_bundle,
 )
 
-from edge_agent.config import ConfigError, TrainingSettings, load_config
+from edge_agent.contracts.config import ConfigError, TrainingSettings, load_config
 from trainer.detectors import DETECTORS
 from trainer.detectors.padim import PadimCore, fit
 

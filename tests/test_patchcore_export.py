@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edge_agent.config import TrainingSettings
-from trainer.backbones import build_backbone
+from edge_agent.contracts.config import TrainingSettings
+from trainer.detectors.components.backbones import build_backbone
 from trainer.detectors.patchcore import fit
 from trainer.export import ExportError, check_parity, export_onnx, torch_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess

@@ -10,7 +10,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from edge_agent.bundle import Calibration
+from edge_agent.contracts.bundle import Calibration
 
 
 class CalibrationError(ValueError):

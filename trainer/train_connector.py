@@ -18,7 +18,7 @@ import structlog
 import torch
 
 from edge_agent import __version__
-from edge_agent.bundle import (
+from edge_agent.contracts.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     InputSpec,
@@ -32,8 +32,7 @@ from edge_agent.bundle import (
     utc_now,
     write_json_atomic,
 )
-from edge_agent.config import TrainingSettings
-from trainer.backbones import build_backbone
+from edge_agent.contracts.config import TrainingSettings
 from trainer.calibration import calibrate
 from trainer.datasets import (
     ConnectorData,
@@ -42,7 +41,8 @@ from trainer.datasets import (
     require_test_split,
 )
 from trainer.detectors import CROSS_FITTED, DETECTORS
-from trainer.evaluation import evaluate_bundle
+from trainer.detectors.components.backbones import build_backbone
+from trainer.evaluation.scoring import evaluate_bundle
 from trainer.export import check_parity, export_onnx, onnx_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.masks import RoiError, mask_id, roi_mask, variance_mask

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from edge_agent.config import HealthSettings, load_config_for_command
+from edge_agent.contracts.config import HealthSettings, load_config_for_command
 
 _ANY_ADDRESS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_agent import lifecycle
-from edge_agent.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
-from edge_agent.config import ConfigError, StationConfig, load_config
+from edge_agent.contracts.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
+from edge_agent.contracts.config import ConfigError, StationConfig, load_config
+from edge_agent.feedback import lifecycle
 
 GATE_FILE = "gate.json"
 

@@ -11,12 +11,12 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from edge_agent.bundle import BundleError
-from edge_agent.config import ConfigError, TrainingSettings, load_config
-from edge_agent.logs import configure_logging
-from trainer.backbones import BackboneError
+from edge_agent.contracts.bundle import BundleError
+from edge_agent.contracts.config import ConfigError, TrainingSettings, load_config
+from edge_agent.ops.logs import configure_logging
 from trainer.calibration import CalibrationError
 from trainer.datasets import DataError
+from trainer.detectors.components.backbones import BackboneError
 from trainer.export import ExportError
 from trainer.masks import RoiError, load_roi_file
 

@@ -15,8 +15,8 @@ from trainer.commands.options import (
     training_settings,
 )
 from trainer.datasets import DataError
+from trainer.evaluation.tables import write_tables
 from trainer.export import ExportError
-from trainer.tables import write_tables
 from trainer.train_connector import train_connector
 
 log = structlog.get_logger()

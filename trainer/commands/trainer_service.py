@@ -21,8 +21,8 @@ import structlog
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from edge_agent.config import ConfigError, load_config
-from edge_agent.logs import configure_logging
+from edge_agent.contracts.config import ConfigError, load_config
+from edge_agent.ops.logs import configure_logging
 from trainer.retrain.runs import lower_priority, read_last_run
 
 log = structlog.get_logger()

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from edge_agent.config import TrainingSettings
+from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors import autoencoder, efficientad, padim, patchcore
 
 FitFunction = Callable[[torch.Tensor, nn.Module, TrainingSettings], nn.Module]

@@ -54,10 +54,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_agent.config import TrainingSettings
+from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors.autoencoder import shrink
+from trainer.detectors.components.training import EarlyStopping, split_holdout
 from trainer.detectors.patchcore import PatchEmbedding, embed_all
-from trainer.detectors.training import EarlyStopping, split_holdout
 from trainer.progress import bar
 
 log = structlog.get_logger()

@@ -11,7 +11,7 @@ import structlog
 import torch
 from torch import nn
 
-from edge_agent.config import TrainingSettings
+from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors.patchcore import PatchEmbedding, embed_all
 from trainer.progress import bar
 

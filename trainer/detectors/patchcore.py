@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_agent.config import TrainingSettings
-from trainer.coreset import greedy_coreset
+from edge_agent.contracts.config import TrainingSettings
+from trainer.detectors.components.coreset import greedy_coreset
 from trainer.progress import bar, track
 
 log = structlog.get_logger()

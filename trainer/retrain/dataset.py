@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.crop_store import CropStore
-from edge_agent.imaging import DecodeError, decode_image
+from edge_agent.inspect.imaging import DecodeError, decode_image
+from edge_agent.store.crop_store import CropStore
 from trainer.datasets import in_holdout, list_images
 
 SET_FILE = "training_set.json"

@@ -20,8 +20,7 @@ from typing import Any
 
 import structlog
 
-from edge_agent import lifecycle
-from edge_agent.bundle import (
+from edge_agent.contracts.bundle import (
     active_dir,
     connector_dir,
     list_versions,
@@ -30,9 +29,10 @@ from edge_agent.bundle import (
     utc_now,
     write_json_atomic,
 )
-from edge_agent.config import StationConfig
-from edge_agent.crop_store import JOURNAL_FILE, CropStore
-from edge_agent.journal import Journal
+from edge_agent.contracts.config import StationConfig
+from edge_agent.feedback import lifecycle
+from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
+from edge_agent.store.journal import Journal
 from trainer.datasets import load_crops
 from trainer.masks import load_roi_file
 from trainer.retrain.announce import publish_retained
