@@ -15,9 +15,9 @@ from detector_checks import (
     train_command_bundle,
 )
 
-from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors import DETECTORS
 from trainer.detectors.autoencoder import AutoencoderCore, fit, split_holdout
+from trainer.settings import TrainingSettings
 
 SIZE = 64
 

@@ -32,7 +32,6 @@ from edge_agent.contracts.bundle import (
     utc_now,
     write_json_atomic,
 )
-from edge_agent.contracts.config import TrainingSettings
 from trainer.calibration import calibrate
 from trainer.datasets import (
     ConnectorData,
@@ -47,6 +46,7 @@ from trainer.export import check_parity, export_onnx, onnx_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.masks import RoiError, mask_id, roi_mask, variance_mask
 from trainer.quantize import quantize_convs
+from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
 

@@ -6,7 +6,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -18,11 +18,13 @@ class ConfigError(ValueError):
     """A configuration the station cannot run with; the message names the file and the key."""
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A config section: an unknown key is an error, never silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class ConnectorSettings(_Section):
+class ConnectorSettings(Section):
     """One connector on the board: where it sits on the reference image."""
 
     box: tuple[int, int, int, int] = Field(description="x, y, width, height in reference pixels")
@@ -37,13 +39,13 @@ class ConnectorSettings(_Section):
         return box
 
 
-class StationSettings(_Section):
+class StationSettings(Section):
     name: str = "line/aoi"
     reference_image: Path = Path("reference.png")
     camera: str = "cam1"
 
 
-class LimitsSettings(_Section):
+class LimitsSettings(Section):
     """Bounds on what the agent accepts, so a bad input cannot exhaust the line PC."""
 
     max_file_bytes: int = 50_000_000
@@ -51,7 +53,7 @@ class LimitsSettings(_Section):
     max_payload_bytes: int = 20_000_000
 
 
-class RegistrationSettings(_Section):
+class RegistrationSettings(Section):
     max_features: int = 1000
     working_width: int = 640
     min_inliers: int = 25
@@ -60,7 +62,7 @@ class RegistrationSettings(_Section):
     min_quality: float = 0.35
 
 
-class InputSettings(_Section):
+class InputSettings(Section):
     drop_folders: dict[str, Path] = Field(default_factory=dict, description="camera -> folder")
     poll: bool = False
     poll_interval_s: float = 1.0
@@ -68,14 +70,14 @@ class InputSettings(_Section):
     mqtt_images: bool = True
 
 
-class TlsSettings(_Section):
+class TlsSettings(Section):
     enabled: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
 
 
-class MqttSettings(_Section):
+class MqttSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 1883
@@ -100,100 +102,32 @@ class MqttSettings(_Section):
         return prefix
 
 
-class PathSettings(_Section):
+class PathSettings(Section):
     models: Path = Path("models")
     state: Path = Path("state")
 
 
-class ScoringSettings(_Section):
+class ScoringSettings(Section):
     threads: int = Field(default=1, ge=1, description="onnxruntime threads per session")
     workers: int = Field(default=2, ge=1, description="boards inspected at the same time")
     connector_threads: int = Field(default=2, ge=1, description="connectors scored at once")
 
 
-class TrainingSettings(_Section):
-    """How each connector's model is built; `edge-inspect train` options override these."""
+class TrainerSection(BaseModel):
+    """A section the trainer owns (`[training]`): the agent keeps it as written and never reads
+    it; the trainer's schema (`trainer/settings.py`) checks every key."""
 
-    method: Literal["patchcore", "padim", "autoencoder", "efficientad-s", "efficientad-m"] = (
-        "patchcore"
-    )
-    backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = "efficientnet-lite0"
-    backbone_weights: Path | None = None
-    input_size: int = 128
-    color_mode: Literal["gray", "rgb"] = "gray"
-    coreset_ratio: float = Field(default=0.1, gt=0, le=1)
-    coreset_max: int = 1600
-    projection_dim: int = 128
-    neighbourhood: int = 3
-    padim_dims: int = Field(
-        default=100, ge=1, description="PaDiM: random channel subset size (seeded by `seed`)"
-    )
-    ae_epochs: int = Field(default=30, ge=1, description="autoencoder: most training epochs")
-    ae_patience: int = Field(
-        default=5, ge=1, description="autoencoder: epochs without a better held-out loss"
-    )
-    ae_batch: int = Field(default=16, ge=1, description="autoencoder: training batch size")
-    ae_lr: float = Field(default=2e-3, gt=0, le=1, description="autoencoder: Adam learning rate")
-    ead_steps: int = Field(default=300, ge=1, description="EfficientAD: most training steps")
-    ead_eval_every: int = Field(
-        default=25, ge=1, description="EfficientAD: steps between held-out evaluations"
-    )
-    ead_patience: int = Field(
-        default=4, ge=1, description="EfficientAD: evaluations without a better held-out loss"
-    )
-    ead_batch: int = Field(default=4, ge=1, description="EfficientAD: training batch size")
-    ead_lr: float = Field(default=1e-3, gt=0, le=1, description="EfficientAD: Adam learning rate")
-    int8: bool = Field(
-        default=True,
-        description="run a detector's trained sub-networks in int8 (EfficientAD student and "
-        "autoencoder; the teacher stays float); the threshold is calibrated on the int8 model",
-    )
-    mask_min_weight: float = Field(default=0.1, gt=0)
-    mask_max_weight: float = Field(default=2.0, gt=0)
-    roi_file: Path | None = None
-    target_false_reject: float = Field(default=0.005, gt=0, lt=1)
-    ok_only_margin: float = Field(
-        default=0.1, ge=0, description="guard band above an OK-only threshold (fraction)"
-    )
-    ko_side: float = Field(
-        default=0.25,
-        ge=0,
-        le=1,
-        description="with held-out KO: threshold from the OK limit (0) to the weakest KO (1)",
-    )
-    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
-    parity_tolerance: float = 1e-3
-    seed: int = 0
+    model_config = ConfigDict(extra="allow")
 
 
-class RetrainSettings(_Section):
-    """The nightly retraining job (`edge-inspect trainer` or `retrain --now`) and its rollout."""
+class RetrainSection(TrainerSection):
+    """`[retrain]` as the agent reads it: the shadow rollout that the agent itself runs; the
+    trainer's schema checks the rest."""
 
-    schedule: str = Field(default="0 2 * * *", description="cron: minute hour day month weekday")
-    misfire_grace_s: int = Field(default=6 * 3600, gt=0)
-    seed_data: Path | None = Field(
-        default=None, description="the initial crop data set: <connector>/train/ok, val/ok, val/ko"
-    )
-    max_train: int = Field(default=400, ge=10)
-    new_share: float = Field(default=0.5, gt=0, le=1)
-    max_holdout: int = Field(default=400, ge=2)
-    gate_share: float = Field(default=0.5, gt=0, lt=1)
-    false_reject_tolerance: float = Field(default=0.005, ge=0, lt=1)
-    rollout: Literal["auto", "shadow"] = "shadow"
     shadow_boards: int = Field(default=50, ge=1)
-    keep_versions: int = Field(default=5, ge=2)
-    nice: int = Field(default=10, ge=0, le=19)
-    threads: int = Field(default=0, ge=0, description="torch threads; 0: torch's default")
-
-    @field_validator("schedule")
-    @classmethod
-    def _five_fields(cls, schedule: str) -> str:
-        if len(schedule.split()) != 5:
-            raise ValueError(f"schedule {schedule!r} is not a 5-field cron expression")
-        return schedule
 
 
-class RetentionSettings(_Section):
+class RetentionSettings(Section):
     """How long the agent keeps the crops it scores (for review and retraining)."""
 
     keep_crops: bool = True
@@ -202,14 +136,14 @@ class RetentionSettings(_Section):
     prune_interval_s: float = Field(default=600, gt=0)
 
 
-class HealthSettings(_Section):
+class HealthSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8787
     max_outbox: int = 10_000
 
 
-class LoggingSettings(_Section):
+class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
 
@@ -229,8 +163,8 @@ class StationConfig(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
-    training: TrainingSettings = Field(default_factory=TrainingSettings)
-    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    training: TrainerSection = Field(default_factory=TrainerSection)
+    retrain: RetrainSection = Field(default_factory=RetrainSection)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
@@ -254,11 +188,18 @@ class StationConfig(BaseSettings):
                 raise ValueError(f"connector id {cid!r} may hold only letters, digits, '-' and '_'")
         return self
 
-    def resolved(self, base: Path) -> StationConfig:
+    def enabled_connectors(self) -> list[str]:
+        """Ids of the connectors to inspect, in the config's order."""
+        return [cid for cid, c in self.connectors.items() if c.enabled]
+
+    def resolved(self, base: Path) -> Self:
         """A copy whose relative paths are anchored at `base` (the config file's folder)."""
         data = self.model_dump()
         _anchor_paths(data, base)
-        return StationConfig.model_validate(data)
+        return type(self).model_validate(data)
+
+
+Config = TypeVar("Config", bound=StationConfig)
 
 
 def _anchor_paths(node: Any, base: Path) -> None:
@@ -282,7 +223,7 @@ def _format_error(path: Path | None, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _unknown_env_sections(where: str) -> list[str]:
+def _unknown_env_sections(where: str, schema: type[StationConfig]) -> list[str]:
     """EDGE_INSPECT_<SECTION>__<key> variables whose section does not exist (a typo, not a no-op).
 
     pydantic-settings rejects unknown keys inside a known section but ignores unknown sections.
@@ -292,13 +233,16 @@ def _unknown_env_sections(where: str) -> list[str]:
         if not name.upper().startswith(ENV_PREFIX) or "__" not in name:
             continue
         section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
-        if section not in StationConfig.model_fields:
+        if section not in schema.model_fields:
             lines.append(f"{where}: unknown key '{section}' (environment variable {name})")
     return lines
 
 
-def load_config(path: Path | None) -> StationConfig:
-    """Read a station config (TOML), apply EDGE_INSPECT_* overrides and anchor relative paths."""
+def load_config(path: Path | None, schema: type[Config] = StationConfig) -> Config:
+    """Read a station config (TOML), apply EDGE_INSPECT_* overrides and anchor relative paths.
+
+    `schema` is the agent's `StationConfig` or a subclass that types more of it (the trainer's).
+    """
     data: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -310,20 +254,22 @@ def load_config(path: Path | None) -> StationConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         base = path.resolve().parent
-    unknown = _unknown_env_sections(str(path) if path else "settings")
+    unknown = _unknown_env_sections(str(path) if path else "settings", schema)
     if unknown:
         raise ConfigError("\n".join(unknown))
     try:
-        config = StationConfig(**data)
+        config = schema(**data)
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc)) from None
     return config.resolved(base)
 
 
-def load_config_for_command(prog: str, path: Path | None) -> StationConfig | None:
+def load_config_for_command(
+    prog: str, path: Path | None, schema: type[Config] = StationConfig
+) -> Config | None:
     """`load_config` for a command line: None after printing `prog: error: ...` to stderr."""
     try:
-        return load_config(path)
+        return load_config(path, schema)
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return None

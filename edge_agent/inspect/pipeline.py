@@ -86,7 +86,7 @@ class Inspector:
         self.config = config
         self.registry = registry
         self.registrar = registrar
-        self.connectors = {cid: c for cid, c in config.connectors.items() if c.enabled}
+        self.connectors = {cid: config.connectors[cid] for cid in config.enabled_connectors()}
         # A board's connectors are scored concurrently (onnxruntime releases the GIL).
         self._pool = ThreadPoolExecutor(
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"

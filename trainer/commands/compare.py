@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_agent.contracts.config import load_config
 from trainer.commands.options import run_guarded
+from trainer.settings import load_config
 from trainer.studies.compare import compare, parse_methods, select_connectors, write_comparison
 
 

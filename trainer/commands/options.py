@@ -12,13 +12,14 @@ import structlog
 from pydantic import ValidationError
 
 from edge_agent.contracts.bundle import BundleError
-from edge_agent.contracts.config import ConfigError, TrainingSettings, load_config
+from edge_agent.contracts.config import ConfigError
 from edge_agent.ops.logs import configure_logging
 from trainer.calibration import CalibrationError
 from trainer.datasets import DataError
 from trainer.detectors.components.backbones import BackboneError
 from trainer.export import ExportError
 from trainer.masks import RoiError, load_roi_file
+from trainer.settings import TrainingSettings, load_config
 
 USER_ERRORS = (ConfigError, DataError, RoiError, BackboneError, CalibrationError, BundleError)
 

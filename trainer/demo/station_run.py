@@ -21,8 +21,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.contracts.config import StationConfig, load_config
 from trainer.demo.local_broker import free_port
+from trainer.settings import TrainerConfig, load_config
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class AgentProcess:
             "EDGE_INSPECT_LOGGING__FORMAT": "json",
             **({"EDGE_INSPECT_PATHS__STATE": str(Path(state).resolve())} if state else {}),
         }
-        self.config: StationConfig = load_config(config_path)
+        self.config: TrainerConfig = load_config(config_path)
         self.log_path = Path(log_path)
         self.process: subprocess.Popen | None = None
 

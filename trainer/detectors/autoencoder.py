@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors.components.training import EarlyStopping, split_holdout
 from trainer.graph import gaussian_kernel
 from trainer.progress import bar
+from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
 

@@ -54,11 +54,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors.autoencoder import shrink
 from trainer.detectors.components.training import EarlyStopping, split_holdout
 from trainer.detectors.patchcore import PatchEmbedding, embed_all
 from trainer.progress import bar
+from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
 

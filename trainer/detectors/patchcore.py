@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_agent.contracts.config import TrainingSettings
 from trainer.detectors.components.coreset import greedy_coreset
 from trainer.progress import bar, track
+from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
 

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
-from edge_agent.contracts.config import load_config
 from edge_agent.inspect.scoring import ConnectorModel
 from edge_agent.ops.logs import configure_logging
 from trainer.commands.options import run_guarded
 from trainer.demo.commands.demo import ensure_models, ensure_station
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board, load_boards
+from trainer.settings import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

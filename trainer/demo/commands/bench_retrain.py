@@ -26,13 +26,13 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from edge_agent.contracts.config import load_config
 from edge_agent.ops.logs import configure_logging
 from edge_agent.store.crop_store import JOURNAL_FILE
 from trainer.demo.commands.demo import ensure_models, ensure_station
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, Board, VerdictListener, load_boards
 from trainer.retrain.runs import retrain_root
+from trainer.settings import load_config
 
 JPEG_QUALITY = 92
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.contracts.bundle import active_dir
-from edge_agent.contracts.config import load_config
 from edge_agent.ops.logs import configure_logging
 from trainer.commands.options import run_guarded
 from trainer.commands.train_all import train_all, write_summary
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, Board, VerdictListener, drop_board, load_boards
 from trainer.demo.synth.station import generate_station
+from trainer.settings import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
