@@ -22,8 +22,8 @@ from edge_agent.contracts.bundle import (
     TrainingInfo,
     activate,
     publish_bundle,
-    utc_now,
 )
+from edge_agent.contracts.clock import utc_now
 
 
 class TemplateDistance(torch.nn.Module):

@@ -18,6 +18,7 @@ import structlog
 import torch
 
 from edge_agent import __version__
+from edge_agent.contracts.atomic import write_json_atomic
 from edge_agent.contracts.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -29,9 +30,8 @@ from edge_agent.contracts.bundle import (
     next_version,
     publish_bundle,
     sha256_file,
-    utc_now,
-    write_json_atomic,
 )
+from edge_agent.contracts.clock import utc_now
 from trainer.calibration import calibrate
 from trainer.datasets import (
     ConnectorData,

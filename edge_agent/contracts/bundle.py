@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge_agent.contracts.atomic import move_atomic, replace_symlink
 
 SCHEMA = "edge-inspect.bundle/1"
 MODEL_FILE = "model.onnx"
@@ -154,10 +154,11 @@ def list_versions(models_root: Path, connector: str) -> list[str]:
     if not root.is_dir():
         return []
     names = [p.name for p in root.iterdir() if p.is_dir() and _VERSION_RE.match(p.name)]
-    return sorted(names, key=_version_key)
+    return sorted(names, key=version_key)
 
 
-def _version_key(version: str) -> tuple[str, int]:
+def version_key(version: str) -> tuple[str, int]:
+    """Sort key of `YYYY-MM-DD.N` versions."""
     day, _, counter = version.partition(".")
     return day, int(counter)
 
@@ -170,7 +171,7 @@ def next_version(models_root: Path, connector: str, today: dt.date | None = None
     if rejected.is_dir():
         names += [p.name for p in rejected.iterdir() if _VERSION_RE.match(p.name)]
     taken = [v for v in names if v.startswith(day + ".")]
-    counters = [_version_key(v)[1] for v in taken]
+    counters = [version_key(v)[1] for v in taken]
     return f"{day}.{max(counters, default=0) + 1}"
 
 
@@ -178,19 +179,7 @@ def activate(models_root: Path, connector: str, version: str) -> None:
     """Point `active` at `version` atomically: a new symlink renamed over the old one."""
     root = connector_dir(models_root, connector)
     verify_bundle(root / version)
-    tmp = root / f".{ACTIVE_LINK}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    os.symlink(version, tmp)
-    os.replace(tmp, root / ACTIVE_LINK)
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_symlink(root / ACTIVE_LINK, version)
 
 
 def publish_bundle(staging: Path, models_root: Path, connector: str, version: str) -> Path:
@@ -200,21 +189,5 @@ def publish_bundle(staging: Path, models_root: Path, connector: str, version: st
     if final.exists():
         raise BundleError(f"{final}: version already exists")
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, final)
-    _fsync_dir(final.parent)
+    move_atomic(staging, final)
     return final
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON via a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edge_agent.contracts.bundle import utc_now
+from edge_agent.contracts.clock import utc_now
 
 SCHEMA = "inspect.verdict/1"
 OK, NOK, NOT_DECIDABLE, ERROR = "OK", "NOK", "NOT_DECIDABLE", "ERROR"

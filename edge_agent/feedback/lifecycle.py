@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,16 +20,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.contracts.atomic import move_atomic, replace_symlink, write_json_atomic
 from edge_agent.contracts.bundle import (
     ACTIVE_LINK,
     REJECTED_DIR,
     activate,
     connector_dir,
     list_versions,
-    utc_now,
     verify_bundle,
-    write_json_atomic,
+    version_key,
 )
+from edge_agent.contracts.clock import utc_now
 
 CANDIDATE_LINK = "candidate"
 HISTORY_FILE = "history.json"
@@ -39,12 +39,6 @@ REASON_FILE = "reason.json"
 MAX_EVENTS = 100
 MAX_STACK = 50
 ACTIVATING = ("installed", "promoted", "rolled_back")
-
-
-def version_key(version: str) -> tuple[str, int]:
-    """Sort key of `YYYY-MM-DD.N` versions."""
-    day, _, counter = version.partition(".")
-    return day, int(counter)
 
 
 class LifecycleError(RuntimeError):
@@ -219,10 +213,7 @@ def set_candidate(models_root: Path, connector: str, version: str, by: str, **ex
         verify_bundle(root / version)
         history = read_history(models_root, connector)
         replaced = link_target(models_root, connector, CANDIDATE_LINK)
-        tmp = root / f".{CANDIDATE_LINK}.{os.getpid()}.tmp"
-        tmp.unlink(missing_ok=True)
-        os.symlink(version, tmp)
-        os.replace(tmp, root / CANDIDATE_LINK)
+        replace_symlink(root / CANDIDATE_LINK, version)
         entry = _event(history, "candidate", version, by, replaced=replaced, **extra)
         _save(models_root, connector, history)
         return entry
@@ -239,7 +230,7 @@ def refuse(
         if target.exists():
             raise LifecycleError(f"{target}: a refused version of that name exists")
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(bundle_dir, target)
+        move_atomic(bundle_dir, target)
         history = read_history(models_root, connector)
         _event(history, "refused", version, by, reason=reason.get("summary"))
         _save(models_root, connector, history)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from edge_agent.contracts.bundle import utc_now
+from edge_agent.contracts.clock import utc_now
 from edge_agent.contracts.verdict import NOK, OK, ConnectorOutcome, board_evaluation
 from edge_agent.feedback.lifecycle import CANDIDATE_LINK, link_target
 from edge_agent.inspect.scoring import ConnectorModel

@@ -12,50 +12,36 @@ STAGES = ("decode", "align", "infer", "total")
 STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _REASON = re.compile(r"[a-z][a-z_]{0,39}")
 
+_METRICS = (
+    # name, kind, help text, labels, extra arguments
+    ("verdicts", Counter, "Connector verdicts by connector and evaluation.",
+     ["connector", "evaluation"], {}),
+    ("boards", Counter, "Board verdicts by evaluation.", ["evaluation"], {}),
+    ("stage_seconds", Histogram, "Time spent per board in each pipeline stage.", ["stage"],
+     {"buckets": STAGE_BUCKETS}),
+    ("outbox_depth", Gauge, "Messages waiting for a broker acknowledgement.", [], {}),
+    ("model", Info, "Active model per connector.", ["connector"], {}),
+    ("input_errors", Counter, "Inputs that could not be inspected, by reason.", ["reason"], {}),
+    ("mqtt_connected", Gauge, "1 while connected to the MQTT broker.", [], {}),
+)  # fmt: skip
+
 
 class Telemetry:
     """The metrics the pipeline updates; `registry` is what /metrics exposes."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        ns, reg = NAMESPACE, self.registry
-        self._verdicts = Counter(
-            "verdicts",
-            "Connector verdicts by connector and evaluation.",
-            ["connector", "evaluation"],
-            namespace=ns,
-            registry=reg,
-        )
-        self._boards = Counter(
-            "boards", "Board verdicts by evaluation.", ["evaluation"], namespace=ns, registry=reg
-        )
-        self._stages = Histogram(
-            "stage_seconds",
-            "Time spent per board in each pipeline stage.",
-            ["stage"],
-            buckets=STAGE_BUCKETS,
-            namespace=ns,
-            registry=reg,
-        )
-        self._outbox = Gauge(
-            "outbox_depth",
-            "Messages waiting for a broker acknowledgement.",
-            namespace=ns,
-            registry=reg,
-        )
-        self._model = Info(
-            "model", "Active model per connector.", ["connector"], namespace=ns, registry=reg
-        )
-        self._input_errors = Counter(
-            "input_errors",
-            "Inputs that could not be inspected, by reason.",
-            ["reason"],
-            namespace=ns,
-            registry=reg,
-        )
-        self._mqtt = Gauge(
-            "mqtt_connected", "1 while connected to the MQTT broker.", namespace=ns, registry=reg
-        )
+        metrics = {
+            name: kind(name, text, labels, namespace=NAMESPACE, registry=self.registry, **extra)
+            for name, kind, text, labels, extra in _METRICS
+        }
+        self._verdicts = metrics["verdicts"]
+        self._boards = metrics["boards"]
+        self._stages = metrics["stage_seconds"]
+        self._outbox = metrics["outbox_depth"]
+        self._model = metrics["model"]
+        self._input_errors = metrics["input_errors"]
+        self._mqtt = metrics["mqtt_connected"]
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:

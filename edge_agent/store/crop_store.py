@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import sqlite3
 import threading
 from collections.abc import Mapping
@@ -22,29 +21,16 @@ from typing import Any
 import numpy as np
 import structlog
 
+from edge_agent.contracts.atomic import write_bytes_atomic
+from edge_agent.contracts.clock import utc_now
 from edge_agent.inspect.imaging import encode_png
-from edge_agent.store.journal import immediate_transaction, utc_now
+from edge_agent.store.journal import create_tables, immediate_transaction
 
 log = structlog.get_logger()
 
 CROPS_DIR = "crops"
 JOURNAL_FILE = "journal.sqlite"
 PNG_COMPRESSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS crops (
-    result_id TEXT NOT NULL,
-    connector TEXT NOT NULL,
-    path TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    score REAL,
-    evaluation TEXT NOT NULL,
-    model_version TEXT,
-    created_at TEXT NOT NULL,
-    PRIMARY KEY (result_id, connector)
-);
-CREATE INDEX IF NOT EXISTS crops_created_at ON crops(created_at);
-"""
 
 _CONFIRMED = (
     "EXISTS (SELECT 1 FROM confirmations f"
@@ -97,8 +83,7 @@ class CropStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA journal_mode=WAL")
         with self._transaction() as db:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
+            create_tables(db)
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return immediate_transaction(self._db, self._lock)
@@ -237,8 +222,5 @@ def _write_png(path: Path, crop: np.ndarray) -> int:
     """Write a PNG via a temporary name (no half files); returns its size in bytes."""
     data = encode_png(crop, compression=PNG_COMPRESSION)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
     return len(data)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.contracts.clock import utc_now
+
 SCHEMA_VERSION = 1
 LABELS = ("OK", "KO")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -58,7 +60,25 @@ CREATE TABLE IF NOT EXISTS confirmations (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS confirmations_result_id ON confirmations(result_id);
+CREATE TABLE IF NOT EXISTS crops (
+    result_id TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    score REAL,
+    evaluation TEXT NOT NULL,
+    model_version TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (result_id, connector)
+);
+CREATE INDEX IF NOT EXISTS crops_created_at ON crops(created_at);
 """
+
+
+def create_tables(db: sqlite3.Connection) -> None:
+    """Create the journal file's missing tables (every table of the file is declared here)."""
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        db.execute(statement)
 
 
 @contextmanager
@@ -112,11 +132,6 @@ class PendingMessage:
     created_at: str
 
 
-def utc_now() -> str:
-    """The current UTC time as ISO 8601 with milliseconds and a Z suffix."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def compact_json(data: Any) -> bytes:
     """UTF-8 JSON without whitespace, as stored in the journal and sent over MQTT."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -155,8 +170,7 @@ class Journal:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._transaction():
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._db.execute(statement)
+            create_tables(self._db)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from edge_agent.contracts.atomic import replacing
 from trainer.demo.local_broker import free_port
 from trainer.settings import TrainerConfig, load_config
 
@@ -181,7 +182,6 @@ def drop_board(board: Path, folder: Path, name: str | None = None) -> float:
     """Write a board into a drop folder as a camera does (temp name, then rename)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / (name or board.name)
-    tmp = folder / f".{target.name}.tmp"
-    shutil.copyfile(board, tmp)
-    os.replace(tmp, target)
+    with replacing(target) as tmp:
+        shutil.copyfile(board, tmp)
     return time.perf_counter()

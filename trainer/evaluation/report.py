@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from edge_agent.contracts.atomic import write_text_atomic
 from edge_agent.inspect.heatmap import colourise, overlay_heatmap
 from trainer.evaluation.metrics import image_metrics, pixel_metrics
 
@@ -83,14 +82,16 @@ def write_report(
 
     _write_scores(out_dir / "scores.csv", samples)
     _write_histogram(out_dir / "score_histogram.png", labels, scores, title)
-    _write_roc(out_dir / "roc_curve.png", labels, scores, metrics, title)
-    _write_pr(out_dir / "pr_curve.png", labels, scores, metrics, title)
+    for kind in _CURVES:
+        _write_curve(out_dir / f"{kind}_curve.png", kind, labels, scores, metrics, title)
     picks = _pick_visuals(samples, n_visuals)
     _write_visuals(out_dir / "visuals", picks)
     _write_raw_vs_masked(out_dir / "raw_vs_masked.png", samples, title)
     if weight_mask is not None:
         _write_weight_mask(out_dir / "weight_mask.png", weight_mask, title)
-    _write_json_atomically(out_dir / "metrics.json", metrics)
+    write_text_atomic(
+        out_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    )
     return metrics
 
 
@@ -139,57 +140,53 @@ def _write_histogram(path: Path, labels: np.ndarray, scores: np.ndarray, title: 
     _save(fig, path)
 
 
-def _write_roc(
-    path: Path, labels: np.ndarray, scores: np.ndarray, metrics: dict, title: str
+def _write_curve(
+    path: Path, kind: str, labels: np.ndarray, scores: np.ndarray, metrics: dict, title: str
 ) -> None:
+    """The ROC or precision-recall figure: one frame, the curve drawn by its `_CURVES` entry."""
+    metric, name, heading, draw = _CURVES[kind]
     fig = _figure((5, 5))
     ax = fig.subplots()
-    if metrics["image_auroc"] is None:
-        _say_undefined(ax, labels, "ROC curve")
+    if metrics[metric] is None:
+        _say_undefined(ax, labels, name)
     else:
-        fpr, tpr, _ = roc_curve(labels, scores)
-        ax.plot(fpr, tpr, label=f"AUROC = {metrics['image_auroc']:.3f}")
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        ax.plot(
-            metrics["false_reject_rate"],
-            metrics["recall"],
-            "o",
-            color="black",
-            label=f"threshold {THRESHOLD:.1f}",
-        )
-        ax.set_xlabel("false positive rate (OK rejected)")
-        ax.set_ylabel("true positive rate (KO caught)")
-        ax.legend(loc="lower right")
-    ax.set_title(f"{title}: ROC")
+        draw(ax, labels, scores, metrics)
+    ax.set_title(f"{title}: {heading}")
     _save(fig, path)
 
 
-def _write_pr(
-    path: Path, labels: np.ndarray, scores: np.ndarray, metrics: dict, title: str
-) -> None:
-    fig = _figure((5, 5))
-    ax = fig.subplots()
-    if metrics["image_aupr"] is None:
-        _say_undefined(ax, labels, "PR curve")
-    else:
-        precision, recall, _ = precision_recall_curve(labels, scores)
-        ax.step(recall, precision, where="post", label=f"AUPR = {metrics['image_aupr']:.3f}")
-        ax.axhline(labels.mean(), color="grey", linestyle=":", label="KO prevalence")
-        flagged = scores >= THRESHOLD
-        if flagged.any():
-            ax.plot(
-                metrics["recall"],
-                labels[flagged].mean(),
-                "o",
-                color="black",
-                label=f"threshold {THRESHOLD:.1f}",
-            )
-        ax.set_xlabel("recall (KO caught)")
-        ax.set_ylabel("precision")
-        ax.set_ylim(0.0, 1.05)
-        ax.legend(loc="lower left")
-    ax.set_title(f"{title}: precision-recall")
-    _save(fig, path)
+def _draw_roc(ax: Any, labels: np.ndarray, scores: np.ndarray, metrics: dict) -> None:
+    fpr, tpr, _ = roc_curve(labels, scores)
+    ax.plot(fpr, tpr, label=f"AUROC = {metrics['image_auroc']:.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    _mark_threshold(ax, metrics["false_reject_rate"], metrics["recall"])
+    ax.set_xlabel("false positive rate (OK rejected)")
+    ax.set_ylabel("true positive rate (KO caught)")
+    ax.legend(loc="lower right")
+
+
+def _draw_pr(ax: Any, labels: np.ndarray, scores: np.ndarray, metrics: dict) -> None:
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    ax.step(recall, precision, where="post", label=f"AUPR = {metrics['image_aupr']:.3f}")
+    ax.axhline(labels.mean(), color="grey", linestyle=":", label="KO prevalence")
+    flagged = scores >= THRESHOLD
+    if flagged.any():
+        _mark_threshold(ax, metrics["recall"], labels[flagged].mean())
+    ax.set_xlabel("recall (KO caught)")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0.0, 1.05)
+    ax.legend(loc="lower left")
+
+
+def _mark_threshold(ax: Any, x: float, y: float) -> None:
+    ax.plot(x, y, "o", color="black", label=f"threshold {THRESHOLD:.1f}")
+
+
+_CURVES = {
+    # kind: (metric that must be defined, name when undefined, title, drawing)
+    "roc": ("image_auroc", "ROC curve", "ROC", _draw_roc),
+    "pr": ("image_aupr", "PR curve", "precision-recall", _draw_pr),
+}
 
 
 def _say_undefined(ax: Any, labels: np.ndarray, what: str) -> None:
@@ -309,17 +306,6 @@ def _figure(size: tuple[float, float]) -> Figure:
 
 def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=100)
-
-
-def _write_json_atomically(path: Path, metrics: dict) -> None:
-    text = json.dumps(metrics, indent=2, allow_nan=False)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as handle:
-        handle.write(text + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
 
 
 def _plain(value: Any) -> Any:

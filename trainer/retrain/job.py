@@ -20,15 +20,15 @@ from typing import Any
 
 import structlog
 
+from edge_agent.contracts.atomic import write_json_atomic
 from edge_agent.contracts.bundle import (
     active_dir,
     connector_dir,
     list_versions,
     next_version,
     publish_bundle,
-    utc_now,
-    write_json_atomic,
 )
+from edge_agent.contracts.clock import utc_now
 from edge_agent.feedback import lifecycle
 from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
 from edge_agent.store.journal import Journal

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.ops.logs import configure_logging
 from edge_agent.store.crop_store import JOURNAL_FILE
 from trainer.demo.commands.demo import ensure_models, ensure_station
@@ -77,9 +78,7 @@ class PacedLine:
 
     def board(self, data: bytes) -> tuple[float, dict]:
         self.count += 1
-        tmp = self.drop / f".p{self.count:05d}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.drop / f"p{self.count:05d}.jpg")
+        write_bytes_atomic(self.drop / f"p{self.count:05d}.jpg", data)
         started = time.perf_counter()
         if not self.listener.wait_for(self.count, timeout=120):
             raise RuntimeError(f"no verdict for paced board {self.count}")
