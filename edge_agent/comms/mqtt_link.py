@@ -81,7 +81,7 @@ def read_password(settings: MqttSettings) -> str | None:
         ) from None
 
 
-def _configure_tls(client: mqtt.Client, tls: TlsSettings) -> None:
+def configure_tls(client: mqtt.Client, tls: TlsSettings) -> None:
     if not tls.enabled:
         return
     files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
@@ -261,7 +261,7 @@ class MqttLink:
         client.will_set(self._topic("status"), self._status("offline"), qos=1, retain=True)
         if self._settings.username:
             client.username_pw_set(self._settings.username, password)
-        _configure_tls(client, self._settings.tls)
+        configure_tls(client, self._settings.tls)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.max_inflight_messages_set(WINDOW)
         client.on_connect = self._on_connect

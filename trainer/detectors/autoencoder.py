@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer.detectors.components.grid import shrink
 from trainer.detectors.components.training import EarlyStopping, split_holdout
 from trainer.graph import gaussian_kernel
 from trainer.progress import bar
@@ -198,11 +199,6 @@ class AutoencoderCore(nn.Module):
             for batch in torch.split(shrink(images), _EVAL_BATCH):
                 total += float(self.loss(batch, self.autoencoder(batch))) * len(batch)
         return total / len(images)
-
-
-def shrink(x: torch.Tensor) -> torch.Tensor:
-    """The working grid: the model input average-pooled to half size."""
-    return F.avg_pool2d(x, 2, ceil_mode=True)
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -54,9 +54,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.detectors.autoencoder import shrink
+from trainer.detectors.components.embedding import PatchEmbedding, embed_all
+from trainer.detectors.components.grid import shrink
 from trainer.detectors.components.training import EarlyStopping, split_holdout
-from trainer.detectors.patchcore import PatchEmbedding, embed_all
 from trainer.progress import bar
 from trainer.settings import TrainingSettings
 

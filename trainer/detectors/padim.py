@@ -11,7 +11,7 @@ import structlog
 import torch
 from torch import nn
 
-from trainer.detectors.patchcore import PatchEmbedding, embed_all
+from trainer.detectors.components.embedding import PatchEmbedding, embed_all
 from trainer.progress import bar
 from trainer.settings import TrainingSettings
 

@@ -17,14 +17,13 @@ import numpy as np
 import structlog
 
 from edge_agent.contracts.config import ConfigError
-from trainer.commands.options import rois_for
-from trainer.commands.train_all import connector_folders
 from trainer.datasets import DataError, list_images, load_crops
-from trainer.demo.commands.bench import bundle_mb, time_scoring
 from trainer.detectors import DETECTORS
+from trainer.evaluation.footprint import bundle_mb, time_scoring
 from trainer.evaluation.tables import means_with_ko, write_tables
 from trainer.progress import bar
 from trainer.settings import TrainingSettings
+from trainer.train_all import connector_folders, rois_for
 from trainer.train_connector import train_connector
 
 log = structlog.get_logger()

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
-from edge_agent.inspect.scoring import ConnectorModel
 from edge_agent.ops.logs import configure_logging
 from trainer.commands.options import run_guarded
-from trainer.demo.commands.demo import ensure_models, ensure_station
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board, load_boards
+from trainer.demo.station_setup import ensure_models, ensure_station
+from trainer.evaluation.footprint import bundle_mb, time_scoring
 from trainer.settings import load_config
 
 
@@ -39,27 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", type=int, default=200, help="boards for the throughput run")
     parser.add_argument("--skip-training", action="store_true", help="no training benchmark")
     parser.add_argument("--json", type=Path, help="also write the results here")
-
-
-def bundle_mb(bundle: Path) -> float:
-    """Size of a bundle's files in MB, its report/ folder excluded."""
-    size = sum(
-        f.stat().st_size
-        for f in bundle.rglob("*")
-        if f.is_file() and "report" not in f.relative_to(bundle).parts
-    )
-    return round(size / 1e6, 2)
-
-
-def time_scoring(bundle: Path, crop: np.ndarray, threads: int, runs: int = 200) -> list[float]:
-    """Milliseconds of each of `runs` onnxruntime scorings of `crop` by the bundle's model."""
-    model = ConnectorModel.load(bundle, threads)
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        model.score(crop)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
 
 
 def bench_models(models: Path, connectors: list[str], threads: int, runs: int = 200) -> dict:

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.contracts.bundle import active_dir
 from edge_agent.ops.logs import configure_logging
 from trainer.commands.options import run_guarded
-from trainer.commands.train_all import train_all, write_summary
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, Board, VerdictListener, drop_board, load_boards
-from trainer.demo.synth.station import generate_station
+from trainer.demo.station_setup import ensure_models, ensure_station
 from trainer.settings import load_config
 
 
@@ -29,21 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boards", type=int, default=320, help="boards in the station")
     parser.add_argument("--feed", type=int, default=0, help="test boards to feed (0: all)")
     parser.add_argument("--retrain", action="store_true", help="train even if models exist")
-
-
-def ensure_station(station: Path, seed: int, boards: int) -> None:
-    if not (station / "config.toml").is_file():
-        print(f"generating station (seed {seed}, {boards} boards) in {station}")
-        generate_station(station, seed=seed, boards=boards)
-
-
-def ensure_models(station: Path, retrain: bool) -> None:
-    config = load_config(station / "config.toml")
-    missing = [c for c in config.connectors if active_dir(config.paths.models, c) is None]
-    if missing or retrain:
-        print(f"training {len(config.connectors)} connector models")
-        rows = train_all(station / "crops", config.paths.models, config.training)
-        print(write_summary(config.paths.models, rows))
 
 
 def feed_and_watch(station: Path, boards: list[Board], log_path: Path) -> dict:
