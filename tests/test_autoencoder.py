@@ -16,7 +16,8 @@ from detector_checks import (
 )
 
 from trainer.detectors import DETECTORS
-from trainer.detectors.autoencoder import AutoencoderCore, fit, split_holdout
+from trainer.detectors.autoencoder import AutoencoderCore, fit
+from trainer.detectors.components.training import split_holdout
 from trainer.settings import TrainingSettings
 
 SIZE = 64

@@ -92,29 +92,17 @@ class Inspector:
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
         )
 
-    def refuse(
-        self,
-        message: str,
-        *,
-        camera: str,
-        source_uri: str,
-        source_sha256: str,
-        part_id: str | None,
-        captured_at: str | None,
-    ) -> InspectionResult:
-        """The ERROR verdict of an input that could not even be read (too big, vanished)."""
+    def refuse(self, message: str, **source: str | None) -> InspectionResult:
+        """The ERROR verdict of an input that could not even be read (too big, vanished);
+        `source` holds `inspect`'s keyword arguments."""
         failure = Failure("input", message, ERROR)
         verdict = build_verdict(
             result_id=new_result_id(),
             station=self.config.station.name,
-            camera=camera,
-            part_id=part_id,
-            source_uri=source_uri,
-            source_sha256=source_sha256,
-            captured_at=captured_at,
             processing_ms={},
             connectors=[],
             failure=failure,
+            **source,
         )
         return InspectionResult(verdict, {}, {}, {}, failure.stage, failure.message)
 
