@@ -96,3 +96,30 @@ def test_the_key_walk_sees_the_trainer_sections_and_nested_tables() -> None:
 
     assert {("training", "method"), ("retrain", "schedule"), ("mqtt.tls", "ca_file")} <= keys
     assert ("connectors.*", "box") in keys
+
+
+def test_the_agent_knows_every_trainer_key_by_name() -> None:
+    from edge_agent.contracts.config import TRAINER_KEYS
+    from trainer.settings import RetrainSettings, TrainingSettings
+
+    assert set(TRAINER_KEYS["training"]) == set(TrainingSettings.model_fields)
+    assert set(TRAINER_KEYS["retrain"]) | {"shadow_boards"} == set(RetrainSettings.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[training]\nmetod = 'padim'\n", "training.metod"),
+        ("[retrain]\nrolout = 1\n", "retrain.rolout"),
+    ],
+)
+def test_the_agent_refuses_an_unknown_trainer_key_too(tmp_path: Path, text: str, key: str) -> None:
+    from edge_agent.contracts.config import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        load_trainer_config(path)

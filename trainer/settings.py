@@ -1,7 +1,8 @@
 """The trainer's settings: the `[training]` and `[retrain]` sections of the station config.
 
-The agent's schema keeps these sections as written (it never imports the trainer); the trainer
-loads the same file with `TrainerConfig`, which types and checks them, unknown keys included.
+The agent's schema knows these sections' key names and keeps their values as written (it never
+imports the trainer); the trainer loads the same file with `TrainerConfig`, which types and
+checks every value.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from edge_agent.contracts import config as station
-from edge_agent.contracts.config import RetrainSection, Section, StationConfig
+from edge_agent.contracts.config import Section, ShadowSettings, StationConfig
 
 
 class TrainingSettings(Section):
@@ -70,11 +71,9 @@ class TrainingSettings(Section):
     seed: int = 0
 
 
-class RetrainSettings(RetrainSection):
+class RetrainSettings(ShadowSettings):
     """The nightly retraining job (`edge-inspect trainer` or `retrain --now`) and its rollout;
     `shadow_boards` comes from the agent's view of this section, which runs the shadow."""
-
-    model_config = ConfigDict(extra="forbid")
 
     schedule: str = Field(default="0 2 * * *", description="cron: minute hour day month weekday")
     misfire_grace_s: int = Field(default=6 * 3600, gt=0)

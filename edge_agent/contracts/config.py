@@ -8,7 +8,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "EDGE_INSPECT_"
@@ -113,18 +121,39 @@ class ScoringSettings(Section):
     connector_threads: int = Field(default=2, ge=1, description="connectors scored at once")
 
 
-class TrainerSection(BaseModel):
-    """A section the trainer owns (`[training]`): the agent keeps it as written and never reads
-    it; the trainer's schema (`trainer/settings.py`) checks every key."""
+# The trainer's sections. Their names are part of the file's contract, so that every program
+# reading the file (`edge-inspect run` included) refuses a key that does not exist; their
+# types, defaults and checks belong to the trainer (`trainer/settings.py`), which the agent
+# never imports. tests/test_config_template.py keeps these names equal to the trainer's fields.
+TRAINER_KEYS: dict[str, tuple[str, ...]] = {
+    "training": (
+        "method", "backbone", "backbone_weights", "input_size", "color_mode", "coreset_ratio",
+        "coreset_max", "projection_dim", "neighbourhood", "padim_dims", "ae_epochs",
+        "ae_patience", "ae_batch", "ae_lr", "ead_steps", "ead_eval_every", "ead_patience",
+        "ead_batch", "ead_lr", "int8", "mask_min_weight", "mask_max_weight", "roi_file",
+        "target_false_reject", "ok_only_margin", "ko_side", "holdout_fraction",
+        "parity_tolerance", "seed",
+    ),
+    "retrain": (
+        "schedule", "misfire_grace_s", "seed_data", "max_train", "new_share", "max_holdout",
+        "gate_share", "false_reject_tolerance", "rollout", "keep_versions", "nice", "threads",
+    ),
+}  # fmt: skip
 
-    model_config = ConfigDict(extra="allow")
 
-
-class RetrainSection(TrainerSection):
-    """`[retrain]` as the agent reads it: the shadow rollout that the agent itself runs; the
-    trainer's schema checks the rest."""
+class ShadowSettings(Section):
+    """The part of `[retrain]` that the agent runs itself: promotion of a shadowed candidate."""
 
     shadow_boards: int = Field(default=50, ge=1)
+
+
+def _opaque(name: str, base: type[Section], keys: tuple[str, ...]) -> type[Section]:
+    """A section whose keys are known but whose values the agent keeps as written."""
+    return create_model(name, __base__=base, **{key: (Any, None) for key in keys})
+
+
+TrainingSection = _opaque("TrainingSection", Section, TRAINER_KEYS["training"])
+RetrainSection = _opaque("RetrainSection", ShadowSettings, TRAINER_KEYS["retrain"])
 
 
 class RetentionSettings(Section):
@@ -163,7 +192,7 @@ class StationConfig(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
-    training: TrainerSection = Field(default_factory=TrainerSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
     retrain: RetrainSection = Field(default_factory=RetrainSection)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
