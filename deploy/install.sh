@@ -10,20 +10,22 @@ readonly CONF=$ETC/config.toml
 readonly VAR=/var/lib/edge-inspect
 readonly DROP=/srv/edge-inspect/drop
 readonly UNIT_DIR=/etc/systemd/system
-readonly UNITS=(edge-inspect-agent.service edge-inspect-trainer.service edge-inspect-trainer.timer
+readonly UNITS=(edge-inspect-agent.service edge-inspect-trainer.service
     edge-inspect-console.service)
+readonly OLD_TIMER=edge-inspect-trainer.timer
 
 usage() {
     cat <<EOF
 usage: $(basename "$0") [--config STATION.toml] [--repo DIR] [--wheelhouse DIR]
                   [--pip-arg ARG]... [--no-enable] [--with-broker] [-h|--help]
 
-Installs edge-inspect as the systemd service edge-inspect-agent plus a nightly
-retraining timer and the operator console (edge-inspect-console, http://127.0.0.1:8788/).
-Run as root; running it again upgrades and keeps existing settings.
+Installs edge-inspect as the systemd service edge-inspect-agent, the retraining
+service edge-inspect-trainer (on retrain.schedule of the config) and the operator console
+(edge-inspect-console, http://127.0.0.1:8788/). Run as root; running it again upgrades and
+keeps existing settings.
 
-  --config FILE     station config to install as $CONF
-                    (only when that file does not exist yet)
+  --config FILE     station config to install as $CONF (only when that file does not
+                    exist yet; default: the annotated template config.toml of the checkout)
   --repo DIR        source checkout to install (default: the folder above this script)
   --wheelhouse DIR  install offline from the wheels in DIR (pip --no-index --find-links)
   --pip-arg ARG     pass ARG to pip install, e.g. --pip-arg=--extra-index-url=URL for a
@@ -77,7 +79,8 @@ done
 if [[ -n $station_config ]]; then
     [[ -f $station_config ]] || die "station config $station_config not found"
 elif [[ ! -f $CONF ]]; then
-    die "$CONF does not exist yet: pass --config STATION.toml"
+    station_config=$repo/config.toml
+    [[ -f $station_config ]] || die "$CONF does not exist yet and $station_config is missing"
 fi
 if [[ -n $wheelhouse ]]; then
     [[ -d $wheelhouse ]] || die "wheelhouse $wheelhouse is not a folder"
@@ -136,7 +139,8 @@ config_report="$("$VENV/bin/python" - "$CONF" "$DROP" <<'PY'
 import sys
 from pathlib import Path
 
-from edge_agent.config import ConfigError, load_config
+from edge_agent.contracts.config import ConfigError
+from trainer.settings import load_config
 
 try:
     config = load_config(Path(sys.argv[1]))
@@ -168,6 +172,14 @@ done <<<"$config_report"
 for unit in "${UNITS[@]}"; do
     install -m 0644 "$repo/systemd/$unit" "$UNIT_DIR/$unit"
 done
+# Before the trainer service read retrain.schedule, a timer with a fixed time started it.
+if [[ -f $UNIT_DIR/$OLD_TIMER ]]; then
+    note "removing $OLD_TIMER (the trainer service follows retrain.schedule)"
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now "$OLD_TIMER" || true
+    fi
+    rm -f "$UNIT_DIR/$OLD_TIMER"
+fi
 
 if [[ ! -d /run/systemd/system ]]; then
     note "systemd is not running here: units installed, nothing enabled"
@@ -176,10 +188,11 @@ fi
 systemctl daemon-reload
 if ((enable)); then
     systemctl enable edge-inspect-agent.service
-    systemctl enable --now edge-inspect-trainer.timer
+    systemctl enable --now edge-inspect-trainer.service
     systemctl enable --now edge-inspect-console.service
 fi
-systemctl try-restart edge-inspect-agent.service edge-inspect-console.service
+systemctl try-restart edge-inspect-agent.service edge-inspect-trainer.service \
+    edge-inspect-console.service
 note "done; start the agent with: systemctl start edge-inspect-agent"
 note "check it with: $VENV/bin/edge-inspect health --config $CONF"
 note "operator console: http://127.0.0.1:8788/ (systemctl status edge-inspect-console)"

@@ -13,8 +13,8 @@ import sys
 from edge_agent import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("trainer.commands.demo", "run the whole loop on a generated station"),
-    "synth": ("trainer.synth.command", "generate a synthetic inspection station"),
+    "demo": ("trainer.demo.commands.demo", "run the whole loop on a generated station"),
+    "synth": ("trainer.demo.commands.synth", "generate a synthetic inspection station"),
     "train": ("trainer.commands.train", "train, calibrate and export one connector's model"),
     "train-all": ("trainer.commands.train_all", "train every connector of a crop data set"),
     "compare": ("trainer.commands.compare", "train several detectors on the same crops, compare"),
@@ -25,13 +25,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("trainer.commands.evaluate", "score a data set with a bundle via onnxruntime"),
     "run": ("edge_agent.commands.run", "run the inspection agent (the line service)"),
     "health": ("edge_agent.commands.health", "exit 0 only when the agent of a config is ready"),
-    "bench": ("trainer.commands.bench", "measure agent latency, throughput and memory"),
+    "bench": ("trainer.demo.commands.bench", "measure agent latency, throughput and memory"),
     "confirm": ("edge_agent.commands.confirm", "label a result's connector OK or KO (journaled)"),
     "models": ("edge_agent.commands.models", "list, show, promote or roll back model versions"),
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
     "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),
-    "bench-retrain": ("trainer.retrain.bench", "time a nightly retrain beside a working agent"),
+    "bench-retrain": (
+        "trainer.demo.commands.bench_retrain",
+        "time a nightly retrain beside a working agent",
+    ),
     "bench-quality": (
         "trainer.commands.bench_quality",
         "each method on real solar-cell images and the synthetic station: quality and cost",

@@ -1,52 +1,41 @@
-"""The agent process: inputs -> worker threads -> journal/outbox -> MQTT, plus health and reloads.
+"""The agent process: wires inputs -> worker threads -> journal/outbox -> MQTT, health, reloads.
 
-Images arriving over MQTT are first spooled (fsync'd) into `<state>/inbox/<camera>/` and then
-taken by the same drop-folder path as camera files: an image acknowledged to the broker is on
-disk before the acknowledgement, and de-duplication and quarantine work the same for both.
+Each stage lives in its package (`inputs/`, `inspect/`, `store/`, `comms/`, `feedback/`,
+`ops/`); this module owns their order of start and stop and hands each board through them.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
-import os
 import queue
 import socket
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import structlog
 
-from edge_agent import __version__, sdnotify
-from edge_agent.config import StationConfig
-from edge_agent.drop_folder import DropFile, DropFolderWatcher, finish
-from edge_agent.feedback_loop import FeedbackLoop
-from edge_agent.health import HealthServer
-from edge_agent.imaging import read_image_file
-from edge_agent.journal import Journal, OutboxMessage
-from edge_agent.mqtt_link import MqttLink
-from edge_agent.pipeline import Inspector
-from edge_agent.registration import Registrar
-from edge_agent.scoring import ModelRegistry
-from edge_agent.telemetry import Telemetry
-from edge_agent.verdict import (
-    ERROR,
-    NOT_DECIDABLE,
-    Failure,
-    build_verdict,
-    new_result_id,
-    safe_part_id,
-)
+from edge_agent import __version__
+from edge_agent.comms.dispatch import dispatch
+from edge_agent.comms.mqtt_link import MqttLink
+from edge_agent.contracts.config import StationConfig
+from edge_agent.feedback.feedback_loop import FeedbackLoop
+from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher, finish
+from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool, describe
+from edge_agent.inspect.imaging import read_image_file
+from edge_agent.inspect.pipeline import Inspector
+from edge_agent.inspect.registration import Registrar
+from edge_agent.inspect.scoring import ModelRegistry
+from edge_agent.ops import sdnotify
+from edge_agent.ops.health import HealthServer
+from edge_agent.ops.stats import BoardStats
+from edge_agent.ops.telemetry import Telemetry
+from edge_agent.store.dedup import file_if_seen
+from edge_agent.store.journal import Journal, OutboxMessage
 
 log = structlog.get_logger()
 
-_SPOOL_SEPARATOR = "@"
 _STOP = object()
 TRANSPORT_FACTOR = 4
 
@@ -68,18 +57,19 @@ class Agent:
         self.watchdog = sdnotify.Watchdog()
         self.journal = Journal(config.paths.state / "journal.sqlite")
         self.session = self.journal.start_session()
-        connectors = [cid for cid, c in config.connectors.items() if c.enabled]
+        connectors = config.enabled_connectors()
         self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
         self.feedback = FeedbackLoop(config, self.journal, connectors)
         self.registrar = Registrar(
             read_image_file(config.station.reference_image), config.registration
         )
         self.inspector = Inspector(config, self.registry, self.registrar)
-        self.inbox = config.paths.state / "inbox"
+        self.spool = ImageSpool(
+            config.paths.state / "inbox", lambda camera, folder: self._watch(camera, folder, True)
+        )
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
-        self.latencies: deque[float] = deque(maxlen=1000)
+        self.stats = BoardStats()
         self.model_errors: dict[str, str] = {}
-        self.started_at = time.monotonic()
         self._stopping = threading.Event()
         self._workers: list[threading.Thread] = []
         self._watchers: list[DropFolderWatcher] = []
@@ -101,7 +91,7 @@ class Agent:
                 session=self.session,
                 birth=self._birth,
                 handlers={
-                    "image/+": self._on_mqtt_image,
+                    "image/+": self.spool.on_message,
                     "cmd/+": self._on_command,
                     **self.feedback.handlers(),
                 },
@@ -118,10 +108,9 @@ class Agent:
             self._workers.append(worker)
         folders = dict(self.config.inputs.drop_folders)
         if self.config.mqtt.enabled and self.config.inputs.mqtt_images:
-            self.inbox.mkdir(parents=True, exist_ok=True)
-            folders |= {f"mqtt:{p.name}": p for p in self.inbox.iterdir() if p.is_dir()}
+            folders |= self.spool.folders()
         for camera, folder in folders.items():
-            self._watch(camera, folder, spooled=camera.startswith("mqtt:"))
+            self._watch(camera, folder, spooled=camera.startswith(MQTT_CAMERA))
         if self.config.health.enabled:
             self.health = HealthServer(
                 self.config.health,
@@ -136,7 +125,7 @@ class Agent:
     def _watch(self, camera: str, folder: Path, spooled: bool) -> DropFolderWatcher:
         limits = self.config.limits
         watcher = DropFolderWatcher(
-            camera.removeprefix("mqtt:"),
+            camera.removeprefix(MQTT_CAMERA),
             folder,
             lambda drop: self._submit(_Work(drop, spooled)),
             poll=self.config.inputs.poll and not spooled,
@@ -188,8 +177,7 @@ class Agent:
     # -- readiness, status, models --------------------------------------------------------
     def readiness(self) -> tuple[bool, dict]:
         loaded = self.registry.versions()
-        expected = [cid for cid, c in self.config.connectors.items() if c.enabled]
-        missing = [cid for cid in expected if cid not in loaded]
+        missing = [cid for cid in self.config.enabled_connectors() if cid not in loaded]
         inputs_alive = all(w.is_alive() for w in self._watchers)
         workers_alive = all(w.is_alive() for w in self._workers)
         depth = self.journal.outbox_depth()
@@ -237,40 +225,15 @@ class Agent:
         return changes
 
     def _publish_stats(self) -> None:
-        if self.link is None:
-            return
-        values = np.array(self.latencies) if self.latencies else np.zeros(1)
-        self.link.publish_volatile(
-            "stats",
-            {
-                "session": self.session,
-                "uptime_s": round(time.monotonic() - self.started_at),
-                "outbox_depth": self.journal.outbox_depth(),
-                "latency_ms": {
-                    "p50": round(float(np.percentile(values, 50)), 1),
-                    "p99": round(float(np.percentile(values, 99)), 1),
-                    "n": len(self.latencies),
-                },
-            },
-        )
+        if self.link is not None:
+            payload = self.stats.payload(self.session, self.journal.outbox_depth())
+            self.link.publish_volatile("stats", payload)
 
     def _on_command(self, topic: str, payload: bytes, properties: dict) -> None:
         name = topic.rsplit("/", 1)[-1]
-        if name in ("promote", "rollback"):
-            reply = self.feedback.command(name, payload)
-            self.refresh_models()
-        elif name != "reload":
-            reply = {"command": name, "ok": False, "error": f"unknown command {name!r}"}
-        else:
-            changes = self.refresh_models()
-            reply = {
-                "command": name,
-                "ok": all(change.accepted for change in changes),
-                "changes": [
-                    {"connector": c.connector, "version": c.new_version, "error": c.error}
-                    for c in changes
-                ],
-            }
+        reply = dispatch(
+            name, payload, lifecycle=self.feedback.command, refresh=self.refresh_models
+        )
         if self.link is not None:
             self.link.reply(properties, reply)
 
@@ -279,30 +242,6 @@ class Agent:
         """Called by a watcher thread; blocks while the workers are busy (back-pressure)."""
         if not self._stopping.is_set():
             self.queue.put(work)
-
-    def _on_mqtt_image(self, topic: str, payload: bytes, properties: dict) -> None:
-        """Spool an image message to disk (durably) for the inbox watcher of its camera."""
-        camera = topic.rsplit("/", 1)[-1]
-        part_id = safe_part_id(properties.get("part_id"))
-        data = payload
-        if payload[:1] == b"{":
-            try:
-                envelope = json.loads(payload)
-                part_id = safe_part_id(envelope.get("part_id")) or part_id
-                data = base64.b64decode(envelope["image"], validate=True)
-            except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-                data = payload  # kept as it came; decoding fails and quarantines it
-        folder = self.inbox / camera
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            self._watch(f"mqtt:{camera}", folder, spooled=True)
-        name = f"{part_id or ''}{_SPOOL_SEPARATOR}{new_result_id()}"
-        tmp = folder / f".{name}.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, folder / name)
 
     # -- the work -------------------------------------------------------------------------
     def _work(self) -> None:
@@ -320,41 +259,22 @@ class Agent:
     def handle(self, work: _Work) -> None:
         """Inspect one input, journal the verdict, then (only then) move the file."""
         drop = work.drop
-        earlier = self.journal.find_by_source_sha256(drop.sha256)
-        if earlier is not None:
-            result_id, source_path, evaluation = earlier
-            if source_path == str(drop.path):
-                # Journaled just before a crash, not yet filed: its verdict is in the outbox.
-                log.info("filed after restart", path=drop.path.name, result_id=result_id)
-                failed = evaluation in (ERROR, NOT_DECIDABLE)
-                finish(drop, "failed" if failed else "processed", evaluation if failed else None)
-            else:
-                log.info("duplicate", path=drop.path.name, result_id=result_id)
-                finish(drop, "duplicate", f"same content as {result_id}")
+        if file_if_seen(self.journal, drop):
             return
         started = time.perf_counter()
-        stem = drop.path.name
-        if work.spooled:
-            part_id = safe_part_id(stem.split(_SPOOL_SEPARATOR, 1)[0])
-            uri = f"mqtt://{self.config.mqtt.prefix}/image/{drop.camera}"
-        else:
-            part_id = safe_part_id(Path(stem).stem)
-            uri = drop.path.as_uri()
-        captured_at = _mtime_iso(drop.path)
-        crops = {}
+        part_id, uri, captured_at = describe(drop, work.spooled, self.config.mqtt.prefix)
+        source = {
+            "camera": drop.camera,
+            "source_uri": uri,
+            "source_sha256": drop.sha256,
+            "part_id": part_id,
+            "captured_at": captured_at,
+        }
         if drop.error is not None:
-            verdict, heatmaps, error = self._input_error(drop, uri, part_id, captured_at)
+            result = self.inspector.refuse(drop.error or "unreadable input", **source)
         else:
-            result = self.inspector.inspect(
-                drop.data,
-                camera=drop.camera,
-                source_uri=uri,
-                source_sha256=drop.sha256,
-                part_id=part_id,
-                captured_at=captured_at,
-            )
-            verdict, heatmaps, error = result.verdict, result.heatmaps, result.error
-            crops = result.crops
+            result = self.inspector.inspect(drop.data, **source)
+        verdict, heatmaps, error = result.verdict, result.heatmaps, result.error
         verdict["historical"] = False
         prefix = self.config.mqtt.prefix
         messages = [
@@ -366,11 +286,11 @@ class Agent:
         )
         if self.link is not None:
             self.link.wake()
-        self.feedback.board_done(verdict, crops)
+        self.feedback.board_done(verdict, result.crops)
         evaluation = verdict["evaluation"]
         finish(drop, "processed" if error is None else "failed", error)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self.latencies.append(elapsed_ms)
+        self.stats.board(elapsed_ms)
         self.telemetry.observe_board(
             evaluation,
             [(c["id"], c["evaluation"]) for c in verdict.get("connectors", [])],
@@ -390,29 +310,3 @@ class Agent:
             ms=round(elapsed_ms, 1),
             error=error,
         )
-
-    def _input_error(
-        self, drop: DropFile, uri: str, part_id: str | None, captured_at: str
-    ) -> tuple[dict, dict, str]:
-        failure = Failure("input", drop.error or "unreadable input", ERROR)
-        verdict = build_verdict(
-            result_id=new_result_id(),
-            station=self.config.station.name,
-            camera=drop.camera,
-            part_id=part_id,
-            source_uri=uri,
-            source_sha256=drop.sha256,
-            captured_at=captured_at,
-            processing_ms={},
-            connectors=[],
-            failure=failure,
-        )
-        return verdict, {}, failure.message
-
-
-def _mtime_iso(path: Path) -> str:
-    try:
-        stamp = path.stat().st_mtime
-    except OSError:
-        stamp = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1000):03d}Z"

@@ -9,7 +9,7 @@ import pytest
 from mqtt_broker import MosquittoBroker, MqttRecorder
 from retrain_station import copy_station
 
-from trainer.station_run import AgentProcess
+from trainer.demo.station_run import AgentProcess
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ import pytest
 from mqtt_broker import MosquittoBroker, MqttRecorder
 from retrain_station import PREFIX, build_station, clone_version, copy_station
 
-from edge_agent.bundle import active_dir
-from edge_agent.config import load_config
-from trainer.local_broker import free_port
-from trainer.station_run import AgentProcess, Board, drop_board, load_boards
+from edge_agent.contracts.bundle import active_dir
+from edge_agent.contracts.config import load_config
+from trainer.demo.local_broker import free_port
+from trainer.demo.station_run import AgentProcess, Board, drop_board, load_boards
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTORS = ("J1", "J3")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edge_agent.bundle import (
+from edge_agent.contracts.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     Calibration,
@@ -22,8 +22,8 @@ from edge_agent.bundle import (
     TrainingInfo,
     activate,
     publish_bundle,
-    utc_now,
 )
+from edge_agent.contracts.clock import utc_now
 
 
 class TemplateDistance(torch.nn.Module):

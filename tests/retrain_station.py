@@ -16,13 +16,13 @@ from mqtt_broker import MosquittoBroker
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.bundle import MANIFEST_FILE, active_dir, publish_bundle, read_manifest
-from edge_agent.config import load_config
-from edge_agent.crop_store import JOURNAL_FILE, CropStore
-from edge_agent.imaging import read_image_file
-from edge_agent.journal import Journal
-from edge_agent.verdict import new_result_id
-from trainer.synth.station import generate_station
+from edge_agent.contracts.bundle import MANIFEST_FILE, active_dir, publish_bundle, read_manifest
+from edge_agent.contracts.verdict import new_result_id
+from edge_agent.inspect.imaging import read_image_file
+from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
+from edge_agent.store.journal import Journal
+from trainer.demo.synth.station import generate_station
+from trainer.settings import load_config
 from trainer.train_connector import train_connector
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,10 @@ from detector_checks import (
     train_command_bundle,
 )
 
-from edge_agent.config import TrainingSettings
 from trainer.detectors import DETECTORS
-from trainer.detectors.autoencoder import AutoencoderCore, fit, split_holdout
+from trainer.detectors.autoencoder import AutoencoderCore, fit
+from trainer.detectors.components.training import split_holdout
+from trainer.settings import TrainingSettings
 
 SIZE = 64
 

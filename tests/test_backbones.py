@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.backbones import BackboneError, build_backbone, efficientnet_lite0_weights
+from trainer.detectors.components.backbones import (
+    BackboneError,
+    build_backbone,
+    efficientnet_lite0_weights,
+)
 
 
 def bn(prefix: str, channels: int) -> dict[str, tuple[int, ...]]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from detector_checks import cli
 
-from trainer.quality import CELL_TRAIN_OK, build_cells, cell_split
+from trainer.studies.quality import CELL_TRAIN_OK, build_cells, cell_split
 
 FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
 

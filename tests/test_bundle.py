@@ -12,7 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edge_agent.bundle import (
+from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.bundle import (
     ACTIVE_LINK,
     MANIFEST_FILE,
     MODEL_FILE,
@@ -26,10 +27,9 @@ from edge_agent.bundle import (
     list_versions,
     next_version,
     publish_bundle,
-    utc_now,
     verify_bundle,
-    write_json_atomic,
 )
+from edge_agent.contracts.clock import utc_now
 
 CONNECTOR = "J1"
 DAY = dt.date(2026, 3, 14)

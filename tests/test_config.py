@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import ENV_PREFIX, ConfigError, load_config
+from edge_agent.contracts.config import ENV_PREFIX, ConfigError
+from trainer.settings import load_config
 
 STATION_TOML = """
 [station]

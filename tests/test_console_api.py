@@ -26,8 +26,8 @@ from console_station import (
 from mqtt_broker import wait_until
 from retrain_station import PREFIX
 
-from edge_agent.bundle import write_json_atomic
-from edge_agent.config import load_config
+from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.config import load_config
 from trainer.retrain.job import STATUS_FILE, ConnectorResult, RunReport
 from trainer.retrain.runs import retrain_root
 

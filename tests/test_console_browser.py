@@ -26,9 +26,9 @@ from console_station import (
 from mqtt_broker import wait_until
 from retrain_station import PREFIX
 
-from edge_agent.bundle import active_dir
-from edge_agent.config import load_config
-from edge_agent.crop_store import CropStore
+from edge_agent.contracts.bundle import active_dir
+from edge_agent.contracts.config import load_config
+from edge_agent.store.crop_store import CropStore
 from trainer.retrain.dataset import Assembler
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from edge_agent.console.explain import board_reasons
-from edge_agent.verdict import ERROR, NOT_DECIDABLE, ConnectorOutcome, Failure, build_verdict
+from edge_agent.contracts.verdict import (
+    ERROR,
+    NOT_DECIDABLE,
+    ConnectorOutcome,
+    Failure,
+    build_verdict,
+)
 
 
 def verdict(connectors: list[ConnectorOutcome], failure: Failure | None) -> dict:

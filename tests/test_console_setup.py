@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config
 from edge_agent.console.station_setup import (
     BoxLayout,
     Layout,
@@ -18,6 +17,7 @@ from edge_agent.console.station_setup import (
     roi_to_model,
     save_layout,
 )
+from edge_agent.contracts.config import load_config
 
 REFERENCE = (640, 480)
 CONFIG = """# station 7, set up by hand

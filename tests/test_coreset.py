@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.coreset import greedy_coreset
+from trainer.detectors.components.coreset import greedy_coreset
 
 
 def blobs(

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.crop_store import JOURNAL_FILE, CropStore
-from edge_agent.imaging import read_image_file
-from edge_agent.journal import Journal
+from edge_agent.inspect.imaging import read_image_file
+from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
+from edge_agent.store.journal import Journal
 
 NOW = dt.datetime(2026, 9, 30, 12, 0, tzinfo=dt.UTC)
 

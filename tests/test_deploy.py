@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from trainer.local_broker import free_port
+from trainer.demo.local_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"
 UNITS = ROOT / "systemd"
 AGENT = UNITS / "edge-inspect-agent.service"
 TRAINER = UNITS / "edge-inspect-trainer.service"
-TIMER = UNITS / "edge-inspect-trainer.timer"
 CONSOLE = UNITS / "edge-inspect-console.service"
+CONFIG_TEMPLATE = ROOT / "config.toml"
 MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto.conf"
 
 
@@ -90,20 +90,29 @@ def test_agent_unit_is_a_notify_service_with_a_progress_watchdog_and_a_sandbox()
     assert unit(AGENT)["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_trainer_runs_nightly_at_low_priority():
-    service = unit(TRAINER)["Service"]
-    timer = unit(TIMER)
+def test_trainer_runs_on_the_config_schedule_at_low_priority():
+    trainer = unit(TRAINER)
+    service = trainer["Service"]
 
-    assert service["Type"] == "oneshot"
+    # One source for the schedule: the service reads retrain.schedule; no timer beside it.
     assert service["ExecStart"].endswith(
-        "edge-inspect retrain --now --config /etc/edge-inspect/config.toml"
+        "edge-inspect trainer --config /etc/edge-inspect/config.toml"
     )
+    assert service["Restart"] == "on-failure"
+    assert not list(UNITS.glob("*.timer"))
+    assert "OnCalendar" not in TRAINER.read_text()
     assert service["CPUWeight"] == "20"
     assert service["Nice"] == "10"
     assert service["IOSchedulingClass"] == "idle"
-    assert timer["Timer"]["OnCalendar"] == "*-*-* 02:00"
-    assert timer["Timer"]["Persistent"] == "true"
-    assert timer["Install"]["WantedBy"] == "timers.target"
+    assert trainer["Install"]["WantedBy"] == "multi-user.target"
+    assert 'schedule = "0 2 * * *"' in CONFIG_TEMPLATE.read_text()
+
+
+def test_install_script_installs_the_annotated_template_without_a_station_config():
+    text = INSTALL.read_text()
+
+    assert "station_config=$repo/config.toml" in text
+    assert "edge-inspect-trainer.timer" not in text.split("OLD_TIMER=")[0]
 
 
 def test_console_unit_serves_localhost_at_low_priority_in_a_sandbox():
@@ -134,7 +143,7 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     stub.write_text("#!/bin/sh\n")
     stub.chmod(0o755)
     copies = []
-    for path in (AGENT, TRAINER, TIMER, CONSOLE):
+    for path in (AGENT, TRAINER, CONSOLE):
         copy = tmp_path / path.name
         copy.write_text(
             path.read_text().replace("/opt/edge-inspect/venv/bin/edge-inspect", str(stub))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.drop_folder import DropFile, DropFolderWatcher, finish
+from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher, finish
 
 WAIT_S = 15.0
 

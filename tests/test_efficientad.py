@@ -20,13 +20,13 @@ from detector_checks import (
     train_command_bundle,
 )
 
-from edge_agent.config import TrainingSettings
-from trainer.backbones import build_backbone
 from trainer.detectors import DETECTORS
+from trainer.detectors.components.backbones import build_backbone
 from trainer.detectors.efficientad import EfficientAdCore, fit, fit_medium, fit_small
 from trainer.export import check_parity, export_onnx, onnx_scores, torch_scores
 from trainer.graph import AnomalyGraph
 from trainer.quantize import convs_of
+from trainer.settings import TrainingSettings
 from trainer.train_connector import write_model
 
 SIZE = 64

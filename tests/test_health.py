@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.cli import main
-from edge_agent.config import HealthSettings
-from edge_agent.health import HealthServer
-from edge_agent.telemetry import Telemetry
+from edge_agent.contracts.config import HealthSettings
+from edge_agent.ops.health import HealthServer
+from edge_agent.ops.telemetry import Telemetry
 
 ALLOWED_LABELS = {"connector", "evaluation", "stage", "reason", "version", "sha256", "le"}
 

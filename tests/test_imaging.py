@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_agent.imaging import DecodeError, decode_image, read_image_file
+from edge_agent.inspect.imaging import DecodeError, decode_image, read_image_file
 
 MAX_BYTES = 5_000_000
 MAX_PIXELS = 40_000_000

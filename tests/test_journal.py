@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.journal import Journal, JournalError, OutboxMessage
+from edge_agent.store.journal import Journal, JournalError, OutboxMessage
 
 VERDICT_TOPIC = "plant/line3/aoi2/verdict"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from onnx_fixtures import install_bundle, make_manifest
 
-from edge_agent import lifecycle
-from edge_agent.bundle import BundleError, list_versions, next_version
-from edge_agent.lifecycle import LifecycleError
+from edge_agent.contracts.bundle import BundleError, list_versions, next_version
+from edge_agent.feedback import lifecycle
+from edge_agent.feedback.lifecycle import LifecycleError
 
 CID = "J1"
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from trainer.metrics import image_metrics, pixel_metrics, recall_at_false_reject
+from trainer.evaluation.metrics import image_metrics, pixel_metrics, recall_at_false_reject
 
 
 def _square_mask(size: int = 64, top: int = 20, left: int = 20, side: int = 16) -> np.ndarray:

@@ -12,12 +12,12 @@ from mqtt_broker import MosquittoBroker, MqttRecorder, Received
 from onnx_fixtures import install_template_model
 from retrain_station import PREFIX, cli, publish, write_station
 
-from edge_agent import lifecycle
-from edge_agent.bundle import active_dir
-from edge_agent.config import load_config
-from edge_agent.crop_store import CropStore
-from edge_agent.imaging import read_image_file
-from trainer.station_run import AgentProcess, Board, drop_board, load_boards
+from edge_agent.contracts.bundle import active_dir
+from edge_agent.feedback import lifecycle
+from edge_agent.inspect.imaging import read_image_file
+from edge_agent.store.crop_store import CropStore
+from trainer.demo.station_run import AgentProcess, Board, drop_board, load_boards
+from trainer.settings import load_config
 
 CONNECTOR = "J3"
 FIRST, SECOND = "2026-01-01.1", "2026-01-02.1"

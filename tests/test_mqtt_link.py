@@ -18,9 +18,9 @@ from mqtt_broker import MosquittoBroker, MqttRecorder, Received, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.config import ConfigError, MqttSettings, TlsSettings
-from edge_agent.journal import Journal, OutboxMessage
-from edge_agent.mqtt_link import MessageProperties, MqttLink, read_password
+from edge_agent.comms.mqtt_link import MessageProperties, MqttLink, read_password
+from edge_agent.contracts.config import ConfigError, MqttSettings, TlsSettings
+from edge_agent.store.journal import Journal, OutboxMessage
 
 PREFIX = "plant/line3/aoi2"
 VERDICTS = f"{PREFIX}/verdict"
@@ -312,9 +312,9 @@ def test_killed_agent_leaves_the_offline_will(
         f"""
         import sys, time
         from pathlib import Path
-        from edge_agent.config import MqttSettings
-        from edge_agent.journal import Journal
-        from edge_agent.mqtt_link import MqttLink
+        from edge_agent.contracts.config import MqttSettings
+        from edge_agent.store.journal import Journal
+        from edge_agent.comms.mqtt_link import MqttLink
         journal = Journal(Path(sys.argv[2]))
         session = journal.start_session()
         settings = MqttSettings(port=int(sys.argv[1]), prefix="{PREFIX}")

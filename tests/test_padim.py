@@ -18,9 +18,10 @@ from detector_checks import (
     train_command_bundle,
 )
 
-from edge_agent.config import ConfigError, TrainingSettings, load_config
+from edge_agent.contracts.config import ConfigError
 from trainer.detectors import DETECTORS
 from trainer.detectors.padim import PadimCore, fit
+from trainer.settings import TrainingSettings, load_config
 
 SIZE = 64
 DIMS = 60

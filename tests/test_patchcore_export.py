@@ -11,12 +11,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from edge_agent.config import TrainingSettings
-from trainer.backbones import build_backbone
+from trainer.detectors.components.backbones import build_backbone
 from trainer.detectors.patchcore import fit
 from trainer.export import ExportError, check_parity, export_onnx, torch_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.masks import variance_mask
+from trainer.settings import TrainingSettings
 
 H, W = 60, 90
 SIZE = 128

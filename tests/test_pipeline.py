@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from onnx_fixtures import install_template_model
 
-from edge_agent.config import StationConfig
-from edge_agent.imaging import encode_png
-from edge_agent.pipeline import InspectionResult, Inspector
-from edge_agent.registration import Registrar
-from edge_agent.scoring import ModelRegistry
+from edge_agent.contracts.config import StationConfig
+from edge_agent.inspect.imaging import encode_png
+from edge_agent.inspect.pipeline import InspectionResult, Inspector
+from edge_agent.inspect.registration import Registrar
+from edge_agent.inspect.scoring import ModelRegistry
 
 PREFIX = "plant/line3/aoi2"
 BOXES = {"J1": (40, 40, 64, 48), "J2": (200, 120, 80, 60), "J3": (330, 230, 60, 60)}

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trainer.report import REQUIRED_KEYS, ScoredSample, write_report
+from trainer.evaluation.report import REQUIRED_KEYS, ScoredSample, write_report
 
 CROP_SHAPE = (60, 48)
 MAP_SIZE = 32

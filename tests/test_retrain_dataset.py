@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.crop_store import JOURNAL_FILE, CropStore
-from edge_agent.imaging import encode_png
-from edge_agent.journal import Journal
-from edge_agent.verdict import new_result_id
+from edge_agent.contracts.verdict import new_result_id
+from edge_agent.inspect.imaging import encode_png
+from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
+from edge_agent.store.journal import Journal
 from trainer.datasets import in_holdout
 from trainer.retrain.dataset import SET_FILE, Assembler, Assembly, materialise, pixel_name
 

@@ -20,11 +20,11 @@ from retrain_station import (
     station_crops,
 )
 
-from edge_agent.bundle import active_dir, list_versions
-from edge_agent.config import load_config
-from edge_agent.crop_store import CropStore
-from edge_agent.lifecycle import REASON_FILE
-from trainer.station_run import AgentProcess, Board, drop_board, load_boards
+from edge_agent.contracts.bundle import active_dir, list_versions
+from edge_agent.feedback.lifecycle import REASON_FILE
+from edge_agent.store.crop_store import CropStore
+from trainer.demo.station_run import AgentProcess, Board, drop_board, load_boards
+from trainer.settings import load_config
 
 pytestmark = pytest.mark.slow
 

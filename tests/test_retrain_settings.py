@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import ConfigError, load_config
-from edge_agent.confirmations import Confirmation, parse_confirmation
+from edge_agent.comms.confirmations import Confirmation, parse_confirmation
+from edge_agent.contracts.config import ConfigError
+from trainer.settings import load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -18,8 +18,8 @@ from onnx_fixtures import (
 )
 from structlog.testing import capture_logs
 
-from edge_agent.bundle import MODEL_FILE, BundleError, activate, active_dir
-from edge_agent.scoring import ConnectorModel, ModelRegistry
+from edge_agent.contracts.bundle import MODEL_FILE, BundleError, activate, active_dir
+from edge_agent.inspect.scoring import ConnectorModel, ModelRegistry
 
 H, W, S = 24, 40, 16
 RAW_THRESHOLD = 50.0

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import sdnotify
-from edge_agent.sdnotify import Watchdog
+from edge_agent.ops import sdnotify
+from edge_agent.ops.sdnotify import Watchdog
 
 
 class FakeClock:

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from detector_checks import cli
 
-from edge_agent.bundle import read_manifest, verify_bundle
+from edge_agent.contracts.bundle import read_manifest, verify_bundle
 from trainer.datasets import list_images
-from trainer.report import REQUIRED_KEYS
-from trainer.synth.station import generate_station
+from trainer.demo.synth.station import generate_station
+from trainer.evaluation.report import REQUIRED_KEYS
 
 pytestmark = pytest.mark.slow
 

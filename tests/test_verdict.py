@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from edge_agent.verdict import (
+from edge_agent.contracts.verdict import (
     ConnectorOutcome,
     Failure,
     board_evaluation,

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from edge_agent.bundle import Calibration
+from edge_agent.contracts.bundle import Calibration
 
 TAIL_SHARE = 0.2
 """Without enough OK scores for a conformal quantile, the top share of them is fitted."""

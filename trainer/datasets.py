@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.imaging import DecodeError, read_image_file
+from edge_agent.inspect.imaging import DecodeError, read_image_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 

@@ -18,7 +18,8 @@ import structlog
 import torch
 
 from edge_agent import __version__
-from edge_agent.bundle import (
+from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     InputSpec,
@@ -29,11 +30,8 @@ from edge_agent.bundle import (
     next_version,
     publish_bundle,
     sha256_file,
-    utc_now,
-    write_json_atomic,
 )
-from edge_agent.config import TrainingSettings
-from trainer.backbones import build_backbone
+from edge_agent.contracts.clock import utc_now
 from trainer.calibration import calibrate
 from trainer.datasets import (
     ConnectorData,
@@ -42,11 +40,13 @@ from trainer.datasets import (
     require_test_split,
 )
 from trainer.detectors import CROSS_FITTED, DETECTORS
-from trainer.evaluation import evaluate_bundle
+from trainer.detectors.components.backbones import build_backbone
+from trainer.evaluation.scoring import evaluate_bundle
 from trainer.export import check_parity, export_onnx, onnx_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.masks import RoiError, mask_id, roi_mask, variance_mask
 from trainer.quantize import quantize_convs
+from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
 

@@ -7,10 +7,10 @@ import getpass
 import sys
 from pathlib import Path
 
-from edge_agent.config import load_config_for_command
-from edge_agent.confirmations import Confirmation, apply_confirmation
-from edge_agent.crop_store import JOURNAL_FILE
-from edge_agent.journal import LABELS, Journal, JournalError
+from edge_agent.comms.confirmations import Confirmation, apply_confirmation
+from edge_agent.contracts.config import load_config_for_command
+from edge_agent.store.crop_store import JOURNAL_FILE
+from edge_agent.store.journal import LABELS, Journal, JournalError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

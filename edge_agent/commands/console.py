@@ -12,8 +12,8 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from edge_agent.config import ConfigError, load_config
 from edge_agent.console.auth import UsersError, hash_password, load_users, users_file
+from edge_agent.contracts.config import ConfigError, load_config
 
 DEFAULT_PORT = 8788
 

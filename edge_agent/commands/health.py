@@ -9,9 +9,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from edge_agent.config import HealthSettings, load_config_for_command
-
-_ANY_ADDRESS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+from edge_agent.contracts.config import load_config_for_command
+from edge_agent.ops.health import readyz_url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,14 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=3.0, help="seconds to wait for an answer (default 3)"
     )
-
-
-def readyz_url(health: HealthSettings) -> str:
-    """The /readyz address of an agent that binds `health.host`:`health.port`."""
-    host = _ANY_ADDRESS.get(health.host, health.host)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{health.port}/readyz"
 
 
 def run(args: argparse.Namespace) -> int:

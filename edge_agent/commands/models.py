@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_agent import lifecycle
-from edge_agent.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
-from edge_agent.config import ConfigError, StationConfig, load_config
+from edge_agent.contracts.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
+from edge_agent.contracts.config import ConfigError, StationConfig, load_config
+from edge_agent.feedback import lifecycle
 
 GATE_FILE = "gate.json"
 
@@ -44,12 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
 
 
-def _connectors(config: StationConfig) -> list[str]:
-    return [cid for cid, c in config.connectors.items() if c.enabled]
-
-
 def _list(config: StationConfig, as_json: bool) -> int:
-    states = [lifecycle.state(config.paths.models, c) for c in _connectors(config)]
+    states = [lifecycle.state(config.paths.models, c) for c in config.enabled_connectors()]
     if as_json:
         print(json.dumps([s.as_dict() for s in states], indent=2))
         return 0
@@ -117,8 +113,9 @@ def _status(config: StationConfig, connector: str, version: str) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
-        if getattr(args, "connector", None) not in (None, *_connectors(config)):
-            raise ConfigError(f"connector {args.connector!r} is not one of {_connectors(config)}")
+        connectors = config.enabled_connectors()
+        if getattr(args, "connector", None) not in (None, *connectors):
+            raise ConfigError(f"connector {args.connector!r} is not one of {connectors}")
         if args.action == "list":
             return _list(config, args.json)
         if args.action == "show":

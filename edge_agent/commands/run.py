@@ -9,11 +9,11 @@ from pathlib import Path
 
 import structlog
 
-from edge_agent.bundle import BundleError
-from edge_agent.config import load_config_for_command
-from edge_agent.imaging import DecodeError
-from edge_agent.journal import JournalError
-from edge_agent.logs import configure_logging
+from edge_agent.contracts.bundle import BundleError
+from edge_agent.contracts.config import load_config_for_command
+from edge_agent.inspect.imaging import DecodeError
+from edge_agent.ops.logs import configure_logging
+from edge_agent.store.journal import JournalError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

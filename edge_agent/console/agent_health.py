@@ -13,8 +13,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge_agent.commands.health import readyz_url
-from edge_agent.config import StationConfig
+from edge_agent.contracts.config import StationConfig
+from edge_agent.ops.health import readyz_url
 
 TIMEOUT_S = 1.0
 RETRAIN_STATUS = Path("retrain") / "status.json"

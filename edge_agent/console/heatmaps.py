@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.bundle import BundleError, connector_dir, list_versions
 from edge_agent.console.cache import LruCache
 from edge_agent.console.images import ImageUnavailable
-from edge_agent.heatmap import overlay_heatmap
-from edge_agent.imaging import encode_png
-from edge_agent.scoring import ConnectorModel
+from edge_agent.contracts.bundle import BundleError, connector_dir, list_versions
+from edge_agent.inspect.heatmap import overlay_heatmap
+from edge_agent.inspect.imaging import encode_png
+from edge_agent.inspect.scoring import ConnectorModel
 
 CACHED_MODELS = 4
 

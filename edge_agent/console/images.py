@@ -16,12 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_agent.config import StationConfig
 from edge_agent.console.cache import LruCache
-from edge_agent.crop_store import CROPS_DIR
-from edge_agent.cropping import crop_connector
-from edge_agent.imaging import DecodeError, encode_png, read_image_file
-from edge_agent.registration import Registrar, Registration, RegistrationError
+from edge_agent.contracts.config import StationConfig
+from edge_agent.inspect.cropping import crop_connector
+from edge_agent.inspect.imaging import DecodeError, encode_png, read_image_file
+from edge_agent.inspect.registration import Registrar, Registration, RegistrationError
+from edge_agent.store.crop_store import CROPS_DIR
 
 FILED_FOLDERS = ("processed", "failed", "duplicates")
 DISPLAY_WIDTH = 1280

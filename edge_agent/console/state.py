@@ -6,12 +6,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.config import StationConfig, load_config
 from edge_agent.console.heatmaps import HeatmapMaker
 from edge_agent.console.images import BoardImages
 from edge_agent.console.journal_reader import JournalReader
 from edge_agent.console.security import SessionCodec
-from edge_agent.crop_store import JOURNAL_FILE
+from edge_agent.contracts.config import StationConfig, load_config
+from edge_agent.store.crop_store import JOURNAL_FILE
 
 
 @dataclass

@@ -19,8 +19,8 @@ import tomlkit
 from pydantic import BaseModel, Field
 from tomlkit.items import Table
 
-from edge_agent.bundle import write_json_atomic
-from edge_agent.config import ConfigError, StationConfig, load_config
+from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.config import ConfigError, StationConfig, load_config
 
 DEFAULT_ROI_FILE = "rois.json"
 BACKUP_SUFFIX = ".bak"

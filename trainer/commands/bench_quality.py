@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_agent.config import ConfigError, load_config
+from edge_agent.contracts.config import ConfigError
 from trainer.commands.options import run_guarded
-from trainer.compare import parse_methods, select_connectors
-from trainer.quality import DATA_SETS, bench_quality, build_cells, build_station, write_quality
-from trainer.synth.plan import DEFAULT_BOARDS
+from trainer.demo.synth.plan import DEFAULT_BOARDS
+from trainer.settings import load_config
+from trainer.studies.compare import parse_methods, select_connectors
+from trainer.studies.quality import (
+    DATA_SETS,
+    bench_quality,
+    build_cells,
+    build_station,
+    write_quality,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

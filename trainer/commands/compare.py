@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_agent.config import load_config
 from trainer.commands.options import run_guarded
-from trainer.compare import compare, parse_methods, select_connectors, write_comparison
+from trainer.settings import load_config
+from trainer.studies.compare import compare, parse_methods, select_connectors, write_comparison
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

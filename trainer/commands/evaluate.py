@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_agent.bundle import read_manifest
+from edge_agent.contracts.bundle import read_manifest
 from trainer.commands.options import run_guarded
 from trainer.datasets import load_connector_data, require_test_split
-from trainer.evaluation import evaluate_bundle
+from trainer.evaluation.scoring import evaluate_bundle
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

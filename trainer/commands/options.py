@@ -11,16 +11,11 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from edge_agent.bundle import BundleError
-from edge_agent.config import ConfigError, TrainingSettings, load_config
-from edge_agent.logs import configure_logging
-from trainer.backbones import BackboneError
-from trainer.calibration import CalibrationError
-from trainer.datasets import DataError
+from edge_agent.contracts.config import ConfigError
+from edge_agent.ops.logs import configure_logging
 from trainer.export import ExportError
-from trainer.masks import RoiError, load_roi_file
-
-USER_ERRORS = (ConfigError, DataError, RoiError, BackboneError, CalibrationError, BundleError)
+from trainer.settings import TrainingSettings, load_config
+from trainer.train_all import USER_ERRORS
 
 _FLAGS = {
     "method": str,
@@ -72,10 +67,6 @@ def _flag_error(error: Any) -> str:
     """One pydantic error about a training setting, named as its command-line flag."""
     flag = "--" + ".".join(map(str, error["loc"])).replace("_", "-")
     return f"{flag}: {error['msg']} (got {error.get('input')!r})"
-
-
-def rois_for(settings: TrainingSettings) -> dict[str, tuple[int, int, int, int]]:
-    return load_roi_file(settings.roi_file) if settings.roi_file else {}
 
 
 def run_guarded(prog: str, body: Callable[[], int]) -> int:

@@ -11,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_agent.config import load_config_for_command
-from edge_agent.logs import configure_logging
+from edge_agent.ops.logs import configure_logging
 from trainer.retrain.job import RetrainBusy, RetrainJob
 from trainer.retrain.runs import lower_priority
+from trainer.settings import load_config_for_command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,18 +9,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_agent.config import ConfigError
+from edge_agent.contracts.config import ConfigError
 from trainer.commands.options import (
     add_training_arguments,
-    rois_for,
     run_guarded,
     training_settings,
 )
-from trainer.global_model import COLUMNS as GLOBAL_COLUMNS
-from trainer.global_model import POOLED, global_rows
-from trainer.robustness import COLUMNS, SHIFTS, study
-from trainer.synth.plan import DEFAULT_BOARDS
-from trainer.tables import means_with_ko, write_tables
+from trainer.demo.synth.plan import DEFAULT_BOARDS
+from trainer.evaluation.tables import means_with_ko, write_tables
+from trainer.studies.global_model import COLUMNS as GLOBAL_COLUMNS
+from trainer.studies.global_model import POOLED, global_rows
+from trainer.studies.robustness import COLUMNS, SHIFTS, study
+from trainer.train_all import rois_for
 from trainer.train_connector import REPORTED_METRICS
 
 MEAN = {"connector": "mean (with KO)"}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from trainer.commands.options import (
     add_training_arguments,
-    rois_for,
     run_guarded,
     training_settings,
 )
+from trainer.train_all import rois_for
 from trainer.train_connector import train_connector
 
 

@@ -21,9 +21,10 @@ import structlog
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from edge_agent.config import ConfigError, load_config
-from edge_agent.logs import configure_logging
+from edge_agent.contracts.config import ConfigError
+from edge_agent.ops.logs import configure_logging
 from trainer.retrain.runs import lower_priority, read_last_run
+from trainer.settings import load_config
 
 log = structlog.get_logger()
 

@@ -5,8 +5,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from edge_agent.config import TrainingSettings
 from trainer.detectors import autoencoder, efficientad, padim, patchcore
+from trainer.settings import TrainingSettings
 
 FitFunction = Callable[[torch.Tensor, nn.Module, TrainingSettings], nn.Module]
 

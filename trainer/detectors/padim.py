@@ -11,9 +11,9 @@ import structlog
 import torch
 from torch import nn
 
-from edge_agent.config import TrainingSettings
-from trainer.detectors.patchcore import PatchEmbedding, embed_all
+from trainer.detectors.components.embedding import PatchEmbedding, embed_all
 from trainer.progress import bar
+from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
 

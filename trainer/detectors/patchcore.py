@@ -6,29 +6,14 @@ import math
 
 import structlog
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from edge_agent.config import TrainingSettings
-from trainer.coreset import greedy_coreset
-from trainer.progress import bar, track
+from trainer.detectors.components.coreset import greedy_coreset
+from trainer.detectors.components.embedding import PatchEmbedding, embed_all
+from trainer.progress import bar
+from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
-
-
-class PatchEmbedding(nn.Module):
-    """Two mid-level feature maps, each averaged over a local neighbourhood, on one grid."""
-
-    def __init__(self, backbone: nn.Module, neighbourhood: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.pool = nn.AvgPool2d(neighbourhood, stride=1, padding=neighbourhood // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fine, coarse = self.backbone(x)
-        fine, coarse = self.pool(fine), self.pool(coarse)
-        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([fine, coarse], dim=1)
 
 
 class PatchCoreCore(nn.Module):
@@ -52,13 +37,6 @@ class PatchCoreCore(nn.Module):
         )
         nearest = squared.amin(dim=1).clamp_min(0.0).sqrt()
         return nearest.view(1, 1, height, width)
-
-
-def embed_all(embedding: PatchEmbedding, images: torch.Tensor) -> torch.Tensor:
-    """Patch embeddings (N, C, h, w) of normalised images (N, 3, S, S), batch by batch."""
-    batches = list(torch.split(images, 16))
-    with torch.inference_mode():
-        return torch.cat([embedding(batch) for batch in track(batches, len(batches), "features")])
 
 
 def fit(images: torch.Tensor, backbone: nn.Module, settings: TrainingSettings) -> PatchCoreCore:

@@ -10,9 +10,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import structlog
 
-from edge_agent.config import ConfigError, MqttSettings
-from edge_agent.journal import compact_json
-from edge_agent.mqtt_link import _configure_tls, read_password
+from edge_agent.comms.mqtt_link import configure_tls, read_password
+from edge_agent.contracts.config import ConfigError, MqttSettings
+from edge_agent.store.journal import compact_json
 
 log = structlog.get_logger()
 
@@ -33,7 +33,7 @@ def publish_retained(
     try:
         if settings.username:
             client.username_pw_set(settings.username, read_password(settings))
-        _configure_tls(client, settings.tls)
+        configure_tls(client, settings.tls)
         client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
         client.loop_start()
         infos = [

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.crop_store import CropStore
-from edge_agent.imaging import DecodeError, decode_image
+from edge_agent.contracts.atomic import replacing
+from edge_agent.inspect.imaging import DecodeError, decode_image
+from edge_agent.store.crop_store import CropStore
 from trainer.datasets import in_holdout, list_images
 
 SET_FILE = "training_set.json"
@@ -269,13 +270,11 @@ def _unique(crops) -> list[Crop]:
 def _place(source: Path, target: Path) -> None:
     """A hard link when the file system allows it, else a copy; via a temporary name."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with replacing(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 def materialise(assembly: Assembly, library: Path, work: Path) -> Path:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.scoring import ConnectorModel
+from edge_agent.inspect.scoring import ConnectorModel
 from trainer.datasets import CropSet
 
 THREADS = 2

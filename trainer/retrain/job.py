@@ -20,25 +20,25 @@ from typing import Any
 
 import structlog
 
-from edge_agent import lifecycle
-from edge_agent.bundle import (
+from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.bundle import (
     active_dir,
     connector_dir,
     list_versions,
     next_version,
     publish_bundle,
-    utc_now,
-    write_json_atomic,
 )
-from edge_agent.config import StationConfig
-from edge_agent.crop_store import JOURNAL_FILE, CropStore
-from edge_agent.journal import Journal
+from edge_agent.contracts.clock import utc_now
+from edge_agent.feedback import lifecycle
+from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
+from edge_agent.store.journal import Journal
 from trainer.datasets import load_crops
 from trainer.masks import load_roi_file
 from trainer.retrain.announce import publish_retained
 from trainer.retrain.dataset import SET_FILE, Assembler, collect_library, materialise, read_record
 from trainer.retrain.gate import check_model, decide
 from trainer.retrain.runs import LAST_RUN_FILE, retrain_root
+from trainer.settings import TrainerConfig
 from trainer.train_connector import train_connector
 
 log = structlog.get_logger()
@@ -106,7 +106,7 @@ class RetrainJob:
 
     def __init__(
         self,
-        config: StationConfig,
+        config: TrainerConfig,
         trigger: str = "manual",
         announce: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -141,7 +141,7 @@ class RetrainJob:
 
     def run(self, connectors: Sequence[str] | None = None, force: bool = False) -> RunReport:
         """Retrain the given (default: every enabled) connectors, one after another."""
-        enabled = [cid for cid, c in self.config.connectors.items() if c.enabled]
+        enabled = self.config.enabled_connectors()
         unknown = sorted(set(connectors or ()) - set(enabled))
         if unknown:
             raise ValueError(f"connectors {unknown} are not enabled in the config ({enabled})")

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from edge_agent.config import StationConfig
+from edge_agent.contracts.config import StationConfig
 
 RETRAIN_DIR = "retrain"
 LAST_RUN_FILE = "last_run.json"

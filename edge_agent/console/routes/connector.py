@@ -12,11 +12,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from edge_agent import lifecycle
-from edge_agent.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
 from edge_agent.console.agent_health import retrain_status
 from edge_agent.console.charts import histogram, hourly_rates
 from edge_agent.console.rendering import console, operator, render
+from edge_agent.contracts.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
+from edge_agent.feedback import lifecycle
 
 router = APIRouter()
 HISTORY_HOURS = 24

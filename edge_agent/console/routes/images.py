@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from edge_agent.console.images import ImageUnavailable
 from edge_agent.console.rendering import console
 from edge_agent.console.routes.board import inspection
-from edge_agent.imaging import encode_png
+from edge_agent.inspect.imaging import encode_png
 
 router = APIRouter(prefix="/img")
 _BOX = re.compile(r"^\d{1,5},\d{1,5},\d{1,5},\d{1,5}$")

@@ -9,10 +9,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from edge_agent.confirmations import Confirmation, apply_confirmation
+from edge_agent.comms.confirmations import Confirmation, apply_confirmation
 from edge_agent.console.journal_reader import BORDERLINE, RESULT_ID
 from edge_agent.console.rendering import console, operator, render
-from edge_agent.journal import Journal, JournalError
+from edge_agent.store.journal import Journal, JournalError
 
 router = APIRouter()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from edge_agent.config import ConfigError
 from edge_agent.console.images import ImageUnavailable
 from edge_agent.console.rendering import console, render
 from edge_agent.console.station_setup import Layout, SetupError, current_layout, save_layout
+from edge_agent.contracts.config import ConfigError
 
 router = APIRouter()
 PREVIEW_BOARDS = 3

@@ -1,0 +1,1 @@
+"""MQTT: the link and its outbox pump, commands, confirmations."""

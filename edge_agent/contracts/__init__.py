@@ -1,0 +1,1 @@
+"""What the agent and the trainer agree on: bundle, verdict, station schema, atomic writes."""

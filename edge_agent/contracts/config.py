@@ -1,0 +1,304 @@
+"""The station's settings: one schema, read from TOML with EDGE_INSPECT_* environment overrides."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "EDGE_INSPECT_"
+
+
+class ConfigError(ValueError):
+    """A configuration the station cannot run with; the message names the file and the key."""
+
+
+class Section(BaseModel):
+    """A config section: an unknown key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConnectorSettings(Section):
+    """One connector on the board: where it sits on the reference image."""
+
+    box: tuple[int, int, int, int] = Field(description="x, y, width, height in reference pixels")
+    enabled: bool = True
+
+    @field_validator("box")
+    @classmethod
+    def _positive_size(cls, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y, w, h = box
+        if w <= 0 or h <= 0 or x < 0 or y < 0:
+            raise ValueError(f"box {list(box)} needs x, y >= 0 and width, height > 0")
+        return box
+
+
+class StationSettings(Section):
+    name: str = "line/aoi"
+    reference_image: Path = Path("reference.png")
+    camera: str = "cam1"
+
+
+class LimitsSettings(Section):
+    """Bounds on what the agent accepts, so a bad input cannot exhaust the line PC."""
+
+    max_file_bytes: int = 50_000_000
+    max_pixels: int = 40_000_000
+    max_payload_bytes: int = 20_000_000
+
+
+class RegistrationSettings(Section):
+    max_features: int = 1000
+    working_width: int = 640
+    min_inliers: int = 25
+    max_rotation_deg: float = 8.0
+    max_shift_fraction: float = 0.15
+    min_quality: float = 0.35
+
+
+class InputSettings(Section):
+    drop_folders: dict[str, Path] = Field(default_factory=dict, description="camera -> folder")
+    poll: bool = False
+    poll_interval_s: float = 1.0
+    settle_s: float = 0.2
+    mqtt_images: bool = True
+
+
+class TlsSettings(Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class MqttSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 1883
+    prefix: str = "plant/line/aoi"
+    client_id: str = ""
+    keepalive_s: int = 30
+    username: str = ""
+    password_file: Path | None = Field(
+        default=None,
+        description="file holding the password; when empty, $CREDENTIALS_DIRECTORY/mqtt_password",
+    )
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    heatmaps_for_ok: bool = False
+    stats_interval_s: float = 30.0
+
+    @field_validator("prefix")
+    @classmethod
+    def _clean_prefix(cls, prefix: str) -> str:
+        prefix = prefix.strip("/")
+        if not prefix or any(c in prefix for c in "+#"):
+            raise ValueError(f"prefix {prefix!r} must be non-empty and free of MQTT wildcards")
+        return prefix
+
+
+class PathSettings(Section):
+    models: Path = Path("models")
+    state: Path = Path("state")
+
+
+class ScoringSettings(Section):
+    threads: int = Field(default=1, ge=1, description="onnxruntime threads per session")
+    workers: int = Field(default=2, ge=1, description="boards inspected at the same time")
+    connector_threads: int = Field(default=2, ge=1, description="connectors scored at once")
+
+
+# The trainer's sections. Their names are part of the file's contract, so that every program
+# reading the file (`edge-inspect run` included) refuses a key that does not exist; their
+# types, defaults and checks belong to the trainer (`trainer/settings.py`), which the agent
+# never imports. tests/test_config_template.py keeps these names equal to the trainer's fields.
+TRAINER_KEYS: dict[str, tuple[str, ...]] = {
+    "training": (
+        "method", "backbone", "backbone_weights", "input_size", "color_mode", "coreset_ratio",
+        "coreset_max", "projection_dim", "neighbourhood", "padim_dims", "ae_epochs",
+        "ae_patience", "ae_batch", "ae_lr", "ead_steps", "ead_eval_every", "ead_patience",
+        "ead_batch", "ead_lr", "int8", "mask", "mask_min_weight", "mask_max_weight", "roi_file",
+        "target_false_reject", "ok_only_margin", "ko_side", "holdout_fraction",
+        "parity_tolerance", "seed",
+    ),
+    "retrain": (
+        "schedule", "misfire_grace_s", "seed_data", "max_train", "new_share", "max_holdout",
+        "gate_share", "false_reject_tolerance", "rollout", "keep_versions", "nice", "threads",
+    ),
+}  # fmt: skip
+
+
+class ShadowSettings(Section):
+    """The part of `[retrain]` that the agent runs itself: promotion of a shadowed candidate."""
+
+    shadow_boards: int = Field(default=50, ge=1)
+
+
+def _opaque(name: str, base: type[Section], keys: tuple[str, ...]) -> type[Section]:
+    """A section whose keys are known but whose values the agent keeps as written."""
+    return create_model(name, __base__=base, **{key: (Any, None) for key in keys})
+
+
+TrainingSection = _opaque("TrainingSection", Section, TRAINER_KEYS["training"])
+RetrainSection = _opaque("RetrainSection", ShadowSettings, TRAINER_KEYS["retrain"])
+
+
+class RetentionSettings(Section):
+    """How long the agent keeps the crops it scores (for review and retraining)."""
+
+    keep_crops: bool = True
+    max_age_days: float = Field(default=30, gt=0)
+    max_disk_mb: float = Field(default=2000, gt=0)
+    prune_interval_s: float = Field(default=600, gt=0)
+
+
+class HealthSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8787
+    max_outbox: int = 10_000
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class StationConfig(BaseSettings):
+    """Everything a station needs; relative paths are relative to the config file's folder."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    station: StationSettings = Field(default_factory=StationSettings)
+    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
+    inputs: InputSettings = Field(default_factory=InputSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    retrain: RetrainSection = Field(default_factory=RetrainSection)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (the file's values arrive as init kwargs).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _connector_ids_are_safe(self) -> StationConfig:
+        for cid in self.connectors:
+            if not cid or not all(c.isalnum() or c in "-_" for c in cid):
+                raise ValueError(f"connector id {cid!r} may hold only letters, digits, '-' and '_'")
+        return self
+
+    def enabled_connectors(self) -> list[str]:
+        """Ids of the connectors to inspect, in the config's order."""
+        return [cid for cid, c in self.connectors.items() if c.enabled]
+
+    def resolved(self, base: Path) -> Self:
+        """A copy whose relative paths are anchored at `base` (the config file's folder)."""
+        data = self.model_dump()
+        _anchor_paths(data, base)
+        return type(self).model_validate(data)
+
+
+Config = TypeVar("Config", bound=StationConfig)
+
+
+def _anchor_paths(node: Any, base: Path) -> None:
+    items = node.items() if isinstance(node, dict) else []
+    for key, value in items:
+        if isinstance(value, Path) and not value.is_absolute():
+            node[key] = base / value
+        elif isinstance(value, dict):
+            _anchor_paths(value, base)
+
+
+def _format_error(path: Path | None, error: ValidationError) -> str:
+    where = str(path) if path else "settings"
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key '{key}'")
+        else:
+            lines.append(f"{where}: '{key}': {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _unknown_env_sections(where: str, schema: type[StationConfig]) -> list[str]:
+    """EDGE_INSPECT_<SECTION>__<key> variables whose section does not exist (a typo, not a no-op).
+
+    pydantic-settings rejects unknown keys inside a known section but ignores unknown sections.
+    """
+    lines = []
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+        if section not in schema.model_fields:
+            lines.append(f"{where}: unknown key '{section}' (environment variable {name})")
+    return lines
+
+
+def load_config(path: Path | None, schema: type[Config] = StationConfig) -> Config:
+    """Read a station config (TOML), apply EDGE_INSPECT_* overrides and anchor relative paths.
+
+    `schema` is the agent's `StationConfig` or a subclass that types more of it (the trainer's).
+    """
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        base = path.resolve().parent
+    unknown = _unknown_env_sections(str(path) if path else "settings", schema)
+    if unknown:
+        raise ConfigError("\n".join(unknown))
+    try:
+        config = schema(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+    return config.resolved(base)
+
+
+def load_config_for_command(
+    prog: str, path: Path | None, schema: type[Config] = StationConfig
+) -> Config | None:
+    """`load_config` for a command line: None after printing `prog: error: ...` to stderr."""
+    try:
+        return load_config(path, schema)
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None

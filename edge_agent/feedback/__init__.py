@@ -1,0 +1,1 @@
+"""Model lifecycle, shadow scoring and the loop from verdicts back to training data."""

@@ -1,0 +1,1 @@
+"""Where boards come from: camera drop folders and the MQTT image spool."""

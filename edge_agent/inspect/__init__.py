@@ -1,0 +1,1 @@
+"""One image to a verdict: decode, register, crop, score, heatmaps."""

@@ -1,0 +1,248 @@
+"""One board image in, one verdict out: decode, register, crop, score, heatmaps; no I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import structlog
+
+from edge_agent.contracts.config import StationConfig
+from edge_agent.contracts.verdict import (
+    ERROR,
+    NOK,
+    NOT_DECIDABLE,
+    OK,
+    ConnectorOutcome,
+    Evaluation,
+    Failure,
+    build_verdict,
+    new_result_id,
+    safe_part_id,
+)
+from edge_agent.inspect.cropping import crop_all
+from edge_agent.inspect.heatmap import overlay_heatmap
+from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
+from edge_agent.inspect.registration import Registrar, RegistrationError
+from edge_agent.inspect.scoring import ConnectorModel, ConnectorScore, ModelRegistry
+
+log = structlog.get_logger()
+
+
+@dataclass
+class InspectionResult:
+    """The verdict plus what the agent keeps or publishes beside it."""
+
+    verdict: dict
+    heatmaps: dict[str, bytes]
+    crops: dict[str, np.ndarray]
+    scores: dict[str, ConnectorScore]
+    failed_stage: str | None
+    error: str | None
+
+
+@dataclass
+class _Stages:
+    """Times each stage and turns its exception into the board's first Failure."""
+
+    ms: dict[str, float] = field(
+        default_factory=lambda: {"decode": 0.0, "align": 0.0, "infer": 0.0}
+    )
+    failure: Failure | None = None
+
+    @contextmanager
+    def run(
+        self,
+        stage: str,
+        timer: str | None = None,
+        expected: tuple[type[Exception], Evaluation] | None = None,
+    ) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception as exc:
+            if expected is not None and isinstance(exc, expected[0]):
+                self.failure = Failure(stage, str(exc), expected[1])
+            else:
+                log.exception("stage_failed", stage=stage)
+                self.failure = Failure(stage, f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            if timer is not None:
+                self.ms[timer] += (time.perf_counter() - started) * 1000.0
+
+
+class Inspector:
+    """Inspects one board image with the station's registrar and each connector's model."""
+
+    def __init__(
+        self, config: StationConfig, registry: ModelRegistry, registrar: Registrar
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.registrar = registrar
+        self.connectors = {cid: config.connectors[cid] for cid in config.enabled_connectors()}
+        # A board's connectors are scored concurrently (onnxruntime releases the GIL).
+        self._pool = ThreadPoolExecutor(
+            max_workers=config.scoring.connector_threads, thread_name_prefix="score"
+        )
+
+    def refuse(self, message: str, **source: str | None) -> InspectionResult:
+        """The ERROR verdict of an input that could not even be read (too big, vanished);
+        `source` holds `inspect`'s keyword arguments."""
+        failure = Failure("input", message, ERROR)
+        verdict = build_verdict(
+            result_id=new_result_id(),
+            station=self.config.station.name,
+            processing_ms={},
+            connectors=[],
+            failure=failure,
+            **source,
+        )
+        return InspectionResult(verdict, {}, {}, {}, failure.stage, failure.message)
+
+    def inspect(
+        self,
+        data: bytes,
+        *,
+        camera: str,
+        source_uri: str,
+        source_sha256: str,
+        part_id: str | None,
+        captured_at: str | None,
+    ) -> InspectionResult:
+        """Never raises for a bad image or model: every problem ends in an ERROR/NOT_DECIDABLE."""
+        started = time.perf_counter()
+        result_id = new_result_id()
+        # One snapshot per board: a model swapped in meanwhile is used from the next board on.
+        models = {cid: self.registry.get(cid) for cid in self.connectors}
+        stages = _Stages()
+        crops: dict[str, np.ndarray] = {}
+        scores: dict[str, ConnectorScore] = {}
+        heatmaps: dict[str, bytes] = {}
+        outcomes: list[ConnectorOutcome] = []
+
+        with stages.run("decode", "decode", (DecodeError, ERROR)):
+            image = decode_image(data, self._max_bytes(source_uri), self.config.limits.max_pixels)
+        if stages.failure is None:
+            with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
+                registration = self.registrar.register(image)
+        if stages.failure is None:
+            with stages.run("crop", "align"):
+                crops = crop_all(image, registration, self.connectors)
+        if stages.failure is None:
+            with stages.run("infer", "infer"):
+                outcomes = list(
+                    self._pool.map(
+                        lambda cid: self._score(cid, models[cid], crops.get(cid), scores),
+                        self.connectors,
+                    )
+                )
+        if stages.failure is None:
+            with stages.run("heatmap"):
+                self._heatmaps(outcomes, crops, scores, heatmaps)
+            prefix = f"{self.config.mqtt.prefix}/heatmap/{result_id}"
+            outcomes = [
+                replace(o, heatmap_topic=f"{prefix}/{o.id}") if o.id in heatmaps else o
+                for o in outcomes
+            ]
+
+        failure = stages.failure or _connector_failure(outcomes)
+        if failure is not None and not outcomes:
+            outcomes = [_not_inspected(cid, models[cid], failure) for cid in self.connectors]
+        stages.ms["total"] = (time.perf_counter() - started) * 1000.0
+        verdict = build_verdict(
+            result_id=result_id,
+            station=self.config.station.name,
+            camera=camera,
+            part_id=part_id or _part_id_from_uri(source_uri),
+            source_uri=source_uri,
+            source_sha256=source_sha256,
+            captured_at=captured_at,
+            processing_ms=stages.ms,
+            connectors=outcomes,
+            failure=failure,
+        )
+        return InspectionResult(
+            verdict=verdict,
+            heatmaps=heatmaps,
+            crops=crops,
+            scores=scores,
+            failed_stage=failure.stage if failure else None,
+            error=failure.message if failure else None,
+        )
+
+    def _max_bytes(self, source_uri: str) -> int:
+        limits = self.config.limits
+        return limits.max_file_bytes if source_uri.startswith("file:") else limits.max_payload_bytes
+
+    def _score(
+        self,
+        connector: str,
+        model: ConnectorModel | None,
+        crop: np.ndarray | None,
+        scores: dict[str, ConnectorScore],
+    ) -> ConnectorOutcome:
+        """Score one connector; its own failure makes only its row an ERROR."""
+        if model is None:
+            return ConnectorOutcome(connector, ERROR, None, None, None, reason="no model loaded")
+        info = {"version": model.version, "sha256": model.sha256}
+        threshold = model.manifest.threshold
+        if crop is None:
+            reason = "no crop for this connector"
+            return ConnectorOutcome(connector, ERROR, None, threshold, info, reason=reason)
+        try:
+            result = model.score(crop)
+        except Exception as exc:
+            log.exception("connector_failed", connector=connector, version=model.version)
+            reason = f"{type(exc).__name__}: {exc}"
+            return ConnectorOutcome(connector, ERROR, None, threshold, info, reason=reason)
+        scores[connector] = result
+        return ConnectorOutcome.scored(connector, result.score, threshold, info)
+
+    def _heatmaps(
+        self,
+        outcomes: list[ConnectorOutcome],
+        crops: dict[str, np.ndarray],
+        scores: dict[str, ConnectorScore],
+        heatmaps: dict[str, bytes],
+    ) -> None:
+        wanted = {NOK, OK} if self.config.mqtt.heatmaps_for_ok else {NOK}
+        for outcome in outcomes:
+            if outcome.evaluation in wanted:
+                overlay = overlay_heatmap(crops[outcome.id], scores[outcome.id].amap)
+                heatmaps[outcome.id] = encode_png(overlay, compression=1)
+
+
+def _connector_failure(outcomes: list[ConnectorOutcome]) -> Failure | None:
+    """One board-level error naming every connector that could not be scored."""
+    if not outcomes:
+        return Failure("infer", "no enabled connector to inspect")
+    failed = [f"{o.id}: {o.reason}" for o in outcomes if o.evaluation not in (OK, NOK)]
+    return Failure("infer", "; ".join(failed)) if failed else None
+
+
+def _not_inspected(
+    connector: str, model: ConnectorModel | None, failure: Failure
+) -> ConnectorOutcome:
+    """The row of a connector on a board that stopped before scoring."""
+    info = {"version": model.version, "sha256": model.sha256} if model else None
+    threshold = model.manifest.threshold if model else None
+    reason = f"not inspected: {failure.stage} failed"
+    return ConnectorOutcome(connector, failure.evaluation, None, threshold, info, reason=reason)
+
+
+def _part_id_from_uri(source_uri: str) -> str | None:
+    """A file's stem as part id (unsafe characters replaced), or None for other sources."""
+    try:
+        parsed = urlparse(source_uri)
+    except ValueError:
+        return None
+    if parsed.scheme != "file":
+        return None
+    return safe_part_id(PurePosixPath(unquote(parsed.path)).stem)

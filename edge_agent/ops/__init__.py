@@ -1,0 +1,1 @@
+"""Running the service: health endpoints, metrics, systemd notify, logging, stats."""

@@ -1,0 +1,81 @@
+"""Prometheus metrics of the agent, on a registry of its own; labels never carry part ids."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+NAMESPACE = "edge_inspect"
+EVALUATIONS = ("OK", "NOK", "NOT_DECIDABLE", "ERROR")
+STAGES = ("decode", "align", "infer", "total")
+STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+_REASON = re.compile(r"[a-z][a-z_]{0,39}")
+
+_METRICS = (
+    # name, kind, help text, labels, extra arguments
+    ("verdicts", Counter, "Connector verdicts by connector and evaluation.",
+     ["connector", "evaluation"], {}),
+    ("boards", Counter, "Board verdicts by evaluation.", ["evaluation"], {}),
+    ("stage_seconds", Histogram, "Time spent per board in each pipeline stage.", ["stage"],
+     {"buckets": STAGE_BUCKETS}),
+    ("outbox_depth", Gauge, "Messages waiting for a broker acknowledgement.", [], {}),
+    ("model", Info, "Active model per connector.", ["connector"], {}),
+    ("input_errors", Counter, "Inputs that could not be inspected, by reason.", ["reason"], {}),
+    ("mqtt_connected", Gauge, "1 while connected to the MQTT broker.", [], {}),
+)  # fmt: skip
+
+
+class Telemetry:
+    """The metrics the pipeline updates; `registry` is what /metrics exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        metrics = {
+            name: kind(name, text, labels, namespace=NAMESPACE, registry=self.registry, **extra)
+            for name, kind, text, labels, extra in _METRICS
+        }
+        self._verdicts = metrics["verdicts"]
+        self._boards = metrics["boards"]
+        self._stages = metrics["stage_seconds"]
+        self._outbox = metrics["outbox_depth"]
+        self._model = metrics["model"]
+        self._input_errors = metrics["input_errors"]
+        self._mqtt = metrics["mqtt_connected"]
+        for evaluation in EVALUATIONS:
+            self._boards.labels(evaluation=evaluation)
+        for stage in STAGES:
+            self._stages.labels(stage=stage)
+
+    def observe_board(
+        self,
+        evaluation: str,
+        connectors: list[tuple[str, str]],
+        timings: dict[str, float],
+    ) -> None:
+        """Count one board, its (connector, evaluation) pairs and its stage times in seconds."""
+        self._boards.labels(evaluation=evaluation).inc()
+        for connector, connector_evaluation in connectors:
+            self._verdicts.labels(connector=connector, evaluation=connector_evaluation).inc()
+        for stage, seconds in timings.items():
+            self._stages.labels(stage=stage).observe(seconds)
+
+    def set_outbox_depth(self, n: int) -> None:
+        """Record how many messages wait in the outbox."""
+        self._outbox.set(n)
+
+    def set_model(self, connector: str, version: str, sha256: str) -> None:
+        """Record the model now active for a connector (replaces the previous one)."""
+        self._model.labels(connector=connector).info({"version": version, "sha256": sha256})
+
+    def input_error(self, reason: str) -> None:
+        """Count an input that could not be inspected; `reason` is a short fixed code."""
+        if not _REASON.fullmatch(reason):
+            raise ValueError(
+                f"input error reason {reason!r} must be a short code of lowercase letters and '_'"
+            )
+        self._input_errors.labels(reason=reason).inc()
+
+    def set_mqtt(self, connected: bool) -> None:
+        """Record whether the MQTT client is connected."""
+        self._mqtt.set(1 if connected else 0)

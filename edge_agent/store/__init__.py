@@ -1,0 +1,1 @@
+"""The journal (every table) and the crops kept for review and retraining."""

@@ -1,0 +1,365 @@
+"""The durable record on the line PC: sessions, inspections, confirmations and the MQTT outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.contracts.clock import utc_now
+
+SCHEMA_VERSION = 1
+LABELS = ("OK", "KO")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS inspections (
+    result_id TEXT PRIMARY KEY,
+    session INTEGER NOT NULL REFERENCES sessions(id),
+    seq INTEGER NOT NULL,
+    part_id TEXT,
+    camera TEXT,
+    source_uri TEXT,
+    source_sha256 TEXT,
+    source_path TEXT,
+    evaluation TEXT NOT NULL,
+    verdict_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (session, seq)
+);
+CREATE INDEX IF NOT EXISTS inspections_source_sha256 ON inspections(source_sha256);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    is_json INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS confirmations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    result_id TEXT NOT NULL REFERENCES inspections(result_id),
+    connector TEXT NOT NULL,
+    label TEXT NOT NULL CHECK (label IN ('OK', 'KO')),
+    confirmed_by TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS confirmations_result_id ON confirmations(result_id);
+CREATE TABLE IF NOT EXISTS crops (
+    result_id TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    score REAL,
+    evaluation TEXT NOT NULL,
+    model_version TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (result_id, connector)
+);
+CREATE INDEX IF NOT EXISTS crops_created_at ON crops(created_at);
+"""
+
+
+def create_tables(db: sqlite3.Connection) -> None:
+    """Create the journal file's missing tables (every table of the file is declared here)."""
+    for statement in filter(str.strip, _SCHEMA.split(";")):
+        db.execute(statement)
+
+
+@contextmanager
+def immediate_transaction(
+    db: sqlite3.Connection, lock: threading.Lock
+) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT under `lock`; ROLLBACK on any error."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+class JournalError(RuntimeError):
+    """The journal file cannot be used as it is; the message names the file."""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message to deliver through the outbox."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+    is_json: bool = False
+
+    def __post_init__(self) -> None:
+        if self.qos not in (0, 1, 2):
+            raise ValueError(f"outbox message for {self.topic!r}: qos {self.qos} is not 0, 1 or 2")
+        if not self.topic or any(c in self.topic for c in "+#"):
+            raise ValueError(f"outbox topic {self.topic!r} must be non-empty and wildcard-free")
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """An outbox row not yet acknowledged by the broker."""
+
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    is_json: bool
+    session: int
+    attempts: int
+    created_at: str
+
+
+def compact_json(data: Any) -> bytes:
+    """UTF-8 JSON without whitespace, as stored in the journal and sent over MQTT."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class Journal:
+    """One SQLite file (WAL, synchronous=FULL) shared by the agent's threads through one lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._session: int | None = None
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._prepare()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise JournalError(f"{self.path}: not a usable journal: {exc}") from exc
+        except JournalError:
+            self._db.close()
+            raise
+
+    def _prepare(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"{self.path}: journal schema {version} is newer than this software's "
+                f"{SCHEMA_VERSION}"
+            )
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        with self._transaction():
+            create_tables(self._db)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db, self._lock)
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        """Close the file; the journal cannot be used afterwards."""
+        with self._lock:
+            self._db.close()
+
+    @property
+    def session(self) -> int | None:
+        """The session opened by `start_session`, or None before it."""
+        return self._session
+
+    def start_session(self) -> int:
+        """Open a new process session; its number is larger than any before it in this file."""
+        with self._transaction() as db:
+            session = db.execute("INSERT INTO sessions (started_at) VALUES (?)", (utc_now(),))
+        self._session = int(session.lastrowid)
+        return self._session
+
+    def record_inspection(
+        self,
+        verdict: dict[str, Any],
+        extra_messages: Sequence[OutboxMessage],
+        verdict_topic: str,
+        source_path: str | None = None,
+    ) -> int:
+        """Journal a verdict and queue it (QoS 1) with its extra messages, in one transaction.
+
+        Sets verdict["session"] and verdict["seq"] (the next seq of this session) and returns seq.
+        """
+        if self._session is None:
+            raise JournalError(f"{self.path}: start_session() before recording inspections")
+        missing = [key for key in ("result_id", "evaluation") if not verdict.get(key)]
+        if missing:
+            raise ValueError(f"verdict lacks {', '.join(missing)}")
+        source = verdict.get("source") or {}
+        now = utc_now()
+        with self._transaction() as db:
+            seq = db.execute(
+                "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+                (self._session,),
+            ).fetchone()[0]
+            stamped = {**verdict, "session": self._session, "seq": seq}
+            verdict_json = compact_json(stamped)
+            db.execute(
+                "INSERT INTO inspections (result_id, session, seq, part_id, camera, source_uri,"
+                " source_sha256, source_path, evaluation, verdict_json, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    verdict["result_id"],
+                    self._session,
+                    seq,
+                    verdict.get("part_id"),
+                    verdict.get("camera"),
+                    source.get("uri"),
+                    source.get("sha256"),
+                    source_path,
+                    verdict["evaluation"],
+                    verdict_json.decode("utf-8"),
+                    verdict.get("created_at") or now,
+                ),
+            )
+            verdict_message = OutboxMessage(verdict_topic, verdict_json, qos=1, is_json=True)
+            db.executemany(
+                "INSERT INTO outbox (topic, payload, qos, retain, is_json, created_at, session)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (m.topic, m.payload, m.qos, m.retain, m.is_json, now, self._session)
+                    for m in (verdict_message, *extra_messages)
+                ],
+            )
+        verdict.update(session=self._session, seq=seq)
+        return seq
+
+    def find_by_source_sha256(self, sha: str) -> tuple[str, str | None, str] | None:
+        """(result_id, source_path, evaluation) of the first inspection of this content, if any."""
+        rows = self._query(
+            "SELECT result_id, source_path, evaluation FROM inspections WHERE source_sha256 = ?"
+            " ORDER BY session, seq LIMIT 1",
+            (sha,),
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def inspection(self, result_id: str) -> dict[str, Any] | None:
+        """One journalled inspection with its verdict and confirmations, or None."""
+        rows = self._query(
+            "SELECT result_id, session, seq, part_id, camera, source_uri, source_sha256,"
+            " source_path, evaluation, verdict_json, created_at FROM inspections"
+            " WHERE result_id = ?",
+            (result_id,),
+        )
+        if not rows:
+            return None
+        record = dict(rows[0])
+        record["verdict"] = json.loads(record.pop("verdict_json"))
+        record["confirmations"] = [
+            dict(row)
+            for row in self._query(
+                "SELECT connector, label, confirmed_by AS by, at FROM confirmations"
+                " WHERE result_id = ? ORDER BY id",
+                (result_id,),
+            )
+        ]
+        return record
+
+    def record_confirmation(
+        self, result_id: str, connector: str, label: str, by: str, at: str | None = None
+    ) -> None:
+        """Store an operator's or the MES's OK/KO label for one connector of an inspection."""
+        if label not in LABELS:
+            raise ValueError(f"confirmation label {label!r} is not one of {', '.join(LABELS)}")
+        if not isinstance(connector, str) or not _SAFE_ID.match(connector):
+            raise ValueError(f"confirmation connector {connector!r} is not a valid connector id")
+        if not isinstance(by, str) or not by.strip() or len(by) > 200:
+            raise ValueError(f"confirmation 'by' {by!r} must be a non-empty name (200 chars max)")
+        if at is not None:
+            try:
+                dt.datetime.fromisoformat(at)
+            except (TypeError, ValueError):
+                raise ValueError(f"confirmation time {at!r} is not ISO 8601") from None
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT verdict_json FROM inspections WHERE result_id = ?", (result_id,)
+            ).fetchone()
+            if row is None:
+                raise ValueError(f"confirmation for unknown result_id {result_id!r}")
+            connectors = {c.get("id") for c in json.loads(row[0]).get("connectors", [])}
+            if connector not in connectors:
+                raise ValueError(
+                    f"confirmation for connector {connector!r}, which result {result_id!r} "
+                    f"did not inspect (it has {sorted(connectors)})"
+                )
+            db.execute(
+                "INSERT INTO confirmations (result_id, connector, label, confirmed_by, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (result_id, connector, label, by.strip(), at or utc_now()),
+            )
+
+    def pending(self, limit: int, after: int = 0) -> list[PendingMessage]:
+        """Up to `limit` unacknowledged outbox rows with id > `after`, oldest first."""
+        rows = self._query(
+            "SELECT id, topic, payload, qos, retain, is_json, session, attempts, created_at"
+            " FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [
+            PendingMessage(
+                id=row["id"],
+                topic=row["topic"],
+                payload=bytes(row["payload"]),
+                qos=row["qos"],
+                retain=bool(row["retain"]),
+                is_json=bool(row["is_json"]),
+                session=row["session"],
+                attempts=row["attempts"],
+                created_at=row["created_at"],
+            )
+            for row in rows
+        ]
+
+    def count_attempts(self, message_ids: Iterable[int]) -> None:
+        """Note that these outbox rows were handed to the broker once more."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE id = ?",
+                [(i,) for i in message_ids],
+            )
+
+    def acknowledge(self, message_id: int) -> None:
+        """Drop one delivered row from the outbox."""
+        self.acknowledge_many([message_id])
+
+    def acknowledge_many(self, message_ids: Iterable[int]) -> None:
+        """Drop delivered rows from the outbox in one transaction."""
+        with self._transaction() as db:
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in message_ids])
+
+    def outbox_depth(self) -> int:
+        """How many messages wait for the broker's acknowledgement."""
+        return self._query("SELECT COUNT(*) FROM outbox")[0][0]
+
+    def last_outbox_id(self) -> int:
+        """The highest outbox id ever allocated in this file (0 when none)."""
+        rows = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
+        return rows[0][0] if rows else 0

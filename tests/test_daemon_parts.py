@@ -1,0 +1,142 @@
+"""The agent process's parts, each on its own: spool, command replies, stats, restart filing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent import daemon
+from edge_agent.comms.dispatch import dispatch
+from edge_agent.contracts.verdict import build_verdict, new_result_id
+from edge_agent.inputs.drop_folder import DropFile
+from edge_agent.inputs.spool import ImageSpool, describe
+from edge_agent.ops.stats import BoardStats
+from edge_agent.store.dedup import file_if_seen
+from edge_agent.store.journal import Journal
+
+
+def test_the_daemon_module_wires_the_stage_parts() -> None:
+    assert daemon.ImageSpool is ImageSpool
+    assert daemon.dispatch is dispatch
+    assert daemon.BoardStats is BoardStats
+    assert daemon.file_if_seen is file_if_seen
+
+
+def test_an_image_message_is_on_disk_under_its_camera_with_its_part_id(tmp_path: Path) -> None:
+    watched = []
+    spool = ImageSpool(tmp_path / "inbox", lambda camera, folder: watched.append((camera, folder)))
+
+    spool.on_message("plant/aoi/image/cam2", b"\x89PNG raw", {"part_id": "SN 7"})
+    envelope = {"part_id": "SN8", "image": base64.b64encode(b"jpeg bytes").decode()}
+    spool.on_message("plant/aoi/image/cam2", json.dumps(envelope).encode(), {})
+
+    folder = tmp_path / "inbox" / "cam2"
+    assert watched == [("mqtt:cam2", folder)]  # one watcher for the new camera, not one per image
+    files = {p.read_bytes(): p.name for p in folder.iterdir()}
+    assert set(files) == {b"\x89PNG raw", b"jpeg bytes"}
+    assert files[b"jpeg bytes"].startswith("SN8@")
+    assert not list(folder.glob(".*"))  # no temporary file left behind
+    assert spool.folders() == {"mqtt:cam2": folder}
+
+
+def test_a_spooled_file_names_its_part_and_the_image_topic(tmp_path: Path) -> None:
+    path = tmp_path / "SN8@01J9Z6Q8M3K4T2"
+    path.write_bytes(b"x")
+    drop = DropFile("cam2", path, "00", b"x")
+
+    part_id, uri, captured_at = describe(drop, spooled=True, prefix="plant/aoi")
+
+    assert (part_id, uri) == ("SN8", "mqtt://plant/aoi/image/cam2")
+    assert captured_at.endswith("Z")
+
+
+@dataclass
+class Change:
+    connector: str
+    new_version: str | None
+    error: str | None
+    accepted: bool
+
+
+def test_commands_reply_with_what_they_did() -> None:
+    refreshed = []
+
+    def refresh() -> list[Change]:
+        refreshed.append(True)
+        return [Change("J1", "2026-09-01.2", None, True), Change("J2", None, "bad sha", False)]
+
+    def lifecycle(name: str, payload: bytes) -> dict:
+        return {"command": name, "ok": True}
+
+    reload = dispatch("reload", b"", lifecycle=lifecycle, refresh=refresh)
+    promote = dispatch("promote", b"{}", lifecycle=lifecycle, refresh=refresh)
+    unknown = dispatch("reboot", b"", lifecycle=lifecycle, refresh=refresh)
+
+    assert reload["ok"] is False
+    assert reload["changes"][1] == {"connector": "J2", "version": None, "error": "bad sha"}
+    assert promote == {"command": "promote", "ok": True}
+    assert unknown == {"command": "reboot", "ok": False, "error": "unknown command 'reboot'"}
+    assert len(refreshed) == 2  # reload and promote reload the models; an unknown command not
+
+
+def test_stats_report_latency_percentiles_of_recent_boards() -> None:
+    stats = BoardStats()
+    empty = stats.payload(session=3, outbox_depth=0)
+    for ms in range(1, 101):
+        stats.board(float(ms))
+
+    payload = stats.payload(session=3, outbox_depth=5)
+
+    assert empty["latency_ms"] == {"p50": 0.0, "p99": 0.0, "n": 0}
+    assert payload["latency_ms"] == {"p50": 50.5, "p99": 99.0, "n": 100}
+    assert (payload["session"], payload["outbox_depth"]) == (3, 5)
+
+
+def _journal_board(journal: Journal, path: Path, evaluation: str) -> str:
+    data = path.read_bytes()
+    verdict = build_verdict(
+        result_id=new_result_id(),
+        station="line/aoi",
+        camera="cam1",
+        part_id=path.stem,
+        source_uri=path.as_uri(),
+        source_sha256=hashlib.sha256(data).hexdigest(),
+        captured_at=None,
+        processing_ms={},
+        connectors=[],
+    )
+    verdict["evaluation"] = evaluation
+    journal.record_inspection(verdict, [], "plant/aoi/verdict", source_path=str(path))
+    return verdict["result_id"]
+
+
+def test_content_already_journaled_is_filed_without_a_second_verdict(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.start_session()
+    drop_dir = tmp_path / "drop"
+    drop_dir.mkdir()
+    crashed = drop_dir / "SN1.png"
+    crashed.write_bytes(b"board one")
+    first = _journal_board(journal, crashed, "OK")
+    again = drop_dir / "SN1-again.png"
+    again.write_bytes(b"board one")
+    new = drop_dir / "SN2.png"
+    new.write_bytes(b"board two")
+
+    def drop(path: Path) -> DropFile:
+        data = path.read_bytes()
+        return DropFile("cam1", path, hashlib.sha256(data).hexdigest(), data)
+
+    assert file_if_seen(journal, drop(crashed))
+    assert file_if_seen(journal, drop(again))
+    assert not file_if_seen(journal, drop(new))
+
+    assert (drop_dir / "processed" / "SN1.png").is_file()
+    assert (drop_dir / "duplicates" / "SN1-again.png").is_file()
+    reason = drop_dir / "duplicates" / "SN1-again.png.reason.txt"
+    assert f"same content as {first}" in reason.read_text()
+    assert new.is_file()
+    journal.close()

@@ -1,0 +1,1 @@
+"""The synthetic station, a private broker and a real agent process: demo and benches."""

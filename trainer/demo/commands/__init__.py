@@ -1,0 +1,1 @@
+"""The demo's and benches' command-line commands."""

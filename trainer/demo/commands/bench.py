@@ -1,0 +1,139 @@
+"""`edge-inspect bench`: the numbers behind docs/BENCHMARKS.md, measured on this machine.
+
+- model: per connector, bundle size and onnxruntime ms per crop (median, agent's thread count)
+- training: one connector trained in a child process: wall seconds and peak RSS
+- agent: a real agent process on the station's drop folder with a private broker:
+  latency from a board file being complete to its verdict reaching an MQTT subscriber
+  (paced, one board at a time), sustained boards/s (as fast as the agent takes them,
+  9 connectors per board) and the agent's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
+from edge_agent.ops.logs import configure_logging
+from trainer.commands.options import run_guarded
+from trainer.demo.local_broker import LocalBroker
+from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board, load_boards
+from trainer.demo.station_setup import ensure_models, ensure_station
+from trainer.evaluation.footprint import bundle_mb, time_scoring
+from trainer.settings import load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("demo"), help="work folder (as demo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--paced", type=int, default=40, help="boards for the latency run")
+    parser.add_argument("--burst", type=int, default=200, help="boards for the throughput run")
+    parser.add_argument("--skip-training", action="store_true", help="no training benchmark")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+
+
+def bench_models(models: Path, connectors: list[str], threads: int, runs: int = 200) -> dict:
+    """Bundle MB and median/p99 onnxruntime ms per crop for each connector's active model."""
+    rows = {}
+    for connector in connectors:
+        bundle = active_dir(models, connector)
+        spec = read_manifest(bundle).input
+        crop = np.random.default_rng(0).integers(0, 255, (spec.height, spec.width, 3), np.uint8)
+        times = time_scoring(bundle, crop, threads, runs)
+        rows[connector] = {
+            "bundle_mb": bundle_mb(bundle),
+            "onnx_mb": round((bundle / MODEL_FILE).stat().st_size / 1e6, 2),
+            "ms_median": round(float(np.median(times)), 2),
+            "ms_p99": round(float(np.percentile(times, 99)), 2),
+            "crop": f"{spec.width}x{spec.height}",
+        }
+    return rows
+
+
+def bench_training(station: Path, connector: str) -> dict:
+    """Train one connector in a child process; wall time and the child's peak RSS."""
+    with tempfile.TemporaryDirectory() as models:
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "edge_agent.cli", "train", "--config",
+             str(station / "config.toml"), "--data", str(station / "crops" / connector),
+             "--out", models],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"connector": connector, "wall_s": round(seconds, 1), "peak_rss_mb": round(peak_mb)}
+
+
+def bench_agent(station: Path, paced: int, burst: int, log_path: Path) -> dict:
+    """Paced latency, then a burst for sustained throughput, on distinct boards."""
+    config = load_config(station / "config.toml")
+    drop = next(iter(config.inputs.drop_folders.values()))
+    boards = load_boards(station, ("train", "val", "test"))
+    if len(boards) < paced + burst:
+        raise ValueError(f"station has {len(boards)} boards; bench needs {paced + burst}")
+    window = 2 * config.scoring.workers + 2
+    with LocalBroker() as broker, tempfile.TemporaryDirectory() as state:
+        agent = AgentProcess(station / "config.toml", broker.port, log_path, Path(state)).start()
+        listener = VerdictListener(broker.port, config.mqtt.prefix)
+        try:
+            agent.wait_ready()
+            fed: dict[str, float] = {}
+            for index, board in enumerate(boards[:paced], 1):
+                fed[f"b{index}"] = drop_board(board.image, drop, f"lat{index:04d}.jpg")
+                listener.wait_for(index, timeout=60)
+            latencies = [(t - fed[f"b{i}"]) * 1000 for i, (t, _) in
+                         enumerate(listener.verdicts[:paced], 1)]  # fmt: skip
+            started = time.perf_counter()
+            for index, board in enumerate(boards[paced : paced + burst], 1):
+                listener.wait_for(paced + index - window, timeout=60)
+                drop_board(board.image, drop, f"thr{index:04d}.jpg")
+            if not listener.wait_for(paced + burst, timeout=300):
+                raise RuntimeError("not every burst board got a verdict")
+            elapsed = listener.verdicts[-1][0] - started
+            memory = agent.memory_mb()
+        finally:
+            listener.close()
+            agent.stop()
+    return {
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
+        "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1),
+        "boards_per_s": round(burst / elapsed, 2),
+        "agent_rss_mb": round(memory.get("VmRSS", 0)),
+        "agent_peak_rss_mb": round(memory.get("VmHWM", 0)),
+        "connectors_per_board": len(config.connectors),
+        "workers": config.scoring.workers,
+        "threads_per_session": config.scoring.threads,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    def body() -> int:
+        configure_logging("WARNING")
+        station = args.out / "station"
+        ensure_station(station, args.seed, 320)
+        ensure_models(station, retrain=False)
+        config = load_config(station / "config.toml")
+        results: dict = {"machine": {"cpus": len(os.sched_getaffinity(0))}}
+        results["models"] = bench_models(
+            config.paths.models, list(config.connectors), config.scoring.threads
+        )
+        if not args.skip_training:
+            results["training"] = bench_training(station, next(iter(config.connectors)))
+        results["agent"] = bench_agent(station, args.paced, args.burst, args.out / "bench.log")
+        text = json.dumps(results, indent=2)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n", encoding="utf-8")
+        return 0
+
+    return run_guarded("edge-inspect bench", body)

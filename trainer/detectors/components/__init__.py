@@ -1,0 +1,1 @@
+"""Parts shared by the detectors: backbones, patch embedding, coreset, early stopping, grid."""

@@ -1,0 +1,1 @@
+"""Scoring a data set through a bundle, metrics, reports and result tables."""

@@ -1,0 +1,1 @@
+"""Nightly retraining: data assembly, the gate, the job, its runs and announcements."""

@@ -1,0 +1,120 @@
+"""The trainer's settings: the `[training]` and `[retrain]` sections of the station config.
+
+The agent's schema knows these sections' key names and keeps their values as written (it never
+imports the trainer); the trainer loads the same file with `TrainerConfig`, which types and
+checks every value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edge_agent.contracts import config as station
+from edge_agent.contracts.config import Section, ShadowSettings, StationConfig
+
+
+class TrainingSettings(Section):
+    """How each connector's model is built; `edge-inspect train` options override these."""
+
+    method: Literal["patchcore", "padim", "autoencoder", "efficientad-s", "efficientad-m"] = (
+        "patchcore"
+    )
+    backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = "efficientnet-lite0"
+    backbone_weights: Path | None = None
+    input_size: int = 128
+    color_mode: Literal["gray", "rgb"] = "gray"
+    coreset_ratio: float = Field(default=0.1, gt=0, le=1)
+    coreset_max: int = 1600
+    projection_dim: int = 128
+    neighbourhood: int = 3
+    padim_dims: int = Field(
+        default=100, ge=1, description="PaDiM: random channel subset size (seeded by `seed`)"
+    )
+    ae_epochs: int = Field(default=30, ge=1, description="autoencoder: most training epochs")
+    ae_patience: int = Field(
+        default=5, ge=1, description="autoencoder: epochs without a better held-out loss"
+    )
+    ae_batch: int = Field(default=16, ge=1, description="autoencoder: training batch size")
+    ae_lr: float = Field(default=2e-3, gt=0, le=1, description="autoencoder: Adam learning rate")
+    ead_steps: int = Field(default=300, ge=1, description="EfficientAD: most training steps")
+    ead_eval_every: int = Field(
+        default=25, ge=1, description="EfficientAD: steps between held-out evaluations"
+    )
+    ead_patience: int = Field(
+        default=4, ge=1, description="EfficientAD: evaluations without a better held-out loss"
+    )
+    ead_batch: int = Field(default=4, ge=1, description="EfficientAD: training batch size")
+    ead_lr: float = Field(default=1e-3, gt=0, le=1, description="EfficientAD: Adam learning rate")
+    int8: bool = Field(
+        default=True,
+        description="run a detector's trained sub-networks in int8 (EfficientAD student and "
+        "autoencoder; the teacher stays float); the threshold is calibrated on the int8 model",
+    )
+    mask: Literal["uniform", "variance"] = Field(
+        default="uniform",
+        description="weight mask without a ROI: uniform, or low where OK crops vary (variance); "
+        "the variance mask also mutes where real defects often start (edges, busbars)",
+    )
+    mask_min_weight: float = Field(default=0.1, gt=0)
+    mask_max_weight: float = Field(default=2.0, gt=0)
+    roi_file: Path | None = None
+    target_false_reject: float = Field(default=0.005, gt=0, lt=1)
+    ok_only_margin: float = Field(
+        default=0.0, ge=0, description="extra guard band above an OK-only threshold (fraction)"
+    )
+    ko_side: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="with held-out KO: threshold from the OK limit (0) to the weakest KO (1)",
+    )
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    parity_tolerance: float = 1e-3
+    seed: int = 0
+
+
+class RetrainSettings(ShadowSettings):
+    """The nightly retraining job (`edge-inspect trainer` or `retrain --now`) and its rollout;
+    `shadow_boards` comes from the agent's view of this section, which runs the shadow."""
+
+    schedule: str = Field(default="0 2 * * *", description="cron: minute hour day month weekday")
+    misfire_grace_s: int = Field(default=6 * 3600, gt=0)
+    seed_data: Path | None = Field(
+        default=None, description="the initial crop data set: <connector>/train/ok, val/ok, val/ko"
+    )
+    max_train: int = Field(default=400, ge=10)
+    new_share: float = Field(default=0.5, gt=0, le=1)
+    max_holdout: int = Field(default=400, ge=2)
+    gate_share: float = Field(default=0.5, gt=0, lt=1)
+    false_reject_tolerance: float = Field(default=0.005, ge=0, lt=1)
+    rollout: Literal["auto", "shadow"] = "shadow"
+    keep_versions: int = Field(default=5, ge=2)
+    nice: int = Field(default=10, ge=0, le=19)
+    threads: int = Field(default=0, ge=0, description="torch threads; 0: torch's default")
+
+    @field_validator("schedule")
+    @classmethod
+    def _five_fields(cls, schedule: str) -> str:
+        if len(schedule.split()) != 5:
+            raise ValueError(f"schedule {schedule!r} is not a 5-field cron expression")
+        return schedule
+
+
+class TrainerConfig(StationConfig):
+    """The station config with the trainer's sections typed: what every trainer command loads."""
+
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+
+
+def load_config(path: Path | None) -> TrainerConfig:
+    """The station config at `path`, its `[training]` and `[retrain]` checked."""
+    return station.load_config(path, TrainerConfig)
+
+
+def load_config_for_command(prog: str, path: Path | None) -> TrainerConfig | None:
+    """`load_config` for a command line: None after printing `prog: error: ...` to stderr."""
+    return station.load_config_for_command(prog, path, TrainerConfig)

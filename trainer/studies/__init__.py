@@ -1,0 +1,1 @@
+"""Studies over many trainings: detector comparison, robustness to shifts, one global model."""

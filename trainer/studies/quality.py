@@ -1,0 +1,124 @@
+"""`bench-quality`: each method on real images and on the default synthetic station, one table.
+
+Real images: the monocrystalline cells of the `elpv-dataset` package (electroluminescence
+photographs of solar cells, 300x300 gray, an expert's defect probability per cell; the `bench`
+extra installs it), treated as one connector: OK = probability 0, KO = probability 1 (1/3 and
+2/3 left out); 200 OK drawn with numpy's legacy seed 0 train, the other OK and every KO test.
+No KO is used for training or calibration, so the threshold is the OK-only one. The other cell
+types stay out of development and tests: they are an independent check.
+
+Synthetic: `synth --seed 0` (default 320 boards), every connector as `train-all` sees it.
+Each (data set, connector, method) is trained by the ordinary `train` pipeline and measured
+from its bundle as `compare` does, plus the best recall reachable at the target false reject.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import structlog
+
+from trainer.datasets import DataError
+from trainer.demo.synth.station import generate_station
+from trainer.evaluation.metrics import recall_at_false_reject
+from trainer.evaluation.tables import write_tables
+from trainer.settings import TrainingSettings
+from trainer.studies.compare import compare
+
+log = structlog.get_logger()
+
+CELL_TYPE = "mono"
+CELL_TRAIN_OK = 200
+CELL_SPLIT_SEED = 0
+BEST_RECALL_AT = 0.005
+DATA_SETS = ("cells", "station")
+COLUMNS = (
+    "data_set", "connector", "method", "image_auroc", "image_aupr", "best_recall_at_0.5%_fr",
+    "recall", "false_reject_rate", "threshold_mode", "train_seconds", "ms_per_crop",
+    "bundle_mb", "error",
+)  # fmt: skip
+
+CellLoader = Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def elpv_cells() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, defect probabilities, cell types) from the installed `elpv-dataset`."""
+    try:
+        from elpv_dataset.utils import load_dataset
+    except ImportError:
+        raise DataError(
+            "the real-image set needs the `bench` extra: .venv/bin/pip install -e '.[bench]'"
+        ) from None
+    return load_dataset()
+
+
+def cell_split(probabilities: np.ndarray, types: np.ndarray) -> dict[str, np.ndarray]:
+    """Indices of the mono cells' train/ok, test/ok and test/ko (the split stated above)."""
+    ok = np.flatnonzero((types == CELL_TYPE) & (probabilities == 0))
+    ko = np.flatnonzero((types == CELL_TYPE) & (probabilities == 1))
+    if len(ok) <= CELL_TRAIN_OK or not len(ko):
+        raise DataError(f"{len(ok)} OK and {len(ko)} KO {CELL_TYPE} cells: too few for the split")
+    np.random.seed(CELL_SPLIT_SEED)  # the legacy global generator, as the published split
+    train = np.sort(np.random.choice(ok, CELL_TRAIN_OK, replace=False))
+    return {"train/ok": train, "test/ok": np.setdiff1d(ok, train), "test/ko": ko}
+
+
+def build_cells(root: Path, loader: CellLoader = elpv_cells) -> Path:
+    """The cells in crop layout at `root/cells` (written once; a complete folder is reused)."""
+    folder = root / "cells"
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    images, probabilities, types = loader()
+    for split, indices in cell_split(np.asarray(probabilities), np.asarray(types)).items():
+        target = folder / split
+        target.mkdir(parents=True, exist_ok=True)
+        for index in indices:
+            cv2.imwrite(str(target / f"cell{index:04d}.png"), images[index])
+    done.touch()
+    return folder
+
+
+def build_station(root: Path, boards: int) -> Path:
+    """The default synthetic station (seed 0) at `root/station`, generated once."""
+    station = root / "station"
+    if not (station / "config.toml").is_file():
+        generate_station(station, seed=0, boards=boards)
+    return station / "crops"
+
+
+def best_recall(bundle: Path, rate: float = BEST_RECALL_AT) -> float | None:
+    """The highest test recall any threshold reaches at `rate` false reject on the test OK."""
+    with (bundle / "report" / "scores.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ok = np.array([float(r["score"]) for r in rows if r["label"] == "OK"])
+    ko = np.array([float(r["score"]) for r in rows if r["label"] == "KO"])
+    return recall_at_false_reject(ok, ko, rate) if len(ok) and len(ko) else None
+
+
+def bench_quality(
+    folders: dict[str, list[Path]],
+    out: Path,
+    base: TrainingSettings,
+    methods: list[str],
+    runs: int = 50,
+) -> list[dict]:
+    """Train and measure every (data set, connector, method); a row each."""
+    rows = []
+    for data_set, connectors in folders.items():
+        for row in compare(connectors, out / data_set, base, methods, runs):
+            bundle = out / data_set / "models" / row["method"] / row["connector"]
+            if not row.get("error"):
+                row["best_recall_at_0.5%_fr"] = best_recall(bundle / row["version"])
+            rows.append({"data_set": data_set, **row})
+    return rows
+
+
+def write_quality(out: Path, rows: list[dict]) -> str:
+    """OUT/quality.md and OUT/quality.csv; returns the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    return write_tables(out / "quality.md", out / "quality.csv", rows, list(COLUMNS), [])
