@@ -123,3 +123,13 @@ def test_the_agent_refuses_an_unknown_trainer_key_too(tmp_path: Path, text: str,
         load_config(path)
     with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
         load_trainer_config(path)
+
+
+def test_the_training_keys_the_agent_types_have_the_trainers_defaults() -> None:
+    from edge_agent.contracts.config import TrainingSection
+    from trainer.settings import TrainingSettings
+
+    for key in ("input_size", "roi_file"):
+        assert (
+            TrainingSection.model_fields[key].default == TrainingSettings.model_fields[key].default
+        )

@@ -147,12 +147,24 @@ class ShadowSettings(Section):
     shadow_boards: int = Field(default=50, ge=1)
 
 
-def _opaque(name: str, base: type[Section], keys: tuple[str, ...]) -> type[Section]:
-    """A section whose keys are known but whose values the agent keeps as written."""
-    return create_model(name, __base__=base, **{key: (Any, None) for key in keys})
+def _opaque(
+    name: str, base: type[Section], keys: tuple[str, ...], typed: dict[str, Any] | None = None
+) -> type[Section]:
+    """A section whose keys are known but whose values the agent keeps as written, except the
+    `typed` ones that agent-side programs read (name -> (type, default))."""
+    fields = {key: (Any, None) for key in keys} | (typed or {})
+    return create_model(name, __base__=base, **fields)
 
 
-TrainingSection = _opaque("TrainingSection", Section, TRAINER_KEYS["training"])
+# The console's station set-up reads these two: the model input size that ROIs are drawn in,
+# and the ROI file (anchored at the config's folder like every path). Their defaults are the
+# trainer's (tests/test_config_template.py checks that).
+TrainingSection = _opaque(
+    "TrainingSection",
+    Section,
+    TRAINER_KEYS["training"],
+    {"input_size": (int, 128), "roi_file": (Path | None, None)},
+)
 RetrainSection = _opaque("RetrainSection", ShadowSettings, TRAINER_KEYS["retrain"])
 
 
