@@ -83,7 +83,7 @@ class AgentProcess:
             env=self.env,
             stdout=log,
             stderr=log,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         return self
@@ -172,7 +172,7 @@ class VerdictListener:
         self._client.disconnect()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child: get SIGTERM when the driving process dies, so no agent is left behind."""
     pr_set_pdeathsig = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.ops.logs import configure_logging
 from trainer.commands.options import run_guarded
+from trainer.demo.console_watch import ConsoleWatch
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board, load_boards
 from trainer.demo.station_setup import ensure_models, ensure_station
@@ -39,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", type=int, default=200, help="boards for the throughput run")
     parser.add_argument("--skip-training", action="store_true", help="no training benchmark")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="run the operator console beside the agent with its live feed polling",
+    )
 
 
 def bench_models(models: Path, connectors: list[str], threads: int, runs: int = 200) -> dict:
@@ -74,8 +81,11 @@ def bench_training(station: Path, connector: str) -> dict:
     return {"connector": connector, "wall_s": round(seconds, 1), "peak_rss_mb": round(peak_mb)}
 
 
-def bench_agent(station: Path, paced: int, burst: int, log_path: Path) -> dict:
-    """Paced latency, then a burst for sustained throughput, on distinct boards."""
+def bench_agent(
+    station: Path, paced: int, burst: int, log_path: Path, console: bool = False
+) -> dict:
+    """Paced latency, then a burst for sustained throughput, on distinct boards; with
+    `console`, an operator console polls its live feed all along."""
     config = load_config(station / "config.toml")
     drop = next(iter(config.inputs.drop_folders.values()))
     boards = load_boards(station, ("train", "val", "test"))
@@ -87,20 +97,26 @@ def bench_agent(station: Path, paced: int, burst: int, log_path: Path) -> dict:
         listener = VerdictListener(broker.port, config.mqtt.prefix)
         try:
             agent.wait_ready()
-            fed: dict[str, float] = {}
-            for index, board in enumerate(boards[:paced], 1):
-                fed[f"b{index}"] = drop_board(board.image, drop, f"lat{index:04d}.jpg")
-                listener.wait_for(index, timeout=60)
-            latencies = [(t - fed[f"b{i}"]) * 1000 for i, (t, _) in
-                         enumerate(listener.verdicts[:paced], 1)]  # fmt: skip
-            started = time.perf_counter()
-            for index, board in enumerate(boards[paced : paced + burst], 1):
-                listener.wait_for(paced + index - window, timeout=60)
-                drop_board(board.image, drop, f"thr{index:04d}.jpg")
-            if not listener.wait_for(paced + burst, timeout=300):
-                raise RuntimeError("not every burst board got a verdict")
-            elapsed = listener.verdicts[-1][0] - started
-            memory = agent.memory_mb()
+            beside = (
+                ConsoleWatch(station / "config.toml", agent.env, log_path)
+                if console
+                else nullcontext()
+            )
+            with beside as watch:
+                fed: dict[str, float] = {}
+                for index, board in enumerate(boards[:paced], 1):
+                    fed[f"b{index}"] = drop_board(board.image, drop, f"lat{index:04d}.jpg")
+                    listener.wait_for(index, timeout=60)
+                latencies = [(t - fed[f"b{i}"]) * 1000 for i, (t, _) in
+                             enumerate(listener.verdicts[:paced], 1)]  # fmt: skip
+                started = time.perf_counter()
+                for index, board in enumerate(boards[paced : paced + burst], 1):
+                    listener.wait_for(paced + index - window, timeout=60)
+                    drop_board(board.image, drop, f"thr{index:04d}.jpg")
+                if not listener.wait_for(paced + burst, timeout=300):
+                    raise RuntimeError("not every burst board got a verdict")
+                elapsed = listener.verdicts[-1][0] - started
+                memory = agent.memory_mb()
         finally:
             listener.close()
             agent.stop()
@@ -113,6 +129,11 @@ def bench_agent(station: Path, paced: int, burst: int, log_path: Path) -> dict:
         "connectors_per_board": len(config.connectors),
         "workers": config.scoring.workers,
         "threads_per_session": config.scoring.threads,
+        **(
+            {"console_feed_polls": watch.polls, "console_rows_seen": watch.rows_seen}
+            if watch is not None
+            else {}
+        ),
     }
 
 
@@ -129,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if not args.skip_training:
             results["training"] = bench_training(station, next(iter(config.connectors)))
-        results["agent"] = bench_agent(station, args.paced, args.burst, args.out / "bench.log")
+        results["agent"] = bench_agent(
+            station, args.paced, args.burst, args.out / "bench.log", args.console
+        )
         text = json.dumps(results, indent=2)
         print(text)
         if args.json:
