@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.store.journal import inspection_record
+
 RESULT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 EVALUATIONS = ("OK", "NOK", "ERROR", "NOT_DECIDABLE")
 BORDERLINE = 0.8  # an OK connector scoring at least this share of its threshold is reviewed
@@ -193,23 +195,9 @@ class JournalReader:
         """One board: its row, verdict, confirmations and kept crops (relative paths)."""
         if not RESULT_ID.match(result_id):
             return None
-        rows = self._rows(
-            "SELECT rowid, result_id, part_id, camera, source_path, source_sha256, evaluation,"
-            " verdict_json, created_at FROM inspections WHERE result_id = ?",
-            (result_id,),
-        )
-        if not rows:
+        record = inspection_record(self._rows, result_id)
+        if record is None:
             return None
-        record = dict(rows[0])
-        record["verdict"] = json.loads(record.pop("verdict_json"))
-        record["confirmations"] = [
-            dict(r)
-            for r in self._rows(
-                "SELECT connector, label, confirmed_by AS by, at FROM confirmations"
-                " WHERE result_id = ? ORDER BY id",
-                (result_id,),
-            )
-        ]
         record["crops"] = {
             r["connector"]: r["path"]
             for r in self._rows(

@@ -7,7 +7,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,25 +263,7 @@ class Journal:
 
     def inspection(self, result_id: str) -> dict[str, Any] | None:
         """One journalled inspection with its verdict and confirmations, or None."""
-        rows = self._query(
-            "SELECT result_id, session, seq, part_id, camera, source_uri, source_sha256,"
-            " source_path, evaluation, verdict_json, created_at FROM inspections"
-            " WHERE result_id = ?",
-            (result_id,),
-        )
-        if not rows:
-            return None
-        record = dict(rows[0])
-        record["verdict"] = json.loads(record.pop("verdict_json"))
-        record["confirmations"] = [
-            dict(row)
-            for row in self._query(
-                "SELECT connector, label, confirmed_by AS by, at FROM confirmations"
-                " WHERE result_id = ? ORDER BY id",
-                (result_id,),
-            )
-        ]
-        return record
+        return inspection_record(self._query, result_id)
 
     def record_confirmation(
         self, result_id: str, connector: str, label: str, by: str, at: str | None = None
@@ -363,3 +345,30 @@ class Journal:
         """The highest outbox id ever allocated in this file (0 when none)."""
         rows = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
         return rows[0][0] if rows else 0
+
+
+Query = Callable[[str, Sequence[Any]], list[sqlite3.Row]]
+
+
+def inspection_record(query: Query, result_id: str) -> dict[str, Any] | None:
+    """One inspection with its verdict and confirmations through `query` (the agent's
+    connection or a read-only one), or None; `rowid` orders it among the others."""
+    rows = query(
+        "SELECT rowid, result_id, session, seq, part_id, camera, source_uri, source_sha256,"
+        " source_path, evaluation, verdict_json, created_at FROM inspections"
+        " WHERE result_id = ?",
+        (result_id,),
+    )
+    if not rows:
+        return None
+    record = dict(rows[0])
+    record["verdict"] = json.loads(record.pop("verdict_json"))
+    record["confirmations"] = [
+        dict(row)
+        for row in query(
+            "SELECT connector, label, confirmed_by AS by, at FROM confirmations"
+            " WHERE result_id = ? ORDER BY id",
+            (result_id,),
+        )
+    ]
+    return record
