@@ -46,6 +46,7 @@ from trainer.export import check_parity, export_onnx, onnx_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.masks import RoiError, mask_id, roi_mask, variance_mask
 from trainer.quantize import quantize_convs
+from trainer.retrain.dataset import write_bundle_record
 from trainer.settings import TrainingSettings
 
 log = structlog.get_logger()
@@ -159,8 +160,12 @@ def train_connector(
     roi: tuple[int, int, int, int] | None = None,
     activate_bundle: bool = True,
     version: str | None = None,
+    record_sets: bool = True,
 ) -> TrainOutcome:
-    """Train, calibrate, export, check and install one connector's model (`version` or the next)."""
+    """Train, calibrate, export, check and install one connector's model (`version` or the next).
+
+    `record_sets` writes the training and held-out sets into the bundle (with their crops), for
+    retraining to continue from; the retraining job records its own sets instead."""
     started = time.perf_counter()
     data = load_connector_data(Path(data_dir), settings.holdout_fraction)
     require_test_split(data, Path(data_dir))
@@ -235,6 +240,10 @@ def train_connector(
             k: metrics.get(k) for k in (*REPORTED_METRICS, "n_test_ok", "n_test_ko")
         }
         write_json_atomic(staging / MANIFEST_FILE, manifest.dump())
+        if record_sets:
+            write_bundle_record(
+                staging, connector, Path(data_dir), data.train, data.holdout_ok, data.holdout_ko
+            )
         bundle_dir = publish_bundle(staging, models_root, connector, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

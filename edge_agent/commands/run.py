@@ -10,8 +10,9 @@ from pathlib import Path
 import structlog
 
 from edge_agent.contracts.bundle import BundleError
-from edge_agent.contracts.config import load_config_for_command
+from edge_agent.contracts.config import ConfigError, load_config_for_command
 from edge_agent.inspect.imaging import DecodeError
+from edge_agent.ops.health import HealthPortError
 from edge_agent.ops.logs import configure_logging
 from edge_agent.store.journal import JournalError
 
@@ -32,10 +33,15 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         agent = Agent(config)
-    except (DecodeError, JournalError, BundleError, OSError) as exc:
+    except (ConfigError, DecodeError, JournalError, BundleError, OSError) as exc:
         structlog.get_logger().error("agent cannot start", error=str(exc))
         return 1
-    agent.start()
+    try:
+        agent.start()
+    except HealthPortError as exc:
+        structlog.get_logger().error("agent cannot start", error=str(exc))
+        agent.stop()
+        return 1
     try:
         agent.run_until(stop)
     finally:

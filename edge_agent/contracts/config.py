@@ -68,6 +68,8 @@ class RegistrationSettings(Section):
     max_rotation_deg: float = 8.0
     max_shift_fraction: float = 0.15
     min_quality: float = 0.35
+    max_scale_change: float = Field(default=0.08, ge=0.0, lt=1.0)
+    max_outside_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
 
 
 class InputSettings(Section):

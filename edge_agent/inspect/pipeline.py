@@ -26,7 +26,7 @@ from edge_agent.contracts.verdict import (
     new_result_id,
     safe_part_id,
 )
-from edge_agent.inspect.cropping import crop_all
+from edge_agent.inspect.cropping import check_boxes, crop_all, outside_the_photo
 from edge_agent.inspect.heatmap import overlay_heatmap
 from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
 from edge_agent.inspect.registration import Registrar, RegistrationError
@@ -83,10 +83,14 @@ class Inspector:
     def __init__(
         self, config: StationConfig, registry: ModelRegistry, registrar: Registrar
     ) -> None:
+        """Raises ConfigError for a connector box outside the reference image."""
         self.config = config
         self.registry = registry
         self.registrar = registrar
         self.connectors = {cid: config.connectors[cid] for cid in config.enabled_connectors()}
+        check_boxes(
+            config.connectors, registrar.reference_size, str(config.station.reference_image)
+        )
         # A board's connectors are scored concurrently (onnxruntime releases the GIL).
         self._pool = ThreadPoolExecutor(
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
@@ -126,6 +130,7 @@ class Inspector:
         scores: dict[str, ConnectorScore] = {}
         heatmaps: dict[str, bytes] = {}
         outcomes: list[ConnectorOutcome] = []
+        outside: dict[str, float] = {}
 
         with stages.run("decode", "decode", (DecodeError, ERROR)):
             image = decode_image(data, self._max_bytes(source_uri), self.config.limits.max_pixels)
@@ -134,12 +139,19 @@ class Inspector:
                 registration = self.registrar.register(image)
         if stages.failure is None:
             with stages.run("crop", "align"):
-                crops = crop_all(image, registration, self.connectors)
+                limit = self.config.registration.max_outside_fraction
+                outside = outside_the_photo(image.shape, registration, self.connectors, limit)
+                inside = {c: s for c, s in self.connectors.items() if c not in outside}
+                crops = crop_all(image, registration, inside)
         if stages.failure is None:
             with stages.run("infer", "infer"):
                 outcomes = list(
                     self._pool.map(
-                        lambda cid: self._score(cid, models[cid], crops.get(cid), scores),
+                        lambda cid: (
+                            self._score(cid, models[cid], crops.get(cid), scores)
+                            if cid not in outside
+                            else _outside(cid, models[cid], outside[cid], limit)
+                        ),
                         self.connectors,
                     )
                 )
@@ -220,11 +232,27 @@ class Inspector:
 
 
 def _connector_failure(outcomes: list[ConnectorOutcome]) -> Failure | None:
-    """One board-level error naming every connector that could not be scored."""
+    """One board-level failure naming every connector that could not be scored: ERROR when
+    one could not be scored, NOT_DECIDABLE when they were only out of the photo."""
     if not outcomes:
         return Failure("infer", "no enabled connector to inspect")
-    failed = [f"{o.id}: {o.reason}" for o in outcomes if o.evaluation not in (OK, NOK)]
-    return Failure("infer", "; ".join(failed)) if failed else None
+    failed = [o for o in outcomes if o.evaluation not in (OK, NOK)]
+    if not failed:
+        return None
+    message = "; ".join(f"{o.id}: {o.reason}" for o in failed)
+    if any(o.evaluation == ERROR for o in failed):
+        return Failure("infer", message)
+    return Failure("crop", message, NOT_DECIDABLE)
+
+
+def _outside(
+    connector: str, model: ConnectorModel | None, fraction: float, limit: float
+) -> ConnectorOutcome:
+    """The row of a connector whose box was not fully photographed: never scored."""
+    info = {"version": model.version, "sha256": model.sha256} if model else None
+    threshold = model.manifest.threshold if model else None
+    reason = f"box {fraction:.0%} outside the photo (limit {limit:.0%})"
+    return ConnectorOutcome(connector, NOT_DECIDABLE, None, threshold, info, reason=reason)
 
 
 def _not_inspected(

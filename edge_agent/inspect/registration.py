@@ -20,7 +20,6 @@ _RATIO = 0.85  # Lowe's ratio test on the two nearest descriptors
 _RANSAC_PX = 2.5  # coarse reprojection tolerance, working pixels
 _FAST_THRESHOLD = 12
 _LEVELS = 3  # a fixed camera needs little scale invariance; fewer levels are faster
-_MAX_SCALE_CHANGE = 0.08  # a fixed camera: the board's apparent size barely changes
 _QUALITY_SIGMA = 4.0  # band-pass of the quality check, half-working pixels
 _PATCHES = 48  # reference patches for the fine step
 _PATCH_RADIUS = 12  # patch is (2r+1) pixels square, full resolution
@@ -126,6 +125,11 @@ class Registrar:
         self._structure = _band_pass(self._reference.work)
         self._patches = self._pick_patches()
 
+    @property
+    def reference_size(self) -> tuple[int, int]:
+        """The reference image's width and height in pixels."""
+        return self._size
+
     def _pick_patches(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Distinctive reference patches spread over the image: (centre, pixels) pairs."""
         gray = self._reference.full
@@ -146,13 +150,10 @@ class Registrar:
         settings = self.settings
         frame = _Frame.of(image_bgr, settings.working_width)
         work, inliers = self._coarse(frame)
-        scale = math.hypot(work[0, 0], work[1, 0])
-        if abs(scale - 1.0) > _MAX_SCALE_CHANGE:
-            raise RegistrationError(
-                f"the board appears {scale:.2f}x its reference size "
-                f"(limit ±{_MAX_SCALE_CHANGE:.0%}): another board or camera?"
-            )
+        # Scale in full-resolution pixels: both frames are resized to the working width, so
+        # the working-scale affine cannot see a photo taken at another resolution.
         coarse = (np.linalg.inv(frame.to_work) @ _rows3(work) @ self._reference.to_work)[:2]
+        self._check_scale(coarse, image_bgr.shape)
         matrix = self._fine(frame.full, coarse)
         rotation = math.degrees(math.atan2(matrix[1, 0], matrix[0, 0]))
         if abs(rotation) > settings.max_rotation_deg:
@@ -174,6 +175,17 @@ class Registrar:
                 f"{settings.min_quality:g}): another board or a bad photo?"
             )
         return Registration(matrix, quality, inliers, rotation, shift)
+
+    def _check_scale(self, matrix: np.ndarray, shape: tuple[int, ...]) -> None:
+        """A fixed camera sees the board at the reference's size; refuse any other scale."""
+        scale = math.hypot(matrix[0, 0], matrix[1, 0])
+        limit = self.settings.max_scale_change
+        if abs(scale - 1.0) > limit:
+            raise RegistrationError(
+                f"the board appears {scale:.2f}x its reference size (photo {shape[1]}x{shape[0]}"
+                f" px, reference {self._size[0]}x{self._size[1]} px, limit ±{limit:.0%}): "
+                "another camera, resolution or board?"
+            )
 
     def _coarse(self, frame: _Frame) -> tuple[np.ndarray, int]:
         """RANSAC similarity from reference to image from ORB matches, at working scale."""

@@ -24,6 +24,10 @@ Heartbeat = Callable[[], bool]
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
 
+class HealthPortError(OSError):
+    """The health endpoints cannot listen where the config says; the message says where."""
+
+
 class HealthServer:
     """Serves the health endpoints from a daemon thread; `port` is the bound port."""
 
@@ -50,8 +54,15 @@ class HealthServer:
         return int(self._server.server_address[1])
 
     def start(self) -> None:
-        """Bind and serve in a daemon thread."""
-        server = ThreadingHTTPServer((self._settings.host, self._settings.port), _handler(self))
+        """Bind and serve in a daemon thread; HealthPortError when the address cannot be bound."""
+        host, port = self._settings.host, self._settings.port
+        try:
+            server = ThreadingHTTPServer((host, port), _handler(self))
+        except OSError as exc:
+            raise HealthPortError(
+                f"health endpoints cannot listen on {host}:{port}: {exc.strerror or exc} "
+                "(another agent running, or set health.port in the config)"
+            ) from None
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(

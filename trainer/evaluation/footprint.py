@@ -8,14 +8,17 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.inspect.scoring import ConnectorModel
+from trainer.retrain.dataset import CROPS_DIR
+
+NOT_DEPLOYED = ("report", CROPS_DIR)  # what the agent never loads: reports, the training crops
 
 
 def bundle_mb(bundle: Path) -> float:
-    """Size of a bundle's files in MB, its report/ folder excluded."""
+    """Size of a bundle's files in MB, its report and training crops excluded."""
     size = sum(
         f.stat().st_size
         for f in bundle.rglob("*")
-        if f.is_file() and "report" not in f.relative_to(bundle).parts
+        if f.is_file() and not set(NOT_DEPLOYED) & set(f.relative_to(bundle).parts)
     )
     return round(size / 1e6, 2)
 

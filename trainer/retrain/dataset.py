@@ -12,7 +12,9 @@ role for ever: held-out or not is decided by `trainer.datasets.in_holdout` on th
 - a crop whose latest confirmation is KO leaves every OK set (and OK leaves the KO library)
 
 The trainer keeps its own copy of each crop in use (`library/<name>`), so crops the agent's
-retention removes stay available to later retrains.
+retention removes stay available to later retrains. A bundle trained by `train` or `train-all`
+carries its sets itself (`training_set.json` + `training_crops/<name>`), so the first retrain
+continues from exactly what it learned, wherever its crop folders went since.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from edge_agent.contracts.atomic import replacing
-from edge_agent.inspect.imaging import DecodeError, decode_image
+from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
 from edge_agent.store.crop_store import CropStore
-from trainer.datasets import in_holdout, list_images
+from trainer.datasets import CropSet, in_holdout, list_images
 
 SET_FILE = "training_set.json"
 SET_SCHEMA = "edge-inspect.training-set/1"
+CROPS_DIR = "training_crops"
 ROLES = ("train", "calibration_ok", "gate_ok", "ko")
 MAX_CROP_BYTES = 50_000_000
 MAX_CROP_PIXELS = 10_000_000
@@ -101,8 +104,39 @@ def in_gate(name: str, share: float) -> bool:
     return int(_stable_rank(name, "gate")[:8], 16) / 16**8 < share
 
 
+def write_bundle_record(
+    bundle: Path, connector: str, data_dir: Path, train: CropSet, held_ok: CropSet, ko: CropSet
+) -> dict[str, Any]:
+    """Record the sets a `train` / `train-all` bundle learned from, with a copy of each crop
+    (lossless PNG named by its pixels) in `<bundle>/training_crops/`: held-out OK calibrates,
+    KO calibrates; none is split off for the gate yet (a retrain splits held-out OK again)."""
+    folder = Path(bundle) / CROPS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    roles: dict[str, list[str]] = {}
+    origins: dict[str, str] = {}
+    for role, crops in (("train", train), ("calibration_ok", held_ok), ("ko", ko)):
+        names = []
+        for path, image in zip(crops.paths, crops.images, strict=True):
+            name = pixel_name(image)
+            if name not in origins:
+                (folder / name).write_bytes(encode_png(image))
+                origins[name] = os.path.relpath(path, data_dir)
+            names.append(name)
+        roles[role] = sorted(set(names))
+    record = {
+        "schema": SET_SCHEMA,
+        "connector": connector,
+        "trained_by": "train",
+        **{role: roles.get(role, []) for role in ROLES},
+        "origins": dict(sorted(origins.items())),
+        "counts": {role: len(roles.get(role, [])) for role in ROLES},
+    }
+    (Path(bundle) / SET_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return record
+
+
 def read_record(bundle_dir: Path | None) -> dict[str, Any] | None:
-    """The training set recorded in a bundle, or None (bundles trained outside retraining)."""
+    """The training set recorded in a bundle, or None (bundles made before records existed)."""
     if bundle_dir is None or not (Path(bundle_dir) / SET_FILE).is_file():
         return None
     return json.loads((Path(bundle_dir) / SET_FILE).read_text(encoding="utf-8"))
@@ -159,8 +193,15 @@ class Assembler:
         found = (self._add(p, f"{origin}/{p.name}") for p in list_images(folder))
         return [c for c in found if c is not None]
 
-    def _add_recorded(self, names: list[str]) -> list[Crop]:
-        found = [self._add(self.library / name, f"library/{name}") for name in names]
+    def _add_recorded(self, names: list[str], bundle: Path) -> list[Crop]:
+        """Recorded crops from the library, else from the bundle's own copy."""
+        found = []
+        for name in names:
+            kept = self.library / name
+            if kept.is_file() or not (bundle / CROPS_DIR / name).is_file():
+                found.append(self._add(kept, f"library/{name}"))
+            else:
+                found.append(self._add(bundle / CROPS_DIR / name, f"{CROPS_DIR}/{name}"))
         return [c for c in found if c is not None]
 
     def assemble(
@@ -169,10 +210,11 @@ class Assembler:
         """The four sets for the next candidate, and whether they equal the active model's."""
         record = read_record(active_bundle)
         seed = Path(seed) if seed is not None and Path(seed).is_dir() else None
-        if record is not None:
-            old_train = self._add_recorded(record["train"])
-            held = self._add_recorded(record["calibration_ok"] + record["gate_ok"])
-            ko = self._add_recorded(record["ko"])
+        if record is not None and active_bundle is not None:
+            bundle = Path(active_bundle)
+            old_train = self._add_recorded(record["train"], bundle)
+            held = self._add_recorded(record["calibration_ok"] + record["gate_ok"], bundle)
+            ko = self._add_recorded(record["ko"], bundle)
         else:
             old_train = self._add_folder(seed / "train" / "ok", "seed/train/ok") if seed else []
             held, ko = [], []
@@ -219,7 +261,7 @@ class Assembler:
             "confirmed_ko": len(confirmed_ko),
             "skipped": len(self._pool.skipped),
         }
-        if record is not None:
+        if record is not None and record.get("trained_by") != "train":
             now = assembly.record()
             assembly.unchanged = all(now[role] == sorted(record[role]) for role in ROLES)
         else:
@@ -252,11 +294,16 @@ class Assembler:
         return chosen, len(old) + len(fresh) - len(chosen)
 
     def _split(self, held: list[Crop]) -> tuple[list[Crop], list[Crop]]:
-        """Calibration and gate parts of held-out OK; neither is left empty when there are two."""
+        """Calibration and gate parts of held-out OK; neither is left empty when there are two,
+        and calibration gets the 2 crops a threshold needs when there are three."""
         gate = [c for c in held if in_gate(c.name, self.gate_share)]
         calibration = [c for c in held if not in_gate(c.name, self.gate_share)]
         if len(held) >= 2 and not (gate and calibration):
             calibration, gate = held[: len(held) // 2], held[len(held) // 2 :]
+        if len(held) >= 3 and len(calibration) < 2:
+            moved = gate[: 2 - len(calibration)]
+            calibration = sorted(calibration + moved, key=lambda c: c.name)
+            gate = gate[len(moved) :]
         return calibration, gate
 
 

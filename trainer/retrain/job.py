@@ -234,6 +234,7 @@ class RetrainJob:
             roi=rois.get(connector),
             activate_bundle=False,
             version=version,
+            record_sets=False,
         )
         bundle = outcome.bundle_dir
         write_json_atomic(bundle / SET_FILE, assembly.record())

@@ -205,6 +205,9 @@ def config_toml(station: Station, comment: str) -> str:
         "[mqtt]",
         f'prefix = "{STATION_NAME}"',
         "port = 1883",
+        "",
+        "[retrain]",
+        'seed_data = "crops"',
     ]
     return "\n".join(lines) + "\n"
 
