@@ -135,3 +135,13 @@ def test_out_of_fold_scores_widen_the_evidence_to_a_conformal_quantile(
 def test_fewer_than_two_ok_scores_cannot_be_calibrated(ok: list[float]) -> None:
     with pytest.raises(CalibrationError, match=f"got {len(ok)}"):
         calibrate(np.array(ok), np.array([3.0]), TARGET)
+
+
+def test_spread_adds_standard_deviations_of_the_ok_scores_above_the_quantile() -> None:
+    ok = np.random.default_rng(9).normal(10.0, 0.5, 400)
+    bare, _ = ok_only_threshold(ok, TARGET)
+
+    result = calibrate(ok, np.array([]), TARGET, ok_only_spread=1.0)
+
+    assert result.raw_threshold == pytest.approx(bare + ok.std(ddof=1))
+    assert "+ 1 sd of the OK scores" in result.guarantee

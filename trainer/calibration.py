@@ -56,6 +56,7 @@ def ok_only_threshold(
     target_false_reject: float,
     cross_fit: np.ndarray | None = None,
     margin: float = 0.0,
+    spread: float = 0.0,
 ) -> tuple[float, str]:
     """A threshold for a target false-reject rate from OK scores alone, and the rule that set it.
 
@@ -63,8 +64,10 @@ def ok_only_threshold(
     expected false reject within [target - 1/(n+1), target]. With fewer, the target quantile is
     extrapolated by a tail fit (`tail_quantile`), never below the highest score. `cross_fit` adds
     out-of-fold OK scores of models trained on part of the training set; they run at least as
-    high as the full model's, which keeps the bound on the safe side. `margin` is an optional
-    guard band on top (a fraction of the threshold).
+    high as the full model's, which keeps the bound on the safe side. `spread` adds that many
+    standard deviations of the OK scores (room for the line drifting from the calibration set:
+    the bound then holds with that much to spare); `margin` is an optional guard band on top (a
+    fraction of the threshold).
     """
     held_out = len(ok_scores)
     if cross_fit is not None and len(cross_fit):
@@ -92,7 +95,10 @@ def ok_only_threshold(
             f"Distribution-free only: expected false-reject <= 1/(n+1) = {1.0 / (n + 1):.2%}; "
             f"the target holds if the OK tail is no heavier than exponential"
         )
-    threshold = float(np.nextafter(limit, np.inf)) * (1.0 + margin)
+    band = spread * float(np.std(ordered, ddof=1))
+    threshold = (float(np.nextafter(limit, np.inf)) + band) * (1.0 + margin)
+    if spread:
+        rule += f"; + {spread:g} sd of the OK scores ({band:.4g}) for drift"
     return threshold, rule + (f"; + {margin:.0%} guard band" if margin else "")
 
 
@@ -103,6 +109,7 @@ def calibrate(
     cross_fit: np.ndarray | None = None,
     ok_only_margin: float = 0.0,
     ko_side: float = 0.25,
+    ok_only_spread: float = 0.0,
 ) -> Calibration:
     """Choose the raw threshold: catch every held-out KO at the lowest false-reject, or OK-only.
 
@@ -115,7 +122,7 @@ def calibrate(
     ko_scores = np.asarray(ko_scores, np.float64)
     if len(ko_scores) == 0:
         ok_threshold, rule = ok_only_threshold(
-            ok_scores, target_false_reject, cross_fit, ok_only_margin
+            ok_scores, target_false_reject, cross_fit, ok_only_margin, ok_only_spread
         )
         return Calibration(
             mode="ok-only",

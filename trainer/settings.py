@@ -62,6 +62,12 @@ class TrainingSettings(Section):
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None
     target_false_reject: float = Field(default=0.005, gt=0, lt=1)
+    ok_only_spread: float = Field(
+        default=1.0,
+        ge=0,
+        description="OK-only threshold: standard deviations of the OK scores added to the "
+        "quantile, room for the line drifting from the calibration set",
+    )
     ok_only_margin: float = Field(
         default=0.0, ge=0, description="extra guard band above an OK-only threshold (fraction)"
     )

@@ -214,6 +214,7 @@ def train_connector(
             extra,
             settings.ok_only_margin,
             settings.ko_side,
+            settings.ok_only_spread,
         )
         train_seconds = time.perf_counter() - started
         log.info(

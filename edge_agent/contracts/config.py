@@ -133,7 +133,7 @@ TRAINER_KEYS: dict[str, tuple[str, ...]] = {
         "coreset_max", "projection_dim", "neighbourhood", "padim_dims", "ae_epochs",
         "ae_patience", "ae_batch", "ae_lr", "ead_steps", "ead_eval_every", "ead_patience",
         "ead_batch", "ead_lr", "int8", "mask", "mask_min_weight", "mask_max_weight", "roi_file",
-        "target_false_reject", "ok_only_margin", "ko_side", "holdout_fraction",
+        "target_false_reject", "ok_only_spread", "ok_only_margin", "ko_side", "holdout_fraction",
         "parity_tolerance", "seed",
     ),
     "retrain": (
