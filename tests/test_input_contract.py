@@ -228,8 +228,9 @@ def test_an_image_the_full_spool_cannot_take_is_redelivered_and_inspected_once_s
 
 
 def test_an_unwritable_inbox_leaves_the_image_unacknowledged_until_it_can_be_spooled(
-    tmp_path: Path, broker: MosquittoBroker
+    tmp_path: Path, broker: MosquittoBroker, recorder: Callable[..., MqttRecorder]
 ) -> None:
+    status = recorder(f"{PREFIX}/status", persistent=False)
     refusals: list[str] = []
     inbox = tmp_path / "inbox"
     spool = ImageSpool(inbox, ["cam1"], refusals.append)
@@ -251,6 +252,8 @@ def test_an_unwritable_inbox_leaves_the_image_unacknowledged_until_it_can_be_spo
         spooled = list(folder.iterdir())
         assert len(spooled) == 1 and spooled[0].name.startswith("SN1@")
         assert spooled[0].read_bytes() == b"\x89PNG image"
+        states = [m.json()["state"] for m in status.messages]
+        assert states.count("online") >= 2 and "offline" not in states  # reconnected quietly
     finally:
         link.stop(clean=False)
         journal.close()

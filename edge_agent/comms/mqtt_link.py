@@ -6,7 +6,6 @@ import json
 import os
 import queue
 import re
-import socket
 import ssl
 import threading
 import time
@@ -144,20 +143,18 @@ class _OutboxPump:
                 log.exception("outbox_pump_failed")
 
     def _redeliver_when_due(self) -> None:
-        """Drop the connection once a refused message's back-off has passed: the broker
-        resends every unacknowledged message of the (persistent) session on the reconnect."""
+        """Reconnect once a refused message's back-off has passed: the broker resends every
+        unacknowledged message of the (persistent) session on the reconnect."""
         if self._redeliver_at is None or time.monotonic() < self._redeliver_at:
             return
         self._redeliver_at = None
-        sock = self._client.socket()
-        if not self._online or sock is None:
+        if not self._online:
             return  # a reconnect is under way anyway
         log.info("mqtt_reconnect_for_redelivery", waited_s=self._redeliver_wait)
         self._redeliver_wait = min(2 * self._redeliver_wait, REDELIVER_MAX_S)
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError as exc:
-            log.warning("mqtt_reconnect_for_redelivery_failed", error=str(exc))
+        # A normal DISCONNECT (the broker discards the will: no "offline" flash) without
+        # paho's state change, so that its loop reconnects; paho has no public call for this.
+        self._client._send_disconnect(ReasonCode(PacketTypes.DISCONNECT, identifier=0))
 
     def _next_events(self) -> list[tuple[str, Any]]:
         try:
