@@ -65,8 +65,9 @@ class Agent:
         )
         self.inspector = Inspector(config, self.registry, self.registrar)
         self.spool = ImageSpool(
-            config.paths.state / "inbox", lambda camera, folder: self._watch(camera, folder, True)
+            config.paths.state / "inbox", config.image_cameras(), self.telemetry.mqtt_refused
         )
+        self.mqtt_images = config.mqtt.enabled and config.inputs.mqtt_images
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
         self.stats = BoardStats()
         self.model_errors: dict[str, str] = {}
@@ -83,21 +84,22 @@ class Agent:
         for connector, error in self.model_errors.items():
             log.error("model not loaded", connector=connector, error=error)
         self._announce_models()
+        folders = dict(self.config.inputs.drop_folders)
+        if self.mqtt_images:
+            folders |= self.spool.folders()  # made before the first image can arrive
         if self.config.mqtt.enabled:
+            images = {"image/+": self.spool.on_message} if self.mqtt_images else {}
             self.link = MqttLink(
                 self.config.mqtt,
                 self.journal,
                 node=self.node,
                 session=self.session,
                 birth=self._birth,
-                handlers={
-                    "image/+": self.spool.on_message,
-                    "cmd/+": self._on_command,
-                    **self.feedback.handlers(),
-                },
-                # Up to 4x the limit still arrives, so that an oversized image gets an
-                # ERROR verdict and quarantine instead of silence; beyond, the broker drops it.
+                handlers={**images, "cmd/+": self._on_command, **self.feedback.handlers()},
+                # Up to 4x the limit is spooled, so that an oversized image gets an ERROR
+                # verdict and quarantine; beyond, the link logs and counts its refusal.
                 max_payload_bytes=TRANSPORT_FACTOR * self.config.limits.max_payload_bytes,
+                refused=self.telemetry.mqtt_refused,
             )
             self._announce_models()
             self.link.start()
@@ -106,9 +108,7 @@ class Agent:
             worker = threading.Thread(target=self._work, name=f"inspect-{index}", daemon=True)
             worker.start()
             self._workers.append(worker)
-        folders = dict(self.config.inputs.drop_folders)
-        if self.config.mqtt.enabled and self.config.inputs.mqtt_images:
-            folders |= self.spool.folders()
+        # Every watcher starts here, once: their number never grows with the input.
         for camera, folder in folders.items():
             self._watch(camera, folder, spooled=camera.startswith(MQTT_CAMERA))
         if self.config.health.enabled:
@@ -286,7 +286,8 @@ class Agent:
         )
         if self.link is not None:
             self.link.wake()
-        self.feedback.board_done(verdict, result.crops)
+        # A repeat's crops are the first verdict's crops again: kept once, not twice.
+        self.feedback.board_done(verdict, {} if verdict.get("duplicate_of") else result.crops)
         evaluation = verdict["evaluation"]
         finish(drop, "processed" if error is None else "failed", error)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -306,6 +307,7 @@ class Agent:
             part_id=part_id,
             camera=drop.camera,
             evaluation=evaluation,
+            duplicate_of=verdict.get("duplicate_of"),
             nok=[c["id"] for c in verdict.get("connectors", []) if c["evaluation"] == "NOK"],
             ms=round(elapsed_ms, 1),
             error=error,

@@ -60,6 +60,7 @@ def write_station(
         "max_features = 1000",
         "[inputs]",
         'drop_folders = { cam1 = "drop/cam1" }',
+        'cameras = ["cam2"]',
         "[paths]",
         'models = "models"',
         'state = "state"',

@@ -25,21 +25,45 @@ def test_the_daemon_module_wires_the_stage_parts() -> None:
     assert daemon.file_if_seen is file_if_seen
 
 
-def test_an_image_message_is_on_disk_under_its_camera_with_its_part_id(tmp_path: Path) -> None:
-    watched = []
-    spool = ImageSpool(tmp_path / "inbox", lambda camera, folder: watched.append((camera, folder)))
+def test_an_image_message_is_on_disk_under_its_declared_camera_with_its_part_id(
+    tmp_path: Path,
+) -> None:
+    refused: list[str] = []
+    spool = ImageSpool(tmp_path / "inbox", ["cam1", "cam2"], refused.append)
+    folders = spool.folders()  # made once, at start, for the declared cameras
 
-    spool.on_message("plant/aoi/image/cam2", b"\x89PNG raw", {"part_id": "SN 7"})
-    envelope = {"part_id": "SN8", "image": base64.b64encode(b"jpeg bytes").decode()}
-    spool.on_message("plant/aoi/image/cam2", json.dumps(envelope).encode(), {})
+    taken = [
+        spool.on_message("plant/aoi/image/cam2", b"\x89PNG raw", {"part_id": "SN 7"}),
+        spool.on_message(
+            "plant/aoi/image/cam2",
+            json.dumps(
+                {"part_id": "SN8", "image": base64.b64encode(b"jpeg bytes").decode()}
+            ).encode(),
+            {},
+        ),
+        spool.on_message("plant/aoi/image/cam3", b"\x89PNG raw", {}),  # not declared
+    ]
 
     folder = tmp_path / "inbox" / "cam2"
-    assert watched == [("mqtt:cam2", folder)]  # one watcher for the new camera, not one per image
+    assert folders == {"mqtt:cam1": tmp_path / "inbox" / "cam1", "mqtt:cam2": folder}
+    assert taken == [True, True, True]  # the unknown camera's too: a redelivery would loop
+    assert refused == ["unknown_camera"]
+    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == ["cam1", "cam2"]
     files = {p.read_bytes(): p.name for p in folder.iterdir()}
     assert set(files) == {b"\x89PNG raw", b"jpeg bytes"}
     assert files[b"jpeg bytes"].startswith("SN8@")
     assert not list(folder.glob(".*"))  # no temporary file left behind
-    assert spool.folders() == {"mqtt:cam2": folder}
+
+
+def test_an_image_the_spool_cannot_write_is_not_taken(tmp_path: Path) -> None:
+    refused: list[str] = []
+    spool = ImageSpool(tmp_path / "inbox", ["cam1"], refused.append)
+    spool.folders()
+    (tmp_path / "inbox" / "cam1").rmdir()
+    (tmp_path / "inbox" / "cam1").write_bytes(b"")  # the inbox path is a file
+
+    assert spool.on_message("plant/aoi/image/cam1", b"\x89PNG raw", {}) is False
+    assert refused == ["spool_failed"]
 
 
 def test_a_spooled_file_names_its_part_and_the_image_topic(tmp_path: Path) -> None:
@@ -113,14 +137,19 @@ def _journal_board(journal: Journal, path: Path, evaluation: str) -> str:
     return verdict["result_id"]
 
 
-def test_content_already_journaled_is_filed_without_a_second_verdict(tmp_path: Path) -> None:
+def test_content_journaled_from_the_same_path_is_filed_without_a_second_verdict(
+    tmp_path: Path,
+) -> None:
     journal = Journal(tmp_path / "journal.sqlite")
     journal.start_session()
     drop_dir = tmp_path / "drop"
     drop_dir.mkdir()
     crashed = drop_dir / "SN1.png"
     crashed.write_bytes(b"board one")
-    first = _journal_board(journal, crashed, "OK")
+    _journal_board(journal, crashed, "OK")
+    failed = drop_dir / "SN3.png"
+    failed.write_bytes(b"board three")
+    _journal_board(journal, failed, "ERROR")
     again = drop_dir / "SN1-again.png"
     again.write_bytes(b"board one")
     new = drop_dir / "SN2.png"
@@ -131,12 +160,11 @@ def test_content_already_journaled_is_filed_without_a_second_verdict(tmp_path: P
         return DropFile("cam1", path, hashlib.sha256(data).hexdigest(), data)
 
     assert file_if_seen(journal, drop(crashed))
-    assert file_if_seen(journal, drop(again))
+    assert file_if_seen(journal, drop(failed))
+    assert not file_if_seen(journal, drop(again))  # a repeat under a new name: its own verdict
     assert not file_if_seen(journal, drop(new))
 
     assert (drop_dir / "processed" / "SN1.png").is_file()
-    assert (drop_dir / "duplicates" / "SN1-again.png").is_file()
-    reason = drop_dir / "duplicates" / "SN1-again.png.reason.txt"
-    assert f"same content as {first}" in reason.read_text()
-    assert new.is_file()
-    journal.close()
+    assert (drop_dir / "failed" / "SN3.png").is_file()
+    assert again.is_file() and new.is_file()
+    assert not (drop_dir / "duplicates").exists()

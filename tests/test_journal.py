@@ -151,13 +151,73 @@ def test_pending_pages_after_a_cursor_and_counts_attempts(journal: Journal) -> N
     assert journal.last_outbox_id() == rest[-1].id
 
 
-def test_same_content_is_found_by_its_sha256(journal: Journal) -> None:
-    journal.record_inspection(make_verdict("r1", sha="aa"), [], VERDICT_TOPIC, source_path="/a")
-    journal.record_inspection(make_verdict("r2", sha="bb"), [], VERDICT_TOPIC)
-    journal.record_inspection(make_verdict("r3", sha="aa"), [], VERDICT_TOPIC, source_path="/c")
+def test_a_repeat_of_content_names_the_first_verdict(journal: Journal) -> None:
+    first = make_verdict("r1", sha="aa")
+    other = make_verdict("r2", sha="bb")
+    repeat = make_verdict("r3", sha="aa")
+    for verdict, path in ((first, "/a"), (other, None), (repeat, "/c")):
+        journal.record_inspection(verdict, [], VERDICT_TOPIC, source_path=path)
 
-    assert journal.find_by_source_sha256("aa") == ("r1", "/a", "OK")
-    assert journal.find_by_source_sha256("cc") is None
+    assert "duplicate_of" not in first and "duplicate_of" not in other
+    assert repeat["duplicate_of"] == "r1"
+    published = [json.loads(row.payload) for row in journal.pending(10)]
+    assert [v.get("duplicate_of") for v in published] == [None, None, "r1"]
+    assert journal.first_of_content("aa") == "r1"
+    assert journal.find_from_path("aa", "/a") == ("r1", "OK")
+    assert journal.find_from_path("aa", "/c") == ("r3", "OK")
+    assert journal.find_from_path("aa", "/b") is None
+
+
+def test_of_copies_committed_at_once_from_two_connections_exactly_one_is_first(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    journals = [Journal(path), Journal(path)]
+    for opened in journals:
+        opened.start_session()
+    verdicts = {n: [make_verdict(f"t{n}-{i}", sha=f"c{i}") for i in range(40)] for n in (0, 1)}
+    barrier = threading.Barrier(2)
+
+    def record(n: int) -> None:
+        barrier.wait()
+        for verdict in verdicts[n]:
+            journals[n].record_inspection(verdict, [], VERDICT_TOPIC)
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for i in range(40):
+        pair = [verdicts[0][i], verdicts[1][i]]
+        firsts = [v for v in pair if "duplicate_of" not in v]
+        assert len(firsts) == 1, pair
+        assert [v["duplicate_of"] for v in pair if v is not firsts[0]] == [firsts[0]["result_id"]]
+    for opened in journals:
+        opened.close()
+
+
+def test_a_schema_1_journal_is_migrated_with_its_first_inspections_as_claims(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    old = Journal(path)
+    old.start_session()
+    old.record_inspection(make_verdict("r1", sha="aa"), [], VERDICT_TOPIC)
+    old.close()
+    with sqlite3.connect(path) as db:  # as schema 1 left it: no claims table
+        db.execute("DROP TABLE contents")
+        db.execute("PRAGMA user_version=1")
+
+    journal = Journal(path)
+    journal.start_session()
+    repeat = make_verdict("r2", sha="aa")
+    journal.record_inspection(repeat, [], VERDICT_TOPIC)
+
+    assert repeat["duplicate_of"] == "r1"
+    assert journal.inspection("r1") is not None
+    journal.close()
 
 
 def test_confirmations_are_validated_and_kept(journal: Journal) -> None:

@@ -93,6 +93,7 @@ def make_link(broker: MosquittoBroker) -> Iterator[Callable[..., MqttLink]]:
         journal: Journal,
         handlers: dict | None = None,
         max_payload_bytes: int = 100_000,
+        refused: Callable[[str], None] = lambda reason: None,
         **settings: Any,
     ) -> MqttLink:
         link = MqttLink(
@@ -103,6 +104,7 @@ def make_link(broker: MosquittoBroker) -> Iterator[Callable[..., MqttLink]]:
             birth=lambda: {"software": "edge-inspect test"},
             handlers=handlers or {},
             max_payload_bytes=max_payload_bytes,
+            refused=refused,
         )
         link.start()
         made.append(link)
@@ -351,8 +353,9 @@ def test_oversized_or_badly_named_inbound_messages_are_not_passed_on(
         "image/+": lambda suffix, payload, props: received.append((suffix, payload, dict(props))),
         "confirm": lambda suffix, payload, props: received.append((suffix, payload, dict(props))),
     }
+    refused: list[str] = []
     rec = recorder(STATUS)
-    make_link(journal, handlers=handlers, max_payload_bytes=1000)
+    make_link(journal, handlers=handlers, max_payload_bytes=1000, refused=refused.append)
     wait_online(rec)
 
     publish(broker, f"{PREFIX}/image/cam1", b"x" * 1001)
@@ -362,6 +365,7 @@ def test_oversized_or_badly_named_inbound_messages_are_not_passed_on(
     wait_until(lambda: len(received) >= 2, what="the two acceptable messages")
 
     assert received == [("image/cam1", b"y" * 1000, {"part_id": "SN1"}), ("confirm", b"{}", {})]
+    assert refused == ["too_large", "bad_topic"]  # refused aloud: logged and counted
 
 
 def test_resubscribes_and_republishes_state_after_broker_restart(

@@ -29,8 +29,10 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 10
 IDLE_POLL_S = 1.0
 STOP_TIMEOUT_S = 5.0
-PACKET_OVERHEAD = 64 * 1024
 PUBLISH_OVERHEAD = 16
+SESSION_EXPIRY_S = 3600
+REDELIVER_MIN_S = 1.0
+REDELIVER_MAX_S = 30.0
 MQTT_MAX_PACKET = 268_435_455
 DISCONNECT_WITH_WILL = 4
 _SAFE_LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -59,7 +61,8 @@ class MessageProperties(dict[str, str]):
         )
 
 
-Handler = Callable[[str, bytes, MessageProperties], None]
+Handler = Callable[[str, bytes, MessageProperties], bool | None]
+"""An inbound topic's handler; returning False leaves the message unacknowledged (redelivered)."""
 
 
 def read_password(settings: MqttSettings) -> str | None:
@@ -104,7 +107,8 @@ def configure_tls(client: mqtt.Client, tls: TlsSettings) -> None:
 class _OutboxPump:
     """Sends outbox rows in id order while connected; owns all delivery state, in one thread.
 
-    paho's callbacks only post events ("up", "down", "ack", "wake", "hold", "stop") to it.
+    paho's callbacks only post events ("up", "down", "ack", "wake", "hold", "stop",
+    "redeliver", "taken") to it.
     A JSON row is marked `"historical": true` unless it was enqueued after the current
     connection came up (id > live_after): rows of earlier sessions, rows that waited while the
     link was down and rows re-sent after a reconnect all have smaller ids. A row larger than
@@ -122,6 +126,8 @@ class _OutboxPump:
         self._live_after = 0
         self._cursor = 0
         self._inflight: dict[int, int] = {}
+        self._redeliver_at: float | None = None
+        self._redeliver_wait = REDELIVER_MIN_S
 
     def run(self) -> None:
         """Handle events until "stop"; between events, keep the in-flight window full."""
@@ -132,8 +138,23 @@ class _OutboxPump:
                     return
                 if self._online and not self._holding:
                     self._fill()
+                self._redeliver_when_due()
             except Exception:
                 log.exception("outbox_pump_failed")
+
+    def _redeliver_when_due(self) -> None:
+        """Reconnect once a refused message's back-off has passed: the broker resends every
+        unacknowledged message of the (persistent) session on the reconnect."""
+        if self._redeliver_at is None or time.monotonic() < self._redeliver_at:
+            return
+        self._redeliver_at = None
+        if not self._online:
+            return  # a reconnect is under way anyway
+        log.info("mqtt_reconnect_for_redelivery", waited_s=self._redeliver_wait)
+        self._redeliver_wait = min(2 * self._redeliver_wait, REDELIVER_MAX_S)
+        # A normal DISCONNECT (the broker discards the will: no "offline" flash) without
+        # paho's state change, so that its loop reconnects; paho has no public call for this.
+        self._client._send_disconnect(ReasonCode(PacketTypes.DISCONNECT, identifier=0))
 
     def _next_events(self) -> list[tuple[str, Any]]:
         try:
@@ -167,6 +188,10 @@ class _OutboxPump:
                 self._inflight.clear()
             elif kind == "hold":
                 self._holding = True
+            elif kind == "redeliver" and self._redeliver_at is None:
+                self._redeliver_at = time.monotonic() + self._redeliver_wait
+            elif kind == "taken":
+                self._redeliver_wait = REDELIVER_MIN_S
         if acked:
             self._journal.acknowledge_many(acked)
         return any(kind == "stop" for kind, _ in batch)
@@ -230,6 +255,7 @@ class MqttLink:
         birth: Callable[[], dict[str, Any]],
         handlers: Mapping[str, Handler],
         max_payload_bytes: int,
+        refused: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._settings = settings
         self._journal = journal
@@ -238,6 +264,7 @@ class MqttLink:
         self._birth = birth
         self._handlers = dict(handlers)
         self._max_payload = max_payload_bytes
+        self._refused = refused
         self._states: dict[str, bytes] = {}
         self._states_lock = threading.Lock()
         self._started = False
@@ -256,6 +283,7 @@ class MqttLink:
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self._settings.client_id or f"edge-inspect-{self._node}",
             protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         client.suppress_exceptions = True
         client.will_set(self._topic("status"), self._status("offline"), qos=1, retain=True)
@@ -277,12 +305,18 @@ class MqttLink:
         return self._client.is_connected()
 
     def start(self) -> None:
-        """Connect in the background; a broker that is down is retried with back-off."""
+        """Connect in the background; a broker that is down is retried with back-off.
+
+        The session outlives a connection (SESSION_EXPIRY_S), so that the broker redelivers an
+        inbound message that was not acknowledged (a refused spool, a crash) on the reconnect.
+        No maximum packet size is announced: the broker would drop a larger message without a
+        word, while the agent logs and counts every message it refuses.
+        """
         properties = Properties(PacketTypes.CONNECT)
-        properties.MaximumPacketSize = min(self._max_payload + PACKET_OVERHEAD, MQTT_MAX_PACKET)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
         s = self._settings
         self._client.connect_async(
-            s.host, s.port, s.keepalive_s, clean_start=True, properties=properties
+            s.host, s.port, s.keepalive_s, clean_start=False, properties=properties
         )
         self._started = True
         self._pump_thread.start()
@@ -424,15 +458,37 @@ class MqttLink:
         self._pump.events.put(("ack", (mid, reason_code)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Pass a message to its handler; acknowledge it unless the handler returns False.
+
+        A message that can never be taken (too large, an unexpected or badly named topic, a
+        failing handler) is acknowledged after it is logged and counted: a redelivery would
+        only fail again.
+        """
+        acknowledge = True
+        try:
+            acknowledge = self._take(message)
+        except Exception:
+            log.exception("mqtt_handler_failed", topic=getattr(message, "_topic", b"")[:200])
+            self._refused("handler_failed")
+        if acknowledge:
+            client.ack(message.mid, message.qos)
+            self._pump.events.put(("taken", None))
+        else:
+            self._pump.events.put(("redeliver", None))
+
+    def _take(self, message: mqtt.MQTTMessage) -> bool:
         try:
             topic = message.topic
         except UnicodeDecodeError:
-            log.warning("mqtt_topic_not_utf8")
-            return
+            log.warning("mqtt_message_refused", reason="topic_not_utf8")
+            self._refused("bad_topic")
+            return True
         size = len(message.payload)
         if size > self._max_payload:
-            log.warning("mqtt_payload_too_large", topic=topic, size=size, limit=self._max_payload)
-            return
+            log.error("mqtt_message_refused", reason="too_large", topic=topic, size=size,
+                      limit=self._max_payload)  # fmt: skip
+            self._refused("too_large")
+            return True
         prefix = self._settings.prefix + "/"
         suffix = topic[len(prefix) :] if topic.startswith(prefix) else ""
         handler = next(
@@ -440,12 +496,13 @@ class MqttLink:
             None,
         )
         if handler is None:
-            log.warning("mqtt_unexpected_topic", topic=topic)
-            return
+            log.warning("mqtt_message_refused", reason="unexpected_topic", topic=topic)
+            self._refused("unexpected_topic")
+            return True
         if not all(_SAFE_LEVEL.match(level) for level in suffix.split("/")):
-            log.warning("mqtt_topic_name_rejected", topic=topic, allowed="[A-Za-z0-9_-]+")
-            return
-        try:
-            handler(suffix, message.payload, MessageProperties.of(message.properties))
-        except Exception:
-            log.exception("mqtt_handler_failed", topic=topic)
+            log.warning("mqtt_message_refused", reason="bad_topic", topic=topic,
+                        allowed="[A-Za-z0-9_-]+")  # fmt: skip
+            self._refused("bad_topic")
+            return True
+        taken = handler(suffix, message.payload, MessageProperties.of(message.properties))
+        return taken is not False

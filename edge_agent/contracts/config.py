@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "EDGE_INSPECT_"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(ValueError):
@@ -74,10 +76,23 @@ class RegistrationSettings(Section):
 
 class InputSettings(Section):
     drop_folders: dict[str, Path] = Field(default_factory=dict, description="camera -> folder")
+    cameras: list[str] = Field(
+        default_factory=list,
+        description="more cameras allowed to send <prefix>/image/<camera> (station.camera and "
+        "the drop folders' cameras always are)",
+    )
     poll: bool = False
     poll_interval_s: float = 1.0
     settle_s: float = 0.2
     mqtt_images: bool = True
+
+    @field_validator("cameras")
+    @classmethod
+    def _safe_camera_names(cls, cameras: list[str]) -> list[str]:
+        for camera in cameras:
+            if not _SAFE_NAME.fullmatch(camera):
+                raise ValueError(f"camera {camera!r} may hold only letters, digits, '-' and '_'")
+        return cameras
 
 
 class TlsSettings(Section):
@@ -234,6 +249,11 @@ class StationConfig(BaseSettings):
     def enabled_connectors(self) -> list[str]:
         """Ids of the connectors to inspect, in the config's order."""
         return [cid for cid, c in self.connectors.items() if c.enabled]
+
+    def image_cameras(self) -> list[str]:
+        """The cameras whose MQTT images are taken: station.camera, drop folders', declared."""
+        named = [self.station.camera, *self.inputs.drop_folders, *self.inputs.cameras]
+        return [c for c in dict.fromkeys(named) if _SAFE_NAME.fullmatch(c)]
 
     def resolved(self, base: Path) -> Self:
         """A copy whose relative paths are anchored at `base` (the config file's folder)."""

@@ -1,8 +1,9 @@
 """The MQTT image spool: image messages written durably into `<state>/inbox/<camera>/`.
 
-An image acknowledged to the broker is on disk before the acknowledgement; the inbox watcher of
-its camera then takes it by the same path as a camera's file, so de-duplication and quarantine
-work the same for both.
+An image acknowledged to the broker is on disk (file and folder fsync'd) before the
+acknowledgement; the inbox watcher of its camera then takes it by the same path as a camera's
+file, so de-duplication and quarantine work the same for both. Only declared cameras have an
+inbox (made once, at start): an image for any other camera is refused, never given a folder.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import structlog
 
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.contracts.verdict import new_result_id, safe_part_id
 from edge_agent.inputs.drop_folder import DropFile
+
+log = structlog.get_logger()
 
 SEPARATOR = "@"
 MQTT_CAMERA = "mqtt:"
@@ -38,26 +43,56 @@ def unwrap(payload: bytes, properties: dict) -> tuple[bytes, str | None]:
 
 
 class ImageSpool:
-    """Writes image messages into the inbox; a camera seen for the first time gets a watcher."""
+    """Writes image messages of the declared cameras into their inbox folders.
 
-    def __init__(self, inbox: Path, watch: Callable[[str, Path], object]) -> None:
+    `refused(reason)` counts a message refused: `unknown_camera` (acknowledged: a redelivery
+    would be refused again) or `spool_failed` (left unacknowledged, so the broker redelivers).
+    """
+
+    def __init__(self, inbox: Path, cameras: Iterable[str], refused: Callable[[str], None]) -> None:
         self.inbox = inbox
-        self._watch = watch
+        self._folders = {camera: inbox / camera for camera in cameras}
+        self._refused = refused
 
     def folders(self) -> dict[str, Path]:
-        """The inbox folders already on disk, by watcher name (`mqtt:<camera>`)."""
-        self.inbox.mkdir(parents=True, exist_ok=True)
-        return {f"{MQTT_CAMERA}{p.name}": p for p in self.inbox.iterdir() if p.is_dir()}
-
-    def on_message(self, topic: str, payload: bytes, properties: dict) -> None:
-        """MQTT handler of `<prefix>/image/<camera>`: spool the image before it is acknowledged."""
-        camera = topic.rsplit("/", 1)[-1]
-        data, part_id = unwrap(payload, properties)
-        folder = self.inbox / camera
-        if not folder.is_dir():
+        """Make the declared cameras' inbox folders; by watcher name (`mqtt:<camera>`)."""
+        for folder in self._folders.values():
             folder.mkdir(parents=True, exist_ok=True)
-            self._watch(f"{MQTT_CAMERA}{camera}", folder)
-        write_bytes_atomic(folder / f"{part_id or ''}{SEPARATOR}{new_result_id()}", data)
+        for other in sorted(self.inbox.iterdir()):
+            if other.is_dir() and other.name not in self._folders:
+                log.warning(
+                    "inbox of an undeclared camera not watched",
+                    folder=str(other),
+                    declare_in="inputs.cameras",
+                )
+        return {f"{MQTT_CAMERA}{camera}": folder for camera, folder in self._folders.items()}
+
+    def on_message(self, topic: str, payload: bytes, properties: dict) -> bool:
+        """MQTT handler of `<prefix>/image/<camera>`; True: acknowledge, False: do not (yet)."""
+        camera = topic.rsplit("/", 1)[-1]
+        folder = self._folders.get(camera)
+        if folder is None:
+            log.warning(
+                "mqtt image refused: unknown camera",
+                camera=camera[:64],
+                declared=sorted(self._folders),
+                declare_in="inputs.cameras",
+            )
+            self._refused("unknown_camera")
+            return True
+        data, part_id = unwrap(payload, properties)
+        try:
+            write_bytes_atomic(folder / f"{part_id or ''}{SEPARATOR}{new_result_id()}", data)
+        except OSError as exc:
+            log.error(
+                "mqtt image not spooled: left unacknowledged for redelivery",
+                camera=camera,
+                folder=str(folder),
+                error=str(exc),
+            )
+            self._refused("spool_failed")
+            return False
+        return True
 
 
 def describe(drop: DropFile, spooled: bool, prefix: str) -> tuple[str | None, str, str]:

@@ -23,6 +23,8 @@ _METRICS = (
     ("model", Info, "Active model per connector.", ["connector"], {}),
     ("input_errors", Counter, "Inputs that could not be inspected, by reason.", ["reason"], {}),
     ("mqtt_connected", Gauge, "1 while connected to the MQTT broker.", [], {}),
+    ("mqtt_refused", Counter, "Inbound MQTT messages refused, by reason (unknown_camera: "
+     "acknowledged; spool_failed: left unacknowledged for redelivery).", ["reason"], {}),
 )  # fmt: skip
 
 
@@ -42,6 +44,7 @@ class Telemetry:
         self._model = metrics["model"]
         self._input_errors = metrics["input_errors"]
         self._mqtt = metrics["mqtt_connected"]
+        self._mqtt_refused = metrics["mqtt_refused"]
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:
@@ -70,12 +73,18 @@ class Telemetry:
 
     def input_error(self, reason: str) -> None:
         """Count an input that could not be inspected; `reason` is a short fixed code."""
-        if not _REASON.fullmatch(reason):
-            raise ValueError(
-                f"input error reason {reason!r} must be a short code of lowercase letters and '_'"
-            )
-        self._input_errors.labels(reason=reason).inc()
+        self._input_errors.labels(reason=_code(reason)).inc()
+
+    def mqtt_refused(self, reason: str) -> None:
+        """Count an inbound MQTT message refused; `reason` is a short fixed code."""
+        self._mqtt_refused.labels(reason=_code(reason)).inc()
 
     def set_mqtt(self, connected: bool) -> None:
         """Record whether the MQTT client is connected."""
         self._mqtt.set(1 if connected else 0)
+
+
+def _code(reason: str) -> str:
+    if not _REASON.fullmatch(reason):
+        raise ValueError(f"reason {reason!r} must be a short code of lowercase letters and '_'")
+    return reason

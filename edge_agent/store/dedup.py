@@ -1,4 +1,4 @@
-"""Inputs whose content the journal already holds: filed without a second inspection."""
+"""Inputs journaled before a restart: filed without a second inspection."""
 
 from __future__ import annotations
 
@@ -12,20 +12,18 @@ log = structlog.get_logger()
 
 
 def file_if_seen(journal: Journal, drop: DropFile) -> bool:
-    """File an input already journaled and return True; False for new content.
+    """File an input whose verdict is already journaled and return True; False otherwise.
 
-    The same path journaled before is a board whose verdict was committed just before a crash
-    (it is in the outbox): it is filed as its verdict says. Another path is a duplicate.
+    The same content journaled from this same path is a board whose verdict was committed just
+    before a crash (it is in the outbox): it is filed as its verdict says. The same content
+    under another name is a new input: it gets its own verdict, which the journal marks with
+    `duplicate_of` (see `Journal.record_inspection`).
     """
-    earlier = journal.find_by_source_sha256(drop.sha256)
+    earlier = journal.find_from_path(drop.sha256, str(drop.path))
     if earlier is None:
         return False
-    result_id, source_path, evaluation = earlier
-    if source_path == str(drop.path):
-        log.info("filed after restart", path=drop.path.name, result_id=result_id)
-        failed = evaluation in (ERROR, NOT_DECIDABLE)
-        finish(drop, "failed" if failed else "processed", evaluation if failed else None)
-    else:
-        log.info("duplicate", path=drop.path.name, result_id=result_id)
-        finish(drop, "duplicate", f"same content as {result_id}")
+    result_id, evaluation = earlier
+    log.info("filed after restart", path=drop.path.name, result_id=result_id)
+    failed = evaluation in (ERROR, NOT_DECIDABLE)
+    finish(drop, "failed" if failed else "processed", evaluation if failed else None)
     return True

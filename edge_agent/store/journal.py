@@ -15,7 +15,7 @@ from typing import Any
 
 from edge_agent.contracts.clock import utc_now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LABELS = ("OK", "KO")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS inspections (
     UNIQUE (session, seq)
 );
 CREATE INDEX IF NOT EXISTS inspections_source_sha256 ON inspections(source_sha256);
+CREATE TABLE IF NOT EXISTS contents (
+    source_sha256 TEXT PRIMARY KEY,
+    result_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
@@ -171,6 +175,14 @@ class Journal:
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._transaction():
             create_tables(self._db)
+            if version < 2:
+                # Schema 1 had no `contents` claims: the first inspection of each content
+                # already in the file becomes its claim.
+                self._db.execute(
+                    "INSERT OR IGNORE INTO contents (source_sha256, result_id)"
+                    " SELECT source_sha256, result_id FROM inspections"
+                    " WHERE source_sha256 IS NOT NULL ORDER BY session, seq"
+                )
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -207,6 +219,9 @@ class Journal:
         """Journal a verdict and queue it (QoS 1) with its extra messages, in one transaction.
 
         Sets verdict["session"] and verdict["seq"] (the next seq of this session) and returns seq.
+        The first verdict of a content (source sha256) claims it in `contents` (a primary key,
+        so of two copies committed at the same moment exactly one is first); every later one
+        gets verdict["duplicate_of"] = the first's result id, in the same transaction.
         """
         if self._session is None:
             raise JournalError(f"{self.path}: start_session() before recording inspections")
@@ -220,7 +235,19 @@ class Journal:
                 "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
                 (self._session,),
             ).fetchone()[0]
-            stamped = {**verdict, "session": self._session, "seq": seq}
+            stamps: dict[str, Any] = {"session": self._session, "seq": seq}
+            sha = source.get("sha256")
+            if sha:
+                claimed = db.execute(
+                    "INSERT INTO contents (source_sha256, result_id) VALUES (?, ?)"
+                    " ON CONFLICT (source_sha256) DO NOTHING",
+                    (sha, verdict["result_id"]),
+                ).rowcount
+                if not claimed:
+                    stamps["duplicate_of"] = db.execute(
+                        "SELECT result_id FROM contents WHERE source_sha256 = ?", (sha,)
+                    ).fetchone()[0]
+            stamped = {**verdict, **stamps}
             verdict_json = compact_json(stamped)
             db.execute(
                 "INSERT INTO inspections (result_id, session, seq, part_id, camera, source_uri,"
@@ -249,17 +276,22 @@ class Journal:
                     for m in (verdict_message, *extra_messages)
                 ],
             )
-        verdict.update(session=self._session, seq=seq)
+        verdict.update(stamps)
         return seq
 
-    def find_by_source_sha256(self, sha: str) -> tuple[str, str | None, str] | None:
-        """(result_id, source_path, evaluation) of the first inspection of this content, if any."""
+    def find_from_path(self, sha: str, source_path: str) -> tuple[str, str] | None:
+        """(result_id, evaluation) of an inspection of this content read from this path, if any."""
         rows = self._query(
-            "SELECT result_id, source_path, evaluation FROM inspections WHERE source_sha256 = ?"
-            " ORDER BY session, seq LIMIT 1",
-            (sha,),
+            "SELECT result_id, evaluation FROM inspections"
+            " WHERE source_sha256 = ? AND source_path = ? ORDER BY session, seq LIMIT 1",
+            (sha, source_path),
         )
-        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def first_of_content(self, sha: str) -> str | None:
+        """The result id that claimed this content (its first verdict), if any."""
+        rows = self._query("SELECT result_id FROM contents WHERE source_sha256 = ?", (sha,))
+        return rows[0][0] if rows else None
 
     def inspection(self, result_id: str) -> dict[str, Any] | None:
         """One journalled inspection with its verdict and confirmations, or None."""
