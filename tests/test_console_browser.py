@@ -30,6 +30,7 @@ from edge_agent.contracts.bundle import active_dir
 from edge_agent.contracts.config import load_config
 from edge_agent.store.crop_store import CropStore
 from trainer.retrain.dataset import Assembler
+from trainer.settings import load_config as load_trainer_config
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -111,7 +112,7 @@ def latest_labels(line: Line, result_id: str) -> dict[str, tuple[str, str]]:
 
 def retrain_ko_origins(line: Line, connector: str) -> set[str]:
     """What the nightly job's data assembly puts in the KO library of `connector`."""
-    config = load_config(line.config)
+    config = load_trainer_config(line.config)  # the trainer's view: [retrain] typed
     _, _, width, height = config.connectors[connector].box
     store = CropStore(config.paths.state)
     try:

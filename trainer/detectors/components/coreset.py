@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 
@@ -29,27 +28,14 @@ def greedy_coreset(
     start = int(torch.randint(total, (1,), generator=generator))
     selected = torch.empty(count, dtype=torch.long)
     selected[0] = start
-    with _one_thread():
-        nearest = _squared_distances(points, norms, start)
-        for step in range(1, count):
-            index = int(torch.argmax(nearest))
-            selected[step] = index
-            nearest = torch.minimum(nearest, _squared_distances(points, norms, index))
-            if progress is not None and step % 256 == 0:
-                progress(256)
+    nearest = _squared_distances(points, norms, start)
+    for step in range(1, count):
+        index = int(torch.argmax(nearest))
+        selected[step] = index
+        nearest = torch.minimum(nearest, _squared_distances(points, norms, index))
+        if progress is not None and step % 256 == 0:
+            progress(256)
     return selected
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Thousands of small steps in a row: thread hand-offs would cost more than the maths (6x on
-    a busy 2-core machine), so the loop runs on one core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _squared_distances(points: torch.Tensor, norms: torch.Tensor, index: int) -> torch.Tensor:
