@@ -2,26 +2,30 @@
 # edge-inspect quick start on a fresh Debian machine:
 #   ./run.sh demo [options]   generate a station, train its models, run the agent on it
 #   ./run.sh test [pytest args]   the whole test suite (what CI runs)
-#   ./run.sh setup            only install (.venv with pinned packages, mosquitto, chromium)
+#   ./run.sh setup            only install (.venv with pinned packages; mosquitto, chromium,
+#                             systemd-analyze and shellcheck from Debian)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${EDGE_INSPECT_VENV:-.venv}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+need_package() {  # package, a file it installs, why
+    if [ ! -x "$2" ] && ! command -v "$(basename "$2")" >/dev/null 2>&1; then
+        echo "installing $1 ($3)" >&2
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+    fi
+}
+
 setup() {
-    if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-        echo "installing mosquitto (MQTT broker used by the demo and the tests)" >&2
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
-    fi
-    if ! command -v chromium >/dev/null 2>&1; then
-        # Playwright drives Debian's chromium in the console's browser tests
-        # (its own browser download is not available offline).
-        echo "installing chromium (browser for the console tests)" >&2
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    fi
+    # Debian packages: the broker the demo and the tests use, the browser of the console
+    # tests (Playwright drives Debian's chromium: its own download is not available
+    # offline), and the checkers of the shipped units and scripts.
+    need_package mosquitto /usr/sbin/mosquitto "MQTT broker used by the demo and the tests"
+    need_package chromium /usr/bin/chromium "browser for the console tests"
+    need_package systemd /usr/bin/systemd-analyze "systemd-analyze checks the service units"
+    need_package shellcheck /usr/bin/shellcheck "checks the install script"
     if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
         echo "installing Python packages into $VENV" >&2
         python3 -m venv "$VENV"
@@ -43,5 +47,5 @@ case "${1:-}" in
         # pytest exits 5 when it collected no tests: that is a failure here.
         [ "$code" = 5 ] && echo "no tests were collected" >&2 && exit 1
         exit "$code" ;;
-    *) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

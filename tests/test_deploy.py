@@ -6,11 +6,14 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from onnx_fixtures import install_template_model
 
 from trainer.demo.local_broker import free_port
 
@@ -84,8 +87,13 @@ def test_agent_unit_is_a_notify_service_with_a_progress_watchdog_and_a_sandbox()
         "/srv/edge-inspect/drop",
     }
     assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(service["RestrictAddressFamilies"].split())
-    for blocking in ("PrivateNetwork", "IPAddressDeny"):
-        assert blocking not in service
+    # The broker and the MES are reachable on loopback and the private plant ranges only.
+    assert "PrivateNetwork" not in service
+    assert service["IPAddressDeny"] == "any"
+    assert {"localhost", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(
+        service["IPAddressAllow"].split()
+    )
+    assert service["MemoryDenyWriteExecute"] == "yes"
     assert "EDGE_INSPECT_PATHS__STATE=/var/lib/edge-inspect/state" in service["Environment"]
     assert unit(AGENT)["Install"]["WantedBy"] == "multi-user.target"
 
@@ -156,6 +164,51 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == ""
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+@pytest.mark.parametrize("path", [AGENT, TRAINER, CONSOLE], ids=lambda p: p.stem)
+def test_units_expose_at_most_2_0_to_systemd_analyze_security(path):
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(path)],
+        capture_output=True,
+        text=True,
+    )
+
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found.group(1)) <= 2.0, result.stdout
+
+
+_SCORE_UNDER_MDWE = """
+import ctypes, sys
+import numpy as np
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    print("no PR_SET_MDWE on this kernel"); sys.exit(3)
+from edge_agent.inspect.imaging import decode_image, encode_png
+from edge_agent.inspect.scoring import ConnectorModel
+model = ConnectorModel.load(sys.argv[1], threads=2)
+crop = decode_image(encode_png(np.full((24, 40, 3), 90, np.uint8)), 10**6, 10**6)
+print("mdwe", libc.prctl(66, 0, 0, 0, 0), "score", model.score(crop).score)
+"""
+
+
+def test_agent_inference_runs_without_writable_executable_memory(tmp_path):
+    """The agent unit sets MemoryDenyWriteExecute: decode and score a real ONNX model in a
+    process under the kernel's same rule (prctl PR_SET_MDWE, Linux 6.3 and later)."""
+    bundle = install_template_model(
+        tmp_path / "models", "J1", "2026-01-01.1", np.full((24, 40, 3), 100, np.float32), 16, 50.0
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", _SCORE_UNDER_MDWE, str(bundle)], capture_output=True, text=True
+    )
+
+    if result.returncode == 3:
+        pytest.skip(result.stdout.strip())
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"mdwe 1 score [0-9.e+-]+\n", result.stdout), result.stdout
 
 
 def test_mosquitto_example_has_tls_auth_persistence_and_a_loopback_listener():
