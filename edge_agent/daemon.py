@@ -18,7 +18,7 @@ import structlog
 
 from edge_agent import __version__
 from edge_agent.comms.dispatch import dispatch
-from edge_agent.comms.mqtt_link import MqttLink
+from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
 from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher, finish
@@ -65,7 +65,10 @@ class Agent:
         )
         self.inspector = Inspector(config, self.registry, self.registrar)
         self.spool = ImageSpool(
-            config.paths.state / "inbox", config.image_cameras(), self.telemetry.mqtt_refused
+            config.paths.state / "inbox",
+            config.image_cameras(),
+            self.telemetry.mqtt_refused,
+            self.journal.read_from_path_prefix,
         )
         self.mqtt_images = config.mqtt.enabled and config.inputs.mqtt_images
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
@@ -88,7 +91,7 @@ class Agent:
         if self.mqtt_images:
             folders |= self.spool.folders()  # made before the first image can arrive
         if self.config.mqtt.enabled:
-            images = {"image/+": self.spool.on_message} if self.mqtt_images else {}
+            images = {"image/+": self._on_image} if self.mqtt_images else {}
             self.link = MqttLink(
                 self.config.mqtt,
                 self.journal,
@@ -228,6 +231,11 @@ class Agent:
         if self.link is not None:
             payload = self.stats.payload(self.session, self.journal.outbox_depth())
             self.link.publish_volatile("stats", payload)
+
+    def _on_image(self, topic: str, payload: bytes, properties: MessageProperties) -> bool:
+        return self.spool.on_message(
+            topic, payload, properties, properties.packet_id, properties.redelivered
+        )
 
     def _on_command(self, topic: str, payload: bytes, properties: dict) -> None:
         name = topic.rsplit("/", 1)[-1]

@@ -25,11 +25,15 @@ def test_the_daemon_module_wires_the_stage_parts() -> None:
     assert daemon.file_if_seen is file_if_seen
 
 
+def _never_journaled(sha: str, path_prefix: str) -> bool:
+    return False
+
+
 def test_an_image_message_is_on_disk_under_its_declared_camera_with_its_part_id(
     tmp_path: Path,
 ) -> None:
     refused: list[str] = []
-    spool = ImageSpool(tmp_path / "inbox", ["cam1", "cam2"], refused.append)
+    spool = ImageSpool(tmp_path / "inbox", ["cam1", "cam2"], refused.append, _never_journaled)
     folders = spool.folders()  # made once, at start, for the declared cameras
 
     taken = [
@@ -57,13 +61,41 @@ def test_an_image_message_is_on_disk_under_its_declared_camera_with_its_part_id(
 
 def test_an_image_the_spool_cannot_write_is_not_taken(tmp_path: Path) -> None:
     refused: list[str] = []
-    spool = ImageSpool(tmp_path / "inbox", ["cam1"], refused.append)
+    spool = ImageSpool(tmp_path / "inbox", ["cam1"], refused.append, _never_journaled)
     spool.folders()
     (tmp_path / "inbox" / "cam1").rmdir()
     (tmp_path / "inbox" / "cam1").write_bytes(b"")  # the inbox path is a file
 
     assert spool.on_message("plant/aoi/image/cam1", b"\x89PNG raw", {}) is False
     assert refused == ["spool_failed"]
+
+
+def test_a_broker_resend_of_a_spooled_image_is_taken_once(tmp_path: Path) -> None:
+    """The agent was killed after spooling and before acknowledging: the broker resends the
+    message with the DUP flag and the same packet id; it is not inspected a second time,
+    whether its first copy still waits in the inbox or was journaled and filed."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.start_session()
+    spool = ImageSpool(tmp_path / "inbox", ["cam1"], [].append, journal.read_from_path_prefix)
+    folder = spool.folders()["mqtt:cam1"]
+    image = {"part_id": "SN9"}
+
+    assert spool.on_message("p/image/cam1", b"img A", image, packet_id=7)
+    (first,) = folder.iterdir()
+    assert spool.on_message("p/image/cam1", b"img A", image, packet_id=7, redelivered=True)
+    assert list(folder.iterdir()) == [first]  # still pending: the resend is that file
+
+    _journal_board(journal, first, "OK")
+    first.rename(tmp_path / "processed")  # filed after its verdict
+    assert spool.on_message("p/image/cam1", b"img A", image, packet_id=7, redelivered=True)
+    assert list(folder.iterdir()) == []  # journaled: the resend is that verdict's input
+
+    # Not the same delivery: sent again on purpose (no DUP flag), another packet, other bytes.
+    assert spool.on_message("p/image/cam1", b"img A", image, packet_id=7)
+    assert spool.on_message("p/image/cam1", b"img A", image, packet_id=8, redelivered=True)
+    assert spool.on_message("p/image/cam1", b"img B", image, packet_id=7, redelivered=True)
+    assert len(list(folder.iterdir())) == 3
+    journal.close()
 
 
 def test_a_spooled_file_names_its_part_and_the_image_topic(tmp_path: Path) -> None:

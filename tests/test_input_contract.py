@@ -233,12 +233,12 @@ def test_an_unwritable_inbox_leaves_the_image_unacknowledged_until_it_can_be_spo
     status = recorder(f"{PREFIX}/status", persistent=False)
     refusals: list[str] = []
     inbox = tmp_path / "inbox"
-    spool = ImageSpool(inbox, ["cam1"], refusals.append)
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.start_session()
+    spool = ImageSpool(inbox, ["cam1"], refusals.append, journal.read_from_path_prefix)
     folder = spool.folders()["mqtt:cam1"]
     folder.rmdir()
     folder.write_bytes(b"")  # the inbox path is a file: every spool write fails
-    journal = Journal(tmp_path / "journal.sqlite")
-    journal.start_session()
     link = _link(broker, journal, {"image/+": spool.on_message}, refusals.append)
     try:
         _publish(broker, "cam1", [(b"\x89PNG image", "SN1")])

@@ -368,6 +368,32 @@ def test_oversized_or_badly_named_inbound_messages_are_not_passed_on(
     assert refused == ["too_large", "bad_topic"]  # refused aloud: logged and counted
 
 
+def test_a_message_left_unacknowledged_comes_again_as_a_resend_of_the_same_packet(
+    broker: MosquittoBroker,
+    journal: Journal,
+    make_link: Callable[..., MqttLink],
+    recorder: Callable[..., MqttRecorder],
+) -> None:
+    """What the image spool relies on to take a resend once: the broker's DUP flag and the
+    same packet id on the message it delivers again."""
+    deliveries: list[tuple[bytes, int, bool]] = []
+
+    def on_image(suffix: str, payload: bytes, props: MessageProperties) -> bool:
+        deliveries.append((payload, props.packet_id, props.redelivered))
+        return len(deliveries) > 1  # the first delivery is not acknowledged
+
+    rec = recorder(STATUS)
+    make_link(journal, handlers={"image/+": on_image})
+    wait_online(rec)
+    publish(broker, f"{PREFIX}/image/cam1", b"img")
+    wait_until(lambda: len(deliveries) >= 2, what="the resend", timeout=60)
+
+    (first, first_id, first_dup), (again, again_id, again_dup) = deliveries[:2]
+    assert (first, again) == (b"img", b"img")
+    assert (first_dup, again_dup) == (False, True)
+    assert first_id == again_id > 0
+
+
 def test_resubscribes_and_republishes_state_after_broker_restart(
     broker: MosquittoBroker,
     journal: Journal,

@@ -39,25 +39,34 @@ _SAFE_LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class MessageProperties(dict[str, str]):
-    """An inbound message's MQTT 5 user properties, plus the reply address for `reply`."""
+    """An inbound message's MQTT 5 user properties, plus the reply address for `reply` and its
+    delivery: packet id and DUP flag (set by the broker when it resends an unacknowledged
+    message, e.g. to a session that was killed before its acknowledgement)."""
 
     def __init__(
         self,
         user: Iterable[tuple[str, str]] = (),
         response_topic: str | None = None,
         correlation_data: bytes | None = None,
+        packet_id: int = 0,
+        redelivered: bool = False,
     ) -> None:
         super().__init__(user)
         self.response_topic = response_topic
         self.correlation_data = correlation_data
+        self.packet_id = packet_id
+        self.redelivered = redelivered
 
     @classmethod
-    def of(cls, properties: Properties | None) -> MessageProperties:
-        """Pick user properties, response topic and correlation data out of paho's properties."""
+    def of(cls, message: mqtt.MQTTMessage) -> MessageProperties:
+        """Pick user properties, reply address and delivery out of a paho message."""
+        properties = message.properties
         return cls(
             getattr(properties, "UserProperty", ()),
             getattr(properties, "ResponseTopic", None),
             getattr(properties, "CorrelationData", None),
+            message.mid,
+            bool(message.dup),
         )
 
 
@@ -504,5 +513,5 @@ class MqttLink:
                         allowed="[A-Za-z0-9_-]+")  # fmt: skip
             self._refused("bad_topic")
             return True
-        taken = handler(suffix, message.payload, MessageProperties.of(message.properties))
+        taken = handler(suffix, message.payload, MessageProperties.of(message))
         return taken is not False

@@ -4,12 +4,20 @@ An image acknowledged to the broker is on disk (file and folder fsync'd) before 
 acknowledgement; the inbox watcher of its camera then takes it by the same path as a camera's
 file, so de-duplication and quarantine work the same for both. Only declared cameras have an
 inbox (made once, at start): an image for any other camera is refused, never given a folder.
+
+A spooled file is named `<part id>@<delivery key>-<unique id>`, the delivery key being the
+content hash and the MQTT packet id. When the broker resends a message (DUP flag) whose first
+delivery was spooled but not acknowledged (the agent was killed between the two), the key
+finds that first copy, pending in the inbox or already journaled, and the resend is
+acknowledged without a second inspection. A message sent again on purpose has no DUP flag:
+it is a new input with its own verdict.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -49,10 +57,19 @@ class ImageSpool:
     would be refused again) or `spool_failed` (left unacknowledged, so the broker redelivers).
     """
 
-    def __init__(self, inbox: Path, cameras: Iterable[str], refused: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        inbox: Path,
+        cameras: Iterable[str],
+        refused: Callable[[str], None],
+        journaled: Callable[[str, str], bool],
+    ) -> None:
+        """`journaled(sha256, path_prefix)`: whether an inspection of that content was read
+        from a spooled file whose path starts with `path_prefix`."""
         self.inbox = inbox
         self._folders = {camera: inbox / camera for camera in cameras}
         self._refused = refused
+        self._journaled = journaled
 
     def folders(self) -> dict[str, Path]:
         """Make the declared cameras' inbox folders; by watcher name (`mqtt:<camera>`)."""
@@ -67,7 +84,14 @@ class ImageSpool:
                 )
         return {f"{MQTT_CAMERA}{camera}": folder for camera, folder in self._folders.items()}
 
-    def on_message(self, topic: str, payload: bytes, properties: dict) -> bool:
+    def on_message(
+        self,
+        topic: str,
+        payload: bytes,
+        properties: dict,
+        packet_id: int = 0,
+        redelivered: bool = False,
+    ) -> bool:
         """MQTT handler of `<prefix>/image/<camera>`; True: acknowledge, False: do not (yet)."""
         camera = topic.rsplit("/", 1)[-1]
         folder = self._folders.get(camera)
@@ -81,8 +105,14 @@ class ImageSpool:
             self._refused("unknown_camera")
             return True
         data, part_id = unwrap(payload, properties)
+        sha = hashlib.sha256(data).hexdigest()
+        key = f"{part_id or ''}{SEPARATOR}{sha[:24]}-{packet_id}-"
+        if redelivered and self._taken_before(folder, key, sha):
+            log.info("mqtt image resent by the broker: already taken", camera=camera,
+                     part_id=part_id, packet_id=packet_id)  # fmt: skip
+            return True
         try:
-            write_bytes_atomic(folder / f"{part_id or ''}{SEPARATOR}{new_result_id()}", data)
+            write_bytes_atomic(folder / f"{key}{new_result_id()}", data)
         except OSError as exc:
             log.error(
                 "mqtt image not spooled: left unacknowledged for redelivery",
@@ -93,6 +123,15 @@ class ImageSpool:
             self._refused("spool_failed")
             return False
         return True
+
+    def _taken_before(self, folder: Path, key: str, sha: str) -> bool:
+        """A first copy of this delivery is waiting in the inbox or was journaled.
+
+        The inbox is looked at first: a copy is moved out of it only after its verdict is
+        journaled, so one of the two looks finds it."""
+        if any(folder.glob(f"{key}*")):
+            return True
+        return self._journaled(sha, str(folder / key))
 
 
 def describe(drop: DropFile, spooled: bool, prefix: str) -> tuple[str | None, str, str]:

@@ -288,6 +288,15 @@ class Journal:
         )
         return (rows[0][0], rows[0][1]) if rows else None
 
+    def read_from_path_prefix(self, sha: str, path_prefix: str) -> bool:
+        """Whether this content was inspected from a file whose path starts with the prefix."""
+        rows = self._query(
+            "SELECT 1 FROM inspections"
+            " WHERE source_sha256 = ? AND substr(source_path, 1, ?) = ? LIMIT 1",
+            (sha, len(path_prefix), path_prefix),
+        )
+        return bool(rows)
+
     def first_of_content(self, sha: str) -> str | None:
         """The result id that claimed this content (its first verdict), if any."""
         rows = self._query("SELECT result_id FROM contents WHERE source_sha256 = ?", (sha,))
