@@ -96,6 +96,22 @@ class Progress:
         sent = {item.part_id for item in self.stream.snapshot()}
         return len(sent & set(self.listener.by_part()))
 
+    def follow(self, drain_timeout: float) -> float:
+        """Log while the stream runs, then while its backlog drains (at most `drain_timeout`
+        seconds); the seconds it took to drain."""
+        while self.stream.is_alive():
+            self.tick("streaming")
+            time.sleep(0.2)
+        sent = len(self.stream.snapshot())
+        ended = self.timeline.now()
+        self.timeline.add("stream ended", f"{sent} inputs")
+        deadline = time.monotonic() + drain_timeout
+        while self.answered() < sent and time.monotonic() < deadline:
+            self.tick("draining")
+            time.sleep(0.2)
+        self.timeline.add("drained" if self.answered() >= sent else "drain timed out")
+        return round(self.timeline.now() - ended, 1)
+
     def tick(self, phase: str) -> None:
         if self.timeline.now() < self._next:
             return
@@ -139,23 +155,14 @@ def soak(config_path: Path, run_dir: Path, args: argparse.Namespace) -> dict:
         try:
             for thread in (supervisor, runner, stream):
                 thread.start()
-            while stream.is_alive():
-                progress.tick("streaming")
-                time.sleep(0.2)
-            stream_end = timeline.now()
-            timeline.add("stream ended", f"{len(stream.snapshot())} inputs")
-            deadline = time.monotonic() + args.drain_timeout
-            while progress.answered() < count and time.monotonic() < deadline:
-                progress.tick("draining")
-                time.sleep(0.2)
-            drain_s = round(timeline.now() - stream_end, 1)
-            timeline.add("drained" if progress.answered() >= count else "drain timed out")
+            drain_s = progress.follow(args.drain_timeout)
         finally:
             stream.stop()
             runner.stop()
             supervisor.stop()
             publisher.close()
             listener.close()
+        broker_log = broker.log_path.read_text(errors="replace")
     results = check(
         stream.snapshot(),
         list(listener.verdicts),
@@ -166,6 +173,7 @@ def soak(config_path: Path, run_dir: Path, args: argparse.Namespace) -> dict:
     return {
         **results,
         "drain_s": drain_s,
+        "broker_dropped_messages_warnings": broker_log.count("dropped"),
         "unexpected_agent_exits": supervisor.unexpected_exits,
         "settings": {
             "rate": args.rate,

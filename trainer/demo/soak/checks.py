@@ -98,7 +98,7 @@ def check(
         "inputs": {
             "sent": len(sent),
             **Counter(item.route for item in sent),
-            "rate_per_s": round(len(sent) / send_span, 2) if send_span > 0 else None,
+            "rate_per_s": round((len(sent) - 1) / send_span, 2) if send_span > 0 else None,
         },
         "verdicts": {
             "received": len(verdicts),
@@ -114,7 +114,10 @@ def check(
         "seq_gaps": gap_count,
         "examples": {
             "lost": lost[:SAMPLES],
-            "doubled": doubled[:SAMPLES],
+            "doubled": {
+                p: {"route": sent_by_part[p].route, "result_ids": sorted(result_ids[p])}
+                for p in doubled[:SAMPLES]
+            },
             "unexpected": unexpected[:SAMPLES],
         },
         "journal": {

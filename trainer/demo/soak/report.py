@@ -26,7 +26,8 @@ def summary_lines(results: dict) -> list[str]:
         f"agent throughput: {results['agent_boards_per_s']} boards/s (first input to last "
         f"verdict); drained {results['drain_s']} s after the stream ended",
         "latency input -> verdict (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in latency.items()),
-        f"agent exits not caused by the soak: {results['unexpected_agent_exits']}",
+        f"agent exits not caused by the soak: {results['unexpected_agent_exits']}; "
+        f"broker warnings of dropped messages: {results['broker_dropped_messages_warnings']}",
     ]
 
 
