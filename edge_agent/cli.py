@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edge_agent.commands.run", "run the inspection agent (the line service)"),
     "health": ("edge_agent.commands.health", "exit 0 only when the agent of a config is ready"),
     "bench": ("trainer.demo.commands.bench", "measure agent latency, throughput and memory"),
+    "soak": (
+        "trainer.demo.commands.soak",
+        "a long mixed stream with broker outage and agent kills: lost, doubled, seq gaps",
+    ),
     "confirm": ("edge_agent.commands.confirm", "label a result's connector OK or KO (journaled)"),
     "models": ("edge_agent.commands.models", "list, show, promote or roll back model versions"),
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),

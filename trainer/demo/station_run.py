@@ -20,10 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge_agent.contracts.atomic import replacing
 from trainer.demo.local_broker import free_port
 from trainer.settings import TrainerConfig, load_config
+
+SESSION_EXPIRY_S = 3600
 
 
 @dataclass(frozen=True)
@@ -130,19 +134,33 @@ class AgentProcess:
 
 @dataclass
 class VerdictListener:
-    """Collects verdicts and heatmap topics published under a prefix."""
+    """Collects verdicts and heatmap topics published under a prefix.
+
+    With a `client_id` the subscription is a persistent session (QoS 1, clean_start false,
+    1 h expiry) that reconnects on its own, so verdicts published while it reconnects after a
+    broker restart are still delivered to it.
+    """
 
     port: int
     prefix: str
+    client_id: str | None = None
     verdicts: list[tuple[float, dict]] = field(default_factory=list)
     heatmaps: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id or "", protocol=mqtt.MQTTv5
+        )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.connect("127.0.0.1", self.port)
+        if self.client_id is None:
+            self._client.connect("127.0.0.1", self.port)
+        else:
+            session = Properties(PacketTypes.CONNECT)
+            session.SessionExpiryInterval = SESSION_EXPIRY_S
+            self._client.reconnect_delay_set(1, 2)
+            self._client.connect("127.0.0.1", self.port, clean_start=False, properties=session)
         self._client.loop_start()
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
