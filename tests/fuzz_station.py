@@ -31,7 +31,7 @@ CONNECTOR = "J1"
 VERSIONS = ("2026-01-01.1", "2026-01-02.1")
 
 
-def make_station(root: Path) -> Path:
+def make_station(root: Path, max_payload_bytes: int = 20_000_000) -> Path:
     """Reference, J1's model in two versions (older active, newer candidate), the config."""
     reference = textured_reference()
     (root / "reference.png").write_bytes(encode_png(reference))
@@ -47,6 +47,7 @@ def make_station(root: Path) -> Path:
     lines = [
         "[station]", 'reference_image = "reference.png"', f'camera = "{CAMERA}"',
         "[inputs]", f'drop_folders = {{ {CAMERA} = "drop/{CAMERA}" }}',
+        "[limits]", f"max_payload_bytes = {max_payload_bytes}",
         "[mqtt]", f'prefix = "{PREFIX}"',
         "[health]", "enabled = false",
         "[retention]", "keep_crops = false",
@@ -57,9 +58,9 @@ def make_station(root: Path) -> Path:
     return path
 
 
-def make_agent(root: Path) -> Agent:
+def make_agent(root: Path, max_payload_bytes: int = 20_000_000) -> Agent:
     """The agent of a fresh station under `root`, its models loaded; not started."""
-    agent = Agent(load_config(make_station(root)))
+    agent = Agent(load_config(make_station(root, max_payload_bytes)))
     assert agent.registry.load_all() == {}
     return agent
 

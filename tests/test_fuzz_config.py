@@ -161,7 +161,7 @@ def test_any_trainer_document_loads_or_is_refused_naming_file_and_key(
     load_or_name_the_problem(config_path, TrainerConfig)
 
 
-@settings(FUZZ, max_examples=600)
+@settings(FUZZ, max_examples=800)
 @given(data=st.one_of(st.binary(max_size=256), st.text(max_size=256).map(str.encode)))
 @example(data=b"a = " + b"[" * 5000)
 @example(data=b"a = " + b"{b = " * 2000)

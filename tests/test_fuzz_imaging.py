@@ -194,7 +194,7 @@ def compressed_bomb(draw: st.DrawFn) -> tuple[bytes, int, int]:
     return _pil(Image.new("L", (width, height)), fmt, **options), width, height
 
 
-@settings(FUZZ, max_examples=1500)
+@settings(FUZZ, max_examples=2500)
 @given(data=st.one_of(st.binary(max_size=512), mutated(list(SAMPLES.values()))))
 def test_broken_images_decode_to_bgr_or_are_refused_with_a_reason(data: bytes) -> None:
     decode(data)
@@ -208,7 +208,7 @@ def test_every_supported_layout_and_depth_decodes_to_bgr(name: str) -> None:
     assert image.shape[:2] == (24, 32)
 
 
-@settings(FUZZ, max_examples=800)
+@settings(FUZZ, max_examples=1300)
 @given(
     fmt=st.sampled_from(sorted(CLAIMING)),
     width=st.integers(0, 65_535),
