@@ -6,10 +6,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from mqtt_broker import MosquittoBroker, MqttRecorder
 from retrain_station import copy_station
 
 from trainer.demo.station_run import AgentProcess
+
+# The property-based fuzz tests (tests/test_fuzz_*.py) keep no example database in the tree and
+# have no deadline (a shared CI machine's timing is not a property of the code); each test sets
+# its own max_examples, so the number of generated inputs per CI run is fixed.
+settings.register_profile("edge-inspect", database=None, deadline=None, print_blob=True)
+settings.load_profile("edge-inspect")
 
 
 @pytest.fixture

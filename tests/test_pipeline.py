@@ -151,7 +151,7 @@ def test_ok_heatmaps_only_when_configured(
     [
         (b"", "empty file"),
         (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "PNG"),
-        (b"definitely not an image", "not a decodable image"),
+        (b"definitely not an image", "unsupported image format"),
     ],
     ids=["zero-bytes", "corrupt-png", "garbage"],
 )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from edge_agent.comms.payloads import json_object
 from edge_agent.store.journal import LABELS, Journal
 
 SCORED = ("OK", "NOK")
@@ -23,12 +23,7 @@ class Confirmation:
 
 def parse_confirmation(payload: bytes) -> Confirmation:
     """`{"result_id", "connector"?, "label": "OK"|"KO", "by", "at"?}`; ValueError says why not."""
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("confirmation is not JSON") from None
-    if not isinstance(data, dict):
-        raise ValueError("confirmation must be a JSON object")
+    data = json_object(payload, "confirmation")
     unknown = sorted(set(data) - {"result_id", "connector", "label", "by", "at"})
     if unknown:
         raise ValueError(f"confirmation has unknown keys {unknown}")

@@ -6,7 +6,8 @@ from typing import Any
 
 STAGES = {
     "input": "The photo file could not be read",
-    "decode": "The photo could not be decoded (damaged, truncated or too large)",
+    "decode": "The photo could not be decoded (damaged, truncated, too large, or not PNG, "
+    "JPEG, BMP or TIFF)",
     "align": "The board could not be lined up with the station's reference image",
     "crop": "The connectors could not be cut out of the photo",
     "infer": "One or more connectors could not be scored",

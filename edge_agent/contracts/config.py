@@ -16,7 +16,6 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -239,12 +238,15 @@ class StationConfig(BaseSettings):
         # Environment beats the file (the file's values arrive as init kwargs).
         return (env_settings, init_settings)
 
-    @model_validator(mode="after")
-    def _connector_ids_are_safe(self) -> StationConfig:
-        for cid in self.connectors:
+    @field_validator("connectors")
+    @classmethod
+    def _connector_ids_are_safe(
+        cls, connectors: dict[str, ConnectorSettings]
+    ) -> dict[str, ConnectorSettings]:
+        for cid in connectors:
             if not cid or not all(c.isalnum() or c in "-_" for c in cid):
                 raise ValueError(f"connector id {cid!r} may hold only letters, digits, '-' and '_'")
-        return self
+        return connectors
 
     def enabled_connectors(self) -> list[str]:
         """Ids of the connectors to inspect, in the config's order."""
@@ -274,11 +276,16 @@ def _anchor_paths(node: Any, base: Path) -> None:
             _anchor_paths(value, base)
 
 
-def _format_error(path: Path | None, error: ValidationError) -> str:
-    where = str(path) if path else "settings"
+def _key(loc: tuple[Any, ...]) -> str:
+    """A key's dotted path as one printable line (a TOML key may hold any character)."""
+    dotted = ".".join(str(part) for part in loc)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in dotted)
+
+
+def _format_error(where: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"])
+        key = _key(item["loc"])
         if item["type"] == "extra_forbidden":
             lines.append(f"{where}: unknown key '{key}'")
         else:
@@ -308,6 +315,7 @@ def load_config(path: Path | None, schema: type[Config] = StationConfig) -> Conf
     """
     data: dict[str, Any] = {}
     base = Path.cwd()
+    where = str(path) if path is not None else "settings"
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -316,15 +324,25 @@ def load_config(path: Path | None, schema: type[Config] = StationConfig) -> Conf
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except RecursionError:
+            raise ConfigError(
+                f"{path}: not valid TOML: arrays or tables nested too deeply"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
         base = path.resolve().parent
-    unknown = _unknown_env_sections(str(path) if path else "settings", schema)
+    # Checked before the keys reach the schema as keywords, where pydantic-settings would take
+    # names such as `_env_file` or `_build_sources` as its own options.
+    unknown = [
+        f"{where}: unknown key '{_key((key,))}'" for key in data if key not in schema.model_fields
+    ]
+    unknown += _unknown_env_sections(where, schema)
     if unknown:
         raise ConfigError("\n".join(unknown))
     try:
-        config = schema(**data)
+        return schema(**data).resolved(base)
     except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
-    return config.resolved(base)
+        raise ConfigError(_format_error(where, exc)) from None
 
 
 def load_config_for_command(

@@ -8,7 +8,6 @@ The daemon calls in at a few points only: `board_done` after a board's verdict i
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ import structlog
 
 from edge_agent.comms.confirmations import apply_confirmation, parse_confirmation
 from edge_agent.comms.mqtt_link import Handler, MessageProperties, MqttLink
+from edge_agent.comms.payloads import json_object
 from edge_agent.contracts.bundle import BundleError
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback import lifecycle
@@ -105,15 +105,16 @@ class FeedbackLoop:
     def command(self, name: str, payload: bytes) -> dict[str, Any]:
         """`promote` (`{"connector", "version"?, "by"?}`) or `rollback` (`{"connector", "by"?}`)."""
         try:
-            request = json.loads(payload or b"{}")
-            if not isinstance(request, dict):
-                raise ValueError("the command payload must be a JSON object")
+            request = json_object(payload or b"{}", "the command payload")
             connector = request.get("connector")
             if connector not in self.connectors:
                 raise ValueError(f"connector {connector!r} is not one of {self.connectors}")
+            version = request.get("version")
+            if version is not None and not isinstance(version, str):
+                raise ValueError(f"version {version!r} must be a string (none: the candidate)")
             by = str(request.get("by") or "mqtt")
             if name == "promote":
-                event = lifecycle.promote(self.models_root, connector, request.get("version"), by)
+                event = lifecycle.promote(self.models_root, connector, version, by)
             else:
                 event = lifecycle.rollback(self.models_root, connector, by)
         except (ValueError, lifecycle.LifecycleError, BundleError, OSError) as exc:
