@@ -38,7 +38,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
     """The agent with its inbox folders made and its link wired as `start` wires it."""
     agent = make_agent(tmp_path_factory.mktemp("fuzz-spool"), max_payload_bytes=MAX_PAYLOAD)
     agent.spool.folders()
-    handlers = {"image/+": agent.spool.on_message, "cmd/+": agent._on_command}
+    handlers = {"image/+": agent._on_image, "cmd/+": agent._on_command}
     agent.link = RecordingLink(agent, {**handlers, **agent.feedback.handlers()})
     yield agent
     agent.journal.close()
