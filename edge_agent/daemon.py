@@ -21,7 +21,8 @@ from edge_agent.comms.dispatch import dispatch
 from edge_agent.comms.mqtt_link import MqttLink
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
-from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher, finish
+from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher
+from edge_agent.inputs.filing import finish
 from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool, describe
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.inspect.pipeline import Inspector
@@ -289,7 +290,7 @@ class Agent:
         # A repeat's crops are the first verdict's crops again: kept once, not twice.
         self.feedback.board_done(verdict, {} if verdict.get("duplicate_of") else result.crops)
         evaluation = verdict["evaluation"]
-        finish(drop, "processed" if error is None else "failed", error)
+        finish(drop, "processed" if error is None else "failed", verdict["result_id"], error)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.stats.board(elapsed_ms)
         self.telemetry.observe_board(
