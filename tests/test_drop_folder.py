@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import os
+import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher
 from edge_agent.inputs.filing import filed_path, finish
 
 WAIT_S = 15.0
+IN_MOVED_FROM, IN_DELETE = 0x40, 0x200  # <sys/inotify.h>
 
 
 class Collector:
@@ -281,3 +285,70 @@ def test_filing_again_after_a_crash_between_link_and_unlink_keeps_one_copy(tmp_p
     assert not drop.path.exists()
     assert target.read_bytes() == b"one"
     assert os.stat(target).st_nlink == 1
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["inotify", "poll"])
+def test_the_watch_does_not_recurse_into_handled_files(tmp_path, watchers, poll):
+    folder = tmp_path / "cam1"
+    collector = Collector()
+
+    def handle(drop: DropFile) -> None:
+        finish(drop, "processed", new_result_id())
+        collector(drop)
+
+    watcher = start(watchers, folder, handle, poll=poll, poll_interval_s=0.05)
+    old = filed_path(folder, "failed", new_result_id(), "old.png")
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"quarantined before the start")
+    for n in range(5):
+        (folder / f"SN{n}.png").write_bytes(b"board %d" % n)
+    collector.wait_for(5)
+    (folder / "last.png").write_bytes(b"after the filing")
+    collector.wait_for(6)
+
+    emitters = list(watcher._observer.emitters)
+    assert [e.watch.is_recursive for e in emitters] == [False]
+    assert sorted(collector.names) == sorted([f"SN{n}.png" for n in range(5)] + ["last.png"])
+    if poll:  # what a poll lists: the folder's own entries, nothing below processed/ or failed/
+        listed = {Path(p) for p in emitters[0]._snapshot.paths}
+        assert {p.parent for p in listed} <= {folder, folder.parent}
+        assert folder / "processed" in listed
+
+
+def _inotify_events(folder: Path, act: Callable[[], None]) -> list[tuple[int, str]]:
+    """(mask, name) of every inotify event on `folder` while `act` runs, read from the kernel."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_NONBLOCK)
+    if fd < 0 or libc.inotify_add_watch(fd, bytes(folder), IN_MOVED_FROM | IN_DELETE) < 0:
+        pytest.skip("inotify is not available here")
+    try:
+        act()
+        buffer = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(fd, 65536):
+                buffer += chunk
+    finally:
+        os.close(fd)
+    events, offset = [], 0
+    while offset < len(buffer):
+        _, mask, _, length = struct.unpack_from("iIII", buffer, offset)
+        name = buffer[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
+        events.append((mask, name))
+        offset += 16 + length
+    return events
+
+
+def test_filing_shows_the_watch_a_deletion_never_a_move_out_that_holds_later_events(tmp_path):
+    # inotify reports a rename out of a watched folder as an unpaired IN_MOVED_FROM, which
+    # watchdog holds for its pairing delay together with every event after it. Filing by a
+    # link and an unlink gives the drop folder's watch one deletion per input and no move.
+    drops = [_drop(tmp_path, f"SN{n}.png", b"board %d" % n) for n in range(20)]
+
+    events = _inotify_events(
+        tmp_path, lambda: [finish(d, "processed", new_result_id()) for d in drops]
+    )
+
+    assert [name for mask, name in events if mask & IN_MOVED_FROM] == []
+    assert sorted(name for mask, name in events if mask & IN_DELETE) == sorted(
+        d.path.name for d in drops
+    )
