@@ -34,6 +34,7 @@ from edge_agent.ops.stats import BoardStats
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.dedup import file_if_seen
 from edge_agent.store.journal import Journal, OutboxMessage
+from edge_agent.store.retention import Retention
 
 log = structlog.get_logger()
 
@@ -77,6 +78,7 @@ class Agent:
         self._watchers: list[DropFolderWatcher] = []
         self.link: MqttLink | None = None
         self.health: HealthServer | None = None
+        self.retention: Retention | None = None
 
     # -- start and stop -------------------------------------------------------------------
     def start(self) -> None:
@@ -112,6 +114,14 @@ class Agent:
         # Every watcher starts here, once: their number never grows with the input.
         for camera, folder in folders.items():
             self._watch(camera, folder, spooled=camera.startswith(MQTT_CAMERA))
+        self.retention = Retention(
+            self.config.retention,
+            self.journal.path,
+            folders,
+            self.feedback.store,
+            self.telemetry,
+        )
+        self.retention.start()
         if self.config.health.enabled:
             self.health = HealthServer(
                 self.config.health,
@@ -144,6 +154,8 @@ class Agent:
             return
         self._stopping.set()
         sdnotify.stopping()
+        if self.retention is not None:
+            self.retention.stop()
         for watcher in self._watchers:
             watcher.stop()
         for _ in self._workers:
