@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import os
 import struct
@@ -352,3 +353,18 @@ def test_filing_shows_the_watch_a_deletion_never_a_move_out_that_holds_later_eve
     assert sorted(name for mask, name in events if mask & IN_DELETE) == sorted(
         d.path.name for d in drops
     )
+
+
+def test_where_hard_links_are_refused_inputs_are_filed_by_rename(tmp_path, monkeypatch):
+    # A FAT or SMB share (mocked: no such file system is mounted here) answers EPERM.
+    def no_hard_links(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    filed = [
+        finish(_drop(tmp_path, f"SN{n}.png", b"board %d" % n), "processed", new_result_id())
+        for n in range(2)
+    ]
+
+    assert [p.read_bytes() for p in filed] == [b"board 0", b"board 1"]
+    assert not any(p.is_file() for p in tmp_path.iterdir())

@@ -12,6 +12,7 @@ crash between the two leaves the same file in both places; filing it again after
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,8 @@ LEGACY_DUPLICATES = "duplicates"
 REASON_SUFFIX = ".reason.txt"
 SEPARATOR = "_"
 
+# What a file system without hard links (FAT, some network shares) answers to one.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
 _no_links: set[Path] = set()  # folders whose file system refused a hard link
 
 
@@ -73,9 +76,11 @@ def _link_then_unlink(source: Path, target: Path) -> None:
         # path and journaled under the same result id: the filed copy stays.
         pass
     except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
         _no_links.add(folder)
         log.warning(
-            "hard links refused: filing by rename (inotify watches hold events after it)",
+            "no hard links here: filing by rename (a watch then holds later events ~0.5 s)",
             folder=str(folder),
             error=str(exc),
         )
