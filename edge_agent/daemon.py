@@ -21,7 +21,8 @@ from edge_agent.comms.dispatch import dispatch
 from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
-from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher, finish
+from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher
+from edge_agent.inputs.filing import finish
 from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool, describe
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.inspect.pipeline import Inspector
@@ -33,6 +34,7 @@ from edge_agent.ops.stats import BoardStats
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.dedup import file_if_seen
 from edge_agent.store.journal import Journal, OutboxMessage
+from edge_agent.store.retention import Retention
 
 log = structlog.get_logger()
 
@@ -79,6 +81,7 @@ class Agent:
         self._watchers: list[DropFolderWatcher] = []
         self.link: MqttLink | None = None
         self.health: HealthServer | None = None
+        self.retention: Retention | None = None
 
     # -- start and stop -------------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +117,14 @@ class Agent:
         # Every watcher starts here, once: their number never grows with the input.
         for camera, folder in folders.items():
             self._watch(camera, folder, spooled=camera.startswith(MQTT_CAMERA))
+        self.retention = Retention(
+            self.config.retention,
+            self.journal.path,
+            folders,
+            self.feedback.store,
+            self.telemetry,
+        )
+        self.retention.start()
         if self.config.health.enabled:
             self.health = HealthServer(
                 self.config.health,
@@ -146,6 +157,8 @@ class Agent:
             return
         self._stopping.set()
         sdnotify.stopping()
+        if self.retention is not None:
+            self.retention.stop()
         for watcher in self._watchers:
             watcher.stop()
         for _ in self._workers:
@@ -297,7 +310,7 @@ class Agent:
         # A repeat's crops are the first verdict's crops again: kept once, not twice.
         self.feedback.board_done(verdict, {} if verdict.get("duplicate_of") else result.crops)
         evaluation = verdict["evaluation"]
-        finish(drop, "processed" if error is None else "failed", error)
+        finish(drop, "processed" if error is None else "failed", verdict["result_id"], error)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.stats.board(elapsed_ms)
         self.telemetry.observe_board(

@@ -69,6 +69,20 @@ def start_agent(station: Path, broker: MosquittoBroker, tmp_path: Path) -> Itera
         agent.stop()
 
 
+def original_name(filed: Path) -> str:
+    """The name a handled input had in its drop folder (`<result_id>_<name>`)."""
+    return filed.name.partition("_")[2]
+
+
+def quarantine(folder: Path) -> list[Path]:
+    """The inputs filed in `folder`'s failed/ (their reason files left out)."""
+    return [
+        p
+        for p in (folder / "failed").rglob("*")
+        if p.is_file() and not p.name.endswith(".reason.txt")
+    ]
+
+
 def verdicts(messages: list[Received]) -> list[dict]:
     """Verdict payloads, one per result id (QoS 1 may deliver one twice)."""
     unique: dict[str, dict] = {}
@@ -148,7 +162,7 @@ def test_fifty_boards_through_the_drop_folder_agree_with_the_labels(
     expect_verdicts(watch, len(test_boards))
 
     assert_match_labels(test_boards, watch)
-    processed = {p.name for p in (drop / "processed").rglob("*") if p.is_file()}
+    processed = {original_name(p) for p in (drop / "processed").rglob("*") if p.is_file()}
     assert processed == {b.image.name for b in test_boards}
     assert all(not v["historical"] for v in verdicts(watch.messages))
 
@@ -243,7 +257,7 @@ def test_agent_killed_mid_stream_ends_with_one_journal_entry_and_verdict_per_fil
     assert {v["result_id"] for v in received} == {row["result_id"] for row in rows}
     assert {v["part_id"] for v in received} == {b.part_id for b in boards}
     wait_until(lambda: not any(p.is_file() for p in drop.iterdir()), 30, "files filed away")
-    filed = [p.name for p in (drop / "processed").rglob("*") if p.is_file()]
+    filed = [original_name(p) for p in (drop / "processed").rglob("*") if p.is_file()]
     assert sorted(filed) == sorted(b.image.name for b in boards)
     assert len({row["session"] for row in rows}) == 2
 
@@ -315,11 +329,9 @@ def test_bad_inputs_get_an_error_verdict_and_quarantine_and_the_agent_keeps_goin
         assert verdict["evaluation"] in ("ERROR", "NOT_DECIDABLE"), part_id
         assert verdict["error"]["message"], part_id
     assert received["other-board"]["evaluation"] == "NOT_DECIDABLE"
-    failed = drop / "failed"
-    quarantined = {p.name for p in failed.iterdir() if not p.name.endswith(".reason.txt")}
+    quarantined = {original_name(p) for p in quarantine(drop)}
     assert set(bad_files) | {"other-board.jpg"} <= quarantined
-    inbox_failed = station.parent / "state" / "inbox" / "cam1" / "failed"
-    assert len([p for p in inbox_failed.iterdir() if not p.name.endswith(".reason.txt")]) == 2
+    assert len(quarantine(station.parent / "state" / "inbox" / "cam1")) == 2
 
     assert agent.process.poll() is None
     assert agent.ready()

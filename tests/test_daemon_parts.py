@@ -12,6 +12,7 @@ from edge_agent import daemon
 from edge_agent.comms.dispatch import dispatch
 from edge_agent.contracts.verdict import build_verdict, new_result_id
 from edge_agent.inputs.drop_folder import DropFile
+from edge_agent.inputs.filing import filed_path
 from edge_agent.inputs.spool import ImageSpool, describe
 from edge_agent.ops.stats import BoardStats
 from edge_agent.store.dedup import file_if_seen
@@ -178,10 +179,10 @@ def test_content_journaled_from_the_same_path_is_filed_without_a_second_verdict(
     drop_dir.mkdir()
     crashed = drop_dir / "SN1.png"
     crashed.write_bytes(b"board one")
-    _journal_board(journal, crashed, "OK")
+    ok_id = _journal_board(journal, crashed, "OK")
     failed = drop_dir / "SN3.png"
     failed.write_bytes(b"board three")
-    _journal_board(journal, failed, "ERROR")
+    error_id = _journal_board(journal, failed, "ERROR")
     again = drop_dir / "SN1-again.png"
     again.write_bytes(b"board one")
     new = drop_dir / "SN2.png"
@@ -196,7 +197,8 @@ def test_content_journaled_from_the_same_path_is_filed_without_a_second_verdict(
     assert not file_if_seen(journal, drop(again))  # a repeat under a new name: its own verdict
     assert not file_if_seen(journal, drop(new))
 
-    assert (drop_dir / "processed" / "SN1.png").is_file()
-    assert (drop_dir / "failed" / "SN3.png").is_file()
+    assert filed_path(drop_dir, "processed", ok_id, "SN1.png").read_bytes() == b"board one"
+    assert filed_path(drop_dir, "failed", error_id, "SN3.png").read_bytes() == b"board three"
+    assert not crashed.exists() and not failed.exists()
     assert again.is_file() and new.is_file()
     assert not (drop_dir / "duplicates").exists()

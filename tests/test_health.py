@@ -17,7 +17,7 @@ from edge_agent.contracts.config import HealthSettings
 from edge_agent.ops.health import HealthServer
 from edge_agent.ops.telemetry import Telemetry
 
-ALLOWED_LABELS = {"connector", "evaluation", "stage", "reason", "version", "sha256", "le"}
+ALLOWED_LABELS = {"connector", "evaluation", "stage", "reason", "version", "sha256", "le", "kind"}
 
 
 class Probe:
@@ -110,6 +110,9 @@ def test_metrics_expose_every_family_without_part_or_file_labels(server, telemet
     telemetry.set_outbox_depth(3)
     telemetry.input_error("decode")
     telemetry.set_mqtt(True)
+    telemetry.retention_removed("processed", 2, 2000)
+    telemetry.set_retained_bytes("processed", 5000)
+    telemetry.set_journal_inspections(7)
 
     status, body = get(server, "/metrics")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
@@ -123,6 +126,10 @@ def test_metrics_expose_every_family_without_part_or_file_labels(server, telemet
         "edge_inspect_model_info",
         "edge_inspect_input_errors",
         "edge_inspect_mqtt_connected",
+        "edge_inspect_retention_removed",
+        "edge_inspect_retention_freed_bytes",
+        "edge_inspect_retained_bytes",
+        "edge_inspect_journal_inspections",
     } <= set(families)
     labels = {name for f in families.values() for s in f.samples for name in s.labels}
     assert labels <= ALLOWED_LABELS
@@ -138,6 +145,9 @@ def test_metrics_expose_every_family_without_part_or_file_labels(server, telemet
     )
     assert samples[("edge_inspect_outbox_depth", ())] == 3
     assert samples[("edge_inspect_mqtt_connected", ())] == 1
+    assert samples[("edge_inspect_retention_removed_total", (("kind", "processed"),))] == 2
+    assert samples[("edge_inspect_retention_removed_total", (("kind", "failed"),))] == 0
+    assert samples[("edge_inspect_retained_bytes", (("kind", "processed"),))] == 5000
     models = [s.labels for s in families["edge_inspect_model_info"].samples]
     assert models == [{"connector": "J1", "version": "2026-09-01.1", "sha256": "beef"}]
 

@@ -220,6 +220,28 @@ def test_a_schema_1_journal_is_migrated_with_its_first_inspections_as_claims(
     journal.close()
 
 
+def test_a_schema_2_journal_ties_its_waiting_messages_to_their_inspections(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    old = Journal(path)
+    old.start_session()
+    heatmap = OutboxMessage("plant/line3/aoi2/heatmap/r1/J1", b"png", qos=0)
+    old.record_inspection(make_verdict("r1"), [heatmap], VERDICT_TOPIC)
+    old.close()
+    with sqlite3.connect(path) as db:  # as schema 2 left it: outbox rows name no inspection
+        db.execute("DROP INDEX outbox_result_id")
+        db.execute("ALTER TABLE outbox DROP COLUMN result_id")
+        db.execute("PRAGMA user_version=2")
+
+    Journal(path).close()
+
+    with sqlite3.connect(path) as db:
+        tied = db.execute("SELECT topic, result_id FROM outbox ORDER BY id").fetchall()
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert tied == [(VERDICT_TOPIC, "r1"), ("plant/line3/aoi2/heatmap/r1/J1", "r1")]
+
+
 def test_confirmations_are_validated_and_kept(journal: Journal) -> None:
     journal.record_inspection(make_verdict("r1"), [], VERDICT_TOPIC)
     journal.record_confirmation("r1", "J1", "KO", "mes", at="2026-09-01T10:15:00.123Z")

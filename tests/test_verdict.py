@@ -15,6 +15,7 @@ from edge_agent.contracts.verdict import (
     board_evaluation,
     build_verdict,
     new_result_id,
+    result_id_ms,
 )
 
 MODEL = {"version": "2026-08-31.1", "sha256": "c0de" * 16}
@@ -157,6 +158,13 @@ def test_result_id_is_a_ulid_with_the_current_time() -> None:
     for char in result_id[:10]:
         timestamp = timestamp * 32 + CROCKFORD.index(char)
     assert before <= timestamp <= after
+    assert result_id_ms(result_id) == timestamp
+
+
+@pytest.mark.parametrize("bad", ["", "r1", "01J9Z6Q8M3K4T2", "01J9Z6Q8M3K4T2ABCDEFGHJK_U"])
+def test_a_result_id_that_is_no_ulid_has_no_time(bad: str) -> None:
+    with pytest.raises(ValueError, match="not a ULID"):
+        result_id_ms(bad)
 
 
 def test_result_ids_sort_in_creation_order() -> None:

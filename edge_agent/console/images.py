@@ -18,12 +18,13 @@ import numpy as np
 
 from edge_agent.console.cache import LruCache
 from edge_agent.contracts.config import StationConfig
+from edge_agent.inputs.filing import LEGACY_DUPLICATES, OUTCOMES, filed_path
 from edge_agent.inspect.cropping import crop_connector
 from edge_agent.inspect.imaging import DecodeError, encode_png, read_image_file
 from edge_agent.inspect.registration import Registrar, Registration, RegistrationError
 from edge_agent.store.crop_store import CROPS_DIR
 
-FILED_FOLDERS = ("processed", "failed", "duplicates")
+LEGACY_FOLDERS = (*OUTCOMES, LEGACY_DUPLICATES)
 DISPLAY_WIDTH = 1280
 JPEG_QUALITY = 85
 MAX_BOX_SIDE = 4096
@@ -95,9 +96,12 @@ class BoardImages:
         source = Path(source)
         if not _inside(source.parent, self.photo_roots):
             raise ImageUnavailable("the photo lies outside the station's input folders")
+        result_id = record["result_id"]
         for candidate in (
-            *(source.parent / folder / source.name for folder in FILED_FOLDERS),
+            *(filed_path(source.parent, outcome, result_id, source.name) for outcome in OUTCOMES),
             source,
+            # filed flat by versions before the day folders
+            *(source.parent / folder / source.name for folder in LEGACY_FOLDERS),
         ):
             if candidate.is_file() and not candidate.is_symlink():
                 digest = hashlib.sha256(candidate.read_bytes()).hexdigest()

@@ -185,12 +185,19 @@ RetrainSection = _opaque("RetrainSection", ShadowSettings, TRAINER_KEYS["retrain
 
 
 class RetentionSettings(Section):
-    """How long the agent keeps the crops it scores (for review and retraining)."""
+    """How long and how much the agent keeps: crops, handled inputs, journal rows."""
 
     keep_crops: bool = True
-    max_age_days: float = Field(default=30, gt=0)
-    max_disk_mb: float = Field(default=2000, gt=0)
+    max_age_days: float = Field(default=30, gt=0, description="kept crops")
+    max_disk_mb: float = Field(default=2000, gt=0, description="kept crops")
+    processed_max_age_days: float = Field(default=14, gt=0)
+    processed_max_disk_mb: float = Field(default=5000, gt=0, description="per camera folder")
+    failed_max_age_days: float = Field(default=90, gt=0)
+    failed_max_disk_mb: float = Field(default=2000, gt=0, description="per camera folder")
+    inspections_max_age_days: float = Field(default=90, gt=0)
+    inspections_max_rows: int = Field(default=1_000_000, gt=0)
     prune_interval_s: float = Field(default=600, gt=0)
+    batch: int = Field(default=500, ge=1, description="files or rows removed per step")
 
 
 class HealthSettings(Section):

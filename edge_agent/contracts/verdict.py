@@ -21,6 +21,8 @@ _PRECEDENCE = (NOK, ERROR, NOT_DECIDABLE)
 _PART_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 PART_ID_MAX = 64
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_SET = frozenset(_CROCKFORD)
+ULID_LENGTH = 26
 _ulid_lock = threading.Lock()
 _ulid_last = 0
 
@@ -42,6 +44,16 @@ def new_result_id() -> str:
         value = max(value, _ulid_last + 1)
         _ulid_last = value
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def result_id_ms(result_id: str) -> int:
+    """The creation time of a ULID result id, in ms since the epoch (its first 10 characters)."""
+    if len(result_id) != ULID_LENGTH or not set(result_id) <= _CROCKFORD_SET:
+        raise ValueError(f"result id {result_id!r} is not a ULID")
+    millis = 0
+    for char in result_id[:10]:
+        millis = millis << 5 | _CROCKFORD.index(char)
+    return millis
 
 
 @dataclass(frozen=True)

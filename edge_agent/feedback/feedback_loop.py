@@ -2,7 +2,7 @@
 
 The daemon calls in at a few points only: `board_done` after a board's verdict is committed
 (the crops are written and shadow-scored by one background thread, off the inspection path),
-`tick` from its main loop (retention, candidate links, lifecycle changes to announce),
+`tick` from its main loop (candidate links, lifecycle changes to announce),
 `command` for `cmd/promote` and `cmd/rollback`, and the `confirm` topic handler.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +29,6 @@ from edge_agent.store.journal import Journal
 log = structlog.get_logger()
 
 QUEUE_BOARDS = 64
-PRUNE_AGAIN_S = 1.0
 COMMANDS = ("promote", "rollback")
 _STOP = object()
 
@@ -51,7 +49,6 @@ class FeedbackLoop:
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BOARDS)
         self._thread: threading.Thread | None = None
         self._signatures: dict[str, tuple] = {}
-        self._next_prune = 0.0
 
     def handlers(self) -> dict[str, Handler]:
         """Inbound MQTT topics (suffixes) this part answers."""
@@ -80,12 +77,7 @@ class FeedbackLoop:
             self._queue.put((verdict, dict(crops)))
 
     def tick(self) -> bool:
-        """Retention when due, candidate links; True when a connector's lifecycle changed."""
-        now = time.monotonic()
-        if self.store is not None and now >= self._next_prune:
-            retention = self.config.retention
-            result = self.store.prune(retention.max_age_days, int(retention.max_disk_mb * 1e6))
-            self._next_prune = now + (PRUNE_AGAIN_S if result.more else retention.prune_interval_s)
+        """Candidate links; True when a connector's lifecycle changed."""
         self.shadow.refresh()
         changed = False
         for connector in self.connectors:

@@ -1,4 +1,4 @@
-"""Camera drop-folder input: complete files handed over once, in arrival order, then filed away."""
+"""Camera drop-folder input: complete files handed over once, in arrival order."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import structlog
 from watchdog.events import (
@@ -29,14 +27,6 @@ from watchdog.observers.polling import PollingObserver
 
 log = structlog.get_logger(__name__)
 
-Outcome = Literal["processed", "failed", "duplicate"]
-
-# Where `finish` files each outcome, inside the camera's drop folder.
-OUTCOME_FOLDERS: dict[str, str] = {
-    "processed": "processed",
-    "failed": "failed",
-    "duplicate": "duplicates",
-}
 IGNORED_SUFFIXES = (".tmp", ".part")
 _CHUNK = 1 << 20
 _EVENTS: list[type[FileSystemEvent]] = [
@@ -46,7 +36,6 @@ _EVENTS: list[type[FileSystemEvent]] = [
     FileModifiedEvent,
     FileMovedEvent,
 ]
-_finish_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -63,34 +52,6 @@ class DropFile:
 def is_ignored(name: str) -> bool:
     """True for names a camera uses while writing (hidden, `*.tmp`, `*.part`)."""
     return name.startswith(".") or name.lower().endswith(IGNORED_SUFFIXES)
-
-
-def finish(drop: DropFile, outcome: Outcome, reason: str | None = None) -> Path:
-    """Move a file whose verdict is journaled to processed/, failed/ or duplicates/."""
-    if outcome == "failed" and not reason:
-        reason = "failed without a recorded reason"
-    target_dir = drop.path.parent / OUTCOME_FOLDERS[outcome]
-    target_dir.mkdir(exist_ok=True)
-    with _finish_lock:
-        target = _free_name(target_dir, drop.path.name)
-        os.rename(drop.path, target)
-    if reason:
-        note = (
-            f"{reason}\ncamera: {drop.camera}\nsha256: {drop.sha256}\n"
-            f"moved_at: {datetime.now(UTC).isoformat(timespec='milliseconds')}\n"
-        )
-        target.with_name(target.name + ".reason.txt").write_text(note, encoding="utf-8")
-    return target
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    target = folder / name
-    stem, suffix = os.path.splitext(name)
-    n = 1
-    while target.exists() or target.with_name(target.name + ".reason.txt").exists():
-        target = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return target
 
 
 @dataclass
@@ -165,12 +126,11 @@ class DropFolderWatcher:
         if self._thread is not None:
             raise RuntimeError(f"drop folder watcher for {self.folder} already started")
         self.folder.mkdir(parents=True, exist_ok=True)
-        for sub in OUTCOME_FOLDERS.values():
-            (self.folder / sub).mkdir(exist_ok=True)
         observer = PollingObserver(timeout=self._poll_interval_s) if self._poll else Observer()
-        # Recursive, so that our own moves into processed/ etc. arrive as paired moves: an
-        # unpaired "moved out" makes watchdog's inotify buffer hold every later event ~0.2 s.
-        observer.schedule(_Handler(self), str(self.folder), recursive=True, event_filter=_EVENTS)
+        # Not recursive: the handled files below (inputs/filing.py) are neither watched nor
+        # listed by a poll. Filing unlinks the input here, so inotify sees a deletion, not a
+        # move out (which would make watchdog hold every later event for its pairing delay).
+        observer.schedule(_Handler(self), str(self.folder), recursive=False, event_filter=_EVENTS)
         with self._cond:
             observer.start()
             self._observer = observer

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 NAMESPACE = "edge_inspect"
 EVALUATIONS = ("OK", "NOK", "NOT_DECIDABLE", "ERROR")
 STAGES = ("decode", "align", "infer", "total")
+RETENTION_KINDS = ("crops", "processed", "failed", "duplicates", "inspections")
 STAGE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 _REASON = re.compile(r"[a-z][a-z_]{0,39}")
 
@@ -25,6 +26,13 @@ _METRICS = (
     ("mqtt_connected", Gauge, "1 while connected to the MQTT broker.", [], {}),
     ("mqtt_refused", Counter, "Inbound MQTT messages refused, by reason (unknown_camera: "
      "acknowledged; spool_failed: left unacknowledged for redelivery).", ["reason"], {}),
+    ("retention_removed", Counter, "Files, crops and journal rows removed by retention, by kind "
+     "(crops, processed, failed, duplicates, inspections).", ["kind"], {}),
+    ("retention_freed_bytes", Counter, "Bytes freed by retention, by kind.", ["kind"], {}),
+    ("retained_bytes", Gauge, "Bytes kept after the last retention pass, by kind (crops; "
+     "processed, failed, duplicates: every camera's folders).", ["kind"], {}),
+    ("journal_inspections", Gauge, "Inspections in the journal after the last retention pass.",
+     [], {}),
 )  # fmt: skip
 
 
@@ -45,6 +53,13 @@ class Telemetry:
         self._input_errors = metrics["input_errors"]
         self._mqtt = metrics["mqtt_connected"]
         self._mqtt_refused = metrics["mqtt_refused"]
+        self._retention_removed = metrics["retention_removed"]
+        self._retention_freed = metrics["retention_freed_bytes"]
+        self._retained_bytes = metrics["retained_bytes"]
+        self._journal_inspections = metrics["journal_inspections"]
+        for kind in RETENTION_KINDS:
+            self._retention_removed.labels(kind=kind)
+            self._retention_freed.labels(kind=kind)
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:
@@ -79,6 +94,19 @@ class Telemetry:
         """Count an inbound MQTT message refused; `reason` is a short fixed code."""
         self._mqtt_refused.labels(reason=_code(reason)).inc()
 
+    def retention_removed(self, kind: str, items: int, freed_bytes: int) -> None:
+        """Count what a retention batch removed; `kind` is one of `RETENTION_KINDS`."""
+        self._retention_removed.labels(kind=_kind(kind)).inc(items)
+        self._retention_freed.labels(kind=_kind(kind)).inc(freed_bytes)
+
+    def set_retained_bytes(self, kind: str, size: int) -> None:
+        """Record the bytes a kind of kept files uses after a retention pass."""
+        self._retained_bytes.labels(kind=_kind(kind)).set(size)
+
+    def set_journal_inspections(self, rows: int) -> None:
+        """Record how many inspections the journal holds after a retention pass."""
+        self._journal_inspections.set(rows)
+
     def set_mqtt(self, connected: bool) -> None:
         """Record whether the MQTT client is connected."""
         self._mqtt.set(1 if connected else 0)
@@ -88,3 +116,9 @@ def _code(reason: str) -> str:
     if not _REASON.fullmatch(reason):
         raise ValueError(f"reason {reason!r} must be a short code of lowercase letters and '_'")
     return reason
+
+
+def _kind(kind: str) -> str:
+    if kind not in RETENTION_KINDS:
+        raise ValueError(f"retention kind {kind!r} is not one of {RETENTION_KINDS}")
+    return kind

@@ -15,7 +15,7 @@ from typing import Any
 
 from edge_agent.contracts.clock import utc_now
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LABELS = ("OK", "KO")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -53,8 +53,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     is_json INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     session INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result_id TEXT
 );
+CREATE INDEX IF NOT EXISTS outbox_result_id ON outbox(result_id);
 CREATE TABLE IF NOT EXISTS confirmations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     result_id TEXT NOT NULL REFERENCES inspections(result_id),
@@ -81,8 +83,26 @@ CREATE INDEX IF NOT EXISTS crops_created_at ON crops(created_at);
 
 def create_tables(db: sqlite3.Connection) -> None:
     """Create the journal file's missing tables (every table of the file is declared here)."""
+    outbox = [row[1] for row in db.execute("PRAGMA table_info(outbox)")]
+    if outbox and "result_id" not in outbox:  # schema 2: messages not yet tied to inspections
+        db.execute("ALTER TABLE outbox ADD COLUMN result_id TEXT")
     for statement in filter(str.strip, _SCHEMA.split(";")):
         db.execute(statement)
+
+
+def _tie_outbox_to_inspections(db: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: each waiting verdict and heatmap message names its inspection."""
+    db.execute(
+        "UPDATE outbox SET result_id = json_extract(CAST(payload AS TEXT), '$.result_id')"
+        " WHERE result_id IS NULL AND is_json = 1 AND topic LIKE '%/verdict'"
+    )
+    heatmaps = db.execute(
+        "SELECT id, topic FROM outbox WHERE result_id IS NULL AND topic LIKE '%/heatmap/%/%'"
+    ).fetchall()
+    db.executemany(
+        "UPDATE outbox SET result_id = ? WHERE id = ?",
+        [(topic.split("/")[-2], row_id) for row_id, topic in heatmaps],
+    )
 
 
 @contextmanager
@@ -183,6 +203,8 @@ class Journal:
                     " SELECT source_sha256, result_id FROM inspections"
                     " WHERE source_sha256 IS NOT NULL ORDER BY session, seq"
                 )
+            if version < 3:
+                _tie_outbox_to_inspections(self._db)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -268,11 +290,12 @@ class Journal:
                 ),
             )
             verdict_message = OutboxMessage(verdict_topic, verdict_json, qos=1, is_json=True)
+            rid = verdict["result_id"]  # ties the messages to the row: retention waits for them
             db.executemany(
-                "INSERT INTO outbox (topic, payload, qos, retain, is_json, created_at, session)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO outbox (topic, payload, qos, retain, is_json, created_at, session,"
+                " result_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (m.topic, m.payload, m.qos, m.retain, m.is_json, now, self._session)
+                    (m.topic, m.payload, m.qos, m.retain, m.is_json, now, self._session, rid)
                     for m in (verdict_message, *extra_messages)
                 ],
             )
