@@ -24,6 +24,7 @@ from edge_agent.contracts.bundle import BundleError
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback import lifecycle
 from edge_agent.feedback.shadow import ShadowScorer
+from edge_agent.ops.storage import MB
 from edge_agent.store.crop_store import CropStore
 from edge_agent.store.journal import Journal
 
@@ -43,7 +44,8 @@ class FeedbackLoop:
         self.journal = journal
         self.models_root = config.paths.models
         self.connectors = list(connectors)
-        self.store = CropStore(config.paths.state) if config.retention.keep_crops else None
+        floor = int(config.storage.crops_min_free_mb * MB)
+        self.store = CropStore(config.paths.state, floor) if config.retention.keep_crops else None
         self.shadow = ShadowScorer(
             self.models_root, connectors, config.scoring.threads, config.retrain.shadow_boards
         )

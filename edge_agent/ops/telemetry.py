@@ -25,6 +25,12 @@ _METRICS = (
     ("mqtt_connected", Gauge, "1 while connected to the MQTT broker.", [], {}),
     ("mqtt_refused", Counter, "Inbound MQTT messages refused, by reason (unknown_camera: "
      "acknowledged; spool_failed: left unacknowledged for redelivery).", ["reason"], {}),
+    ("journal_errors", Counter, "Journal writes that failed (each retry counts).", [], {}),
+    ("journal_ok", Gauge, "1 while the journal takes writes, 0 from a failure to a success.",
+     [], {}),
+    ("journal_backlog", Gauge, "Boards waiting for a journal retry (their files stay put).",
+     [], {}),
+    ("state_free_bytes", Gauge, "Free bytes on the state filesystem (journal, crops).", [], {}),
 )  # fmt: skip
 
 
@@ -45,6 +51,10 @@ class Telemetry:
         self._input_errors = metrics["input_errors"]
         self._mqtt = metrics["mqtt_connected"]
         self._mqtt_refused = metrics["mqtt_refused"]
+        self._journal_errors = metrics["journal_errors"]
+        self._journal_ok = metrics["journal_ok"]
+        self._journal_backlog = metrics["journal_backlog"]
+        self._state_free = metrics["state_free_bytes"]
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:
@@ -82,6 +92,22 @@ class Telemetry:
     def set_mqtt(self, connected: bool) -> None:
         """Record whether the MQTT client is connected."""
         self._mqtt.set(1 if connected else 0)
+
+    def journal_error(self) -> None:
+        """Count one failed journal write."""
+        self._journal_errors.inc()
+
+    def set_journal_ok(self, ok: bool) -> None:
+        """Record whether the journal takes writes."""
+        self._journal_ok.set(1 if ok else 0)
+
+    def set_journal_backlog(self, n: int) -> None:
+        """Record how many boards wait for a journal retry."""
+        self._journal_backlog.set(n)
+
+    def set_state_free_bytes(self, n: int) -> None:
+        """Record the free bytes of the state filesystem."""
+        self._state_free.set(n)
 
 
 def _code(reason: str) -> str:
