@@ -7,6 +7,7 @@ Each stage lives in its package (`inputs/`, `inspect/`, `store/`, `comms/`, `fee
 from __future__ import annotations
 
 import hashlib
+import itertools
 import queue
 import socket
 import threading
@@ -30,9 +31,11 @@ from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops import sdnotify
 from edge_agent.ops.health import HealthServer
 from edge_agent.ops.stats import BoardStats
+from edge_agent.ops.storage import StorageHealth
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.dedup import file_if_seen
 from edge_agent.store.journal import Journal, OutboxMessage
+from edge_agent.store.journal_retry import JournalRetry
 
 log = structlog.get_logger()
 
@@ -44,6 +47,7 @@ TRANSPORT_FACTOR = 4
 class _Work:
     drop: DropFile
     spooled: bool
+    arrival: int
 
 
 class Agent:
@@ -56,6 +60,14 @@ class Agent:
         self.telemetry = Telemetry()
         self.watchdog = sdnotify.Watchdog()
         self.journal = Journal(config.paths.state / "journal.sqlite")
+        self.storage = StorageHealth(config.paths.state, config.storage, self.telemetry)
+        self.retry: JournalRetry[_Work] = JournalRetry(
+            self._journal,
+            max_delay_s=config.storage.retry_max_s,
+            backlog=self.telemetry.set_journal_backlog,
+        )
+        self._arrivals = itertools.count()
+        self._storage_ok = True
         self.session = self.journal.start_session()
         connectors = config.enabled_connectors()
         self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
@@ -104,6 +116,7 @@ class Agent:
             self._announce_models()
             self.link.start()
         self.feedback.start(self.link)
+        self.retry.start()
         for index in range(self.config.scoring.workers):
             worker = threading.Thread(target=self._work, name=f"inspect-{index}", daemon=True)
             worker.start()
@@ -127,7 +140,7 @@ class Agent:
         watcher = DropFolderWatcher(
             camera.removeprefix(MQTT_CAMERA),
             folder,
-            lambda drop: self._submit(_Work(drop, spooled)),
+            lambda drop: self._submit(_Work(drop, spooled, next(self._arrivals))),
             poll=self.config.inputs.poll and not spooled,
             poll_interval_s=self.config.inputs.poll_interval_s,
             settle_s=0.0 if spooled else self.config.inputs.settle_s,
@@ -145,6 +158,7 @@ class Agent:
         sdnotify.stopping()
         for watcher in self._watchers:
             watcher.stop()
+        self.retry.stop()
         for _ in self._workers:
             self.queue.put(_STOP)
         for worker in self._workers:
@@ -167,7 +181,10 @@ class Agent:
             self.telemetry.set_outbox_depth(self.journal.outbox_depth())
             if self.link is not None:
                 self.telemetry.set_mqtt(self.link.connected)
-            if self.queue.empty() and all(w.is_alive() for w in self._workers):
+            self._follow_storage()
+            # Idle, or waiting for the journal to take writes again (a restart would not help).
+            waiting = self.queue.empty() or (len(self.retry) and self.retry.is_alive())
+            if waiting and all(w.is_alive() for w in self._workers):
                 self.watchdog.progress()
             self.watchdog.tick()
             if time.monotonic() >= next_stats:
@@ -181,11 +198,13 @@ class Agent:
         inputs_alive = all(w.is_alive() for w in self._watchers)
         workers_alive = all(w.is_alive() for w in self._workers)
         depth = self.journal.outbox_depth()
+        storage = self._storage_report()
         ready = (
             not missing
             and inputs_alive
             and workers_alive
             and depth < self.config.health.max_outbox
+            and storage["ok"]
             and not self._stopping.is_set()
         )
         details = {
@@ -195,11 +214,30 @@ class Agent:
             "workers_alive": workers_alive,
             "outbox_depth": depth,
             "mqtt_connected": bool(self.link and self.link.connected),
+            "storage": storage,
         }
         return ready, details
 
+    def _storage_report(self) -> dict:
+        """The journal's and the state disk's health; not ok while boards wait for a retry."""
+        report = self.storage.report()
+        report["journal_backlog"] = backlog = len(self.retry)
+        report["ok"] = report["ok"] and not backlog
+        return report
+
+    def _follow_storage(self) -> None:
+        """Re-publish the retained status when storage turns failing or recovers."""
+        ok = self._storage_report()["ok"]
+        if ok != self._storage_ok:
+            self._storage_ok = ok
+            if self.link is not None:
+                self.link.publish_state("status", self._birth())
+
     def _birth(self) -> dict:
+        storage = self._storage_report()
         return {
+            "state": "online" if storage["ok"] else "degraded",
+            "storage": storage,
             "node": self.node,
             "session": self.session,
             "station": self.config.station.name,
@@ -221,7 +259,7 @@ class Agent:
         if any(change.accepted for change in changes):
             self._announce_models()
             if self.link is not None:
-                self.link.publish_state("status", {"state": "online", **self._birth()})
+                self.link.publish_state("status", self._birth())
         return changes
 
     def _publish_stats(self) -> None:
@@ -249,12 +287,22 @@ class Agent:
             work = self.queue.get()
             if work is _STOP:
                 return
+            if not self.retry.wait_turn():  # stopping: the file stays for the next start
+                continue
             try:
-                self.handle(work)
+                self._journal(work)
             except Exception:
-                # The journal itself failed: leave the file where it is for the next start.
-                log.exception("board not journaled", path=str(work.drop.path))
-                self.telemetry.input_error("journal")
+                # The file stays where it arrived; retried with back-off, in arrival order.
+                self.retry.stall(work.arrival, work)
+
+    def _journal(self, work: _Work) -> None:
+        """Handle one board, telling storage health whether its journal write went through."""
+        try:
+            self.handle(work)
+        except Exception as exc:
+            self.storage.journal_failed(exc)
+            raise
+        self.storage.journal_worked()
 
     def handle(self, work: _Work) -> None:
         """Inspect one input, journal the verdict, then (only then) move the file."""

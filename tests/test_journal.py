@@ -256,9 +256,11 @@ def test_a_commit_that_fails_ends_the_transaction(tmp_path: Path) -> None:
     )
     lock = threading.Lock()
 
-    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        with immediate_transaction(db, lock):
-            db.execute("INSERT INTO child (parent) VALUES (7)")  # accepted until COMMIT
+    with (
+        pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"),
+        immediate_transaction(db, lock),
+    ):
+        db.execute("INSERT INTO child (parent) VALUES (7)")  # accepted until COMMIT
 
     assert not db.in_transaction
     assert not lock.locked()
