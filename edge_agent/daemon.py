@@ -22,6 +22,7 @@ from edge_agent.comms.dispatch import dispatch
 from edge_agent.comms.mqtt_link import MqttLink
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
+from edge_agent.feedback.model_loader import ModelLoader
 from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher, finish
 from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool, describe
 from edge_agent.inspect.imaging import read_image_file
@@ -72,6 +73,7 @@ class Agent:
         connectors = config.enabled_connectors()
         self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
         self.feedback = FeedbackLoop(config, self.journal, connectors)
+        self.loader = ModelLoader(self._follow_model_links)
         self.registrar = Registrar(
             read_image_file(config.station.reference_image), config.registration
         )
@@ -158,6 +160,7 @@ class Agent:
         sdnotify.stopping()
         for watcher in self._watchers:
             watcher.stop()
+        self.loader.stop()
         self.retry.stop()
         for _ in self._workers:
             self.queue.put(_STOP)
@@ -172,12 +175,14 @@ class Agent:
         log.info("agent stopped", session=self.session)
 
     def run_until(self, stop: threading.Event) -> None:
-        """The main loop: model reloads, stats, watchdog, until `stop` is set."""
+        """The main loop: schedules model work, retention, stats, watchdog, until `stop` is set.
+
+        Nothing here waits on a model load: loads run on the model-loader thread.
+        """
         next_stats = time.monotonic() + self.config.mqtt.stats_interval_s
         while not stop.wait(0.5):
-            self.refresh_models()
-            if self.feedback.tick():
-                self._announce_models()
+            self.loader.follow_links()
+            self.feedback.prune_when_due()
             self.telemetry.set_outbox_depth(self.journal.outbox_depth())
             if self.link is not None:
                 self.telemetry.set_mqtt(self.link.connected)
@@ -253,6 +258,12 @@ class Agent:
                 payload = {"connector": connector, **info, **self.feedback.model_info(connector)}
                 self.link.publish_state(f"model/{connector}", payload)
 
+    def _follow_model_links(self) -> None:
+        """One pass over the `active` and `candidate` links (model-loader thread)."""
+        self.refresh_models()
+        if self.feedback.follow_links():
+            self._announce_models()
+
     def refresh_models(self) -> list:
         """Follow `active` links; announce swaps, log refusals (the old model stays)."""
         changes = self.registry.refresh()
@@ -268,10 +279,16 @@ class Agent:
             self.link.publish_volatile("stats", payload)
 
     def _on_command(self, topic: str, payload: bytes, properties: dict) -> None:
+        """On paho's thread: hand the command to the model loader, which replies when done."""
         name = topic.rsplit("/", 1)[-1]
-        reply = dispatch(
-            name, payload, lifecycle=self.feedback.command, refresh=self.refresh_models
+        self.loader.submit(
+            lambda: dispatch(
+                name, payload, lifecycle=self.feedback.command, refresh=self.refresh_models
+            ),
+            lambda reply: self._reply(properties, reply),
         )
+
+    def _reply(self, properties: dict, reply: dict) -> None:
         if self.link is not None:
             self.link.reply(properties, reply)
 

@@ -2,8 +2,9 @@
 
 The daemon calls in at a few points only: `board_done` after a board's verdict is committed
 (the crops are written and shadow-scored by one background thread, off the inspection path),
-`tick` from its main loop (retention, candidate links, lifecycle changes to announce),
-`command` for `cmd/promote` and `cmd/rollback`, and the `confirm` topic handler.
+`prune_when_due` from its main loop (retention), `follow_links` and `command` (`cmd/promote`,
+`cmd/rollback`) from its model-loader thread (candidate loads, lifecycle changes to announce),
+and the `confirm` topic handler.
 """
 
 from __future__ import annotations
@@ -81,13 +82,16 @@ class FeedbackLoop:
         if crops and (self.store is not None or self.shadow.versions()):
             self._queue.put((verdict, dict(crops)))
 
-    def tick(self) -> bool:
-        """Retention when due, candidate links; True when a connector's lifecycle changed."""
+    def prune_when_due(self) -> None:
+        """The crop retention pass, when due (main loop)."""
         now = time.monotonic()
         if self.store is not None and now >= self._next_prune:
             retention = self.config.retention
             result = self.store.prune(retention.max_age_days, int(retention.max_disk_mb * 1e6))
             self._next_prune = now + (PRUNE_AGAIN_S if result.more else retention.prune_interval_s)
+
+    def follow_links(self) -> bool:
+        """Load or drop candidates; True when a connector's lifecycle changed (loader thread)."""
         self.shadow.refresh()
         changed = False
         for connector in self.connectors:
