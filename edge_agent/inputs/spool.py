@@ -20,6 +20,7 @@ import structlog
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.contracts.verdict import new_result_id, safe_part_id
 from edge_agent.inputs.drop_folder import DropFile
+from edge_agent.ops.storage import free_bytes
 
 log = structlog.get_logger()
 
@@ -46,13 +47,21 @@ class ImageSpool:
     """Writes image messages of the declared cameras into their inbox folders.
 
     `refused(reason)` counts a message refused: `unknown_camera` (acknowledged: a redelivery
-    would be refused again) or `spool_failed` (left unacknowledged, so the broker redelivers).
+    would be refused again), `spool_failed` or `disk_low` (left unacknowledged, so the broker
+    redelivers). Below `min_free_bytes` free the spool takes nothing: that room is the journal's.
     """
 
-    def __init__(self, inbox: Path, cameras: Iterable[str], refused: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        inbox: Path,
+        cameras: Iterable[str],
+        refused: Callable[[str], None],
+        min_free_bytes: int = 0,
+    ) -> None:
         self.inbox = inbox
         self._folders = {camera: inbox / camera for camera in cameras}
         self._refused = refused
+        self._min_free_bytes = min_free_bytes
 
     def folders(self) -> dict[str, Path]:
         """Make the declared cameras' inbox folders; by watcher name (`mqtt:<camera>`)."""
@@ -80,6 +89,14 @@ class ImageSpool:
             )
             self._refused("unknown_camera")
             return True
+        if self._min_free_bytes and free_bytes(folder) < self._min_free_bytes:
+            log.warning(
+                "mqtt image not spooled: state disk below its floor, left for redelivery",
+                camera=camera,
+                floor=self._min_free_bytes,
+            )
+            self._refused("disk_low")
+            return False
         data, part_id = unwrap(payload, properties)
         try:
             write_bytes_atomic(folder / f"{part_id or ''}{SEPARATOR}{new_result_id()}", data)

@@ -64,7 +64,7 @@ class StorageHealth:
                 self._failing_since_s = time.monotonic()
         if first:
             self._telemetry.set_journal_ok(False)
-            log.error("journal_failing", error=text, free_bytes=self.free_bytes())
+            log.error("journal_failing", error=text, free_bytes=self.free_bytes(), exc_info=error)
 
     def journal_worked(self) -> None:
         """A journal write succeeded; after failures, the recovery is logged once at INFO."""
@@ -92,10 +92,6 @@ class StorageHealth:
         elif changed:
             log.info("state_disk_above_floor", free_bytes=free, floor=self.min_free_bytes)
         return free
-
-    def crops_allowed(self) -> bool:
-        """Whether a crop may still be written (free space above the crops' higher floor)."""
-        return self.free_bytes() >= self.crops_min_free_bytes
 
     def report(self) -> dict[str, Any]:
         """The state for readiness and the `status` message; "ok" is False when not ready."""

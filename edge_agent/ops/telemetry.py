@@ -24,7 +24,8 @@ _METRICS = (
     ("input_errors", Counter, "Inputs that could not be inspected, by reason.", ["reason"], {}),
     ("mqtt_connected", Gauge, "1 while connected to the MQTT broker.", [], {}),
     ("mqtt_refused", Counter, "Inbound MQTT messages refused, by reason (unknown_camera: "
-     "acknowledged; spool_failed: left unacknowledged for redelivery).", ["reason"], {}),
+     "acknowledged; spool_failed, disk_low: left unacknowledged for redelivery).", ["reason"],
+     {}),
     ("journal_errors", Counter, "Journal writes that failed (each retry counts).", [], {}),
     ("journal_ok", Gauge, "1 while the journal takes writes, 0 from a failure to a success.",
      [], {}),
