@@ -75,10 +75,11 @@ class JournalRetry(Generic[Item]):
             self._changed.notify_all()
 
     def wait_turn(self) -> bool:
-        """Block while boards wait for a retry (nothing overtakes them); False when stopping."""
+        """Block while boards wait for a retry (nothing overtakes them); False when stopping
+        with boards still waiting (a later board then stays put too, for the next start)."""
         with self._changed:
             self._changed.wait_for(lambda: not self._stalled or self._stopping.is_set())
-            return not self._stopping.is_set()
+            return not self._stalled
 
     def _run(self) -> None:
         delay = self._first_delay_s
