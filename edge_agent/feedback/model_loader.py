@@ -37,8 +37,9 @@ class ModelLoader:
 
     def submit(
         self, job: Callable[[], Result], then: Callable[[Result], None] | None = None
-    ) -> Future[Result]:
-        """Run `job` on the loader thread, then `then(result)` there (a command's reply)."""
+    ) -> Future[Result] | None:
+        """Run `job` on the loader thread, then `then(result)` there (a command's reply);
+        None once the loader is stopped (the agent is shutting down)."""
 
         def run() -> Result:
             try:
@@ -50,7 +51,11 @@ class ModelLoader:
                 raise
             return result
 
-        return self._executor.submit(run)
+        try:
+            return self._executor.submit(run)
+        except RuntimeError:  # shut down: a command arriving while the agent stops
+            log.warning("model_work_refused", reason="stopping")
+            return None
 
     def stop(self) -> None:
         """Finish the job in hand, drop the queued ones, stop the thread."""
