@@ -82,7 +82,7 @@ class Agent:
             config.paths.state / "inbox",
             config.image_cameras(),
             self.telemetry.mqtt_refused,
-            min_free_bytes=self.storage.min_free_bytes,
+            journal_floor=(config.paths.state, self.storage.min_free_bytes),
         )
         self.mqtt_images = config.mqtt.enabled and config.inputs.mqtt_images
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))

@@ -67,10 +67,10 @@ def test_an_image_the_spool_cannot_write_is_not_taken(tmp_path: Path) -> None:
     assert refused == ["spool_failed"]
 
 
-def test_below_the_state_disk_floor_an_image_is_left_for_redelivery(tmp_path: Path) -> None:
+def test_below_the_journal_disk_floor_an_image_is_left_for_redelivery(tmp_path: Path) -> None:
     refused: list[str] = []
     floor = shutil.disk_usage(tmp_path).free + 10**12  # more than this filesystem has free
-    spool = ImageSpool(tmp_path / "inbox", ["cam1"], refused.append, min_free_bytes=floor)
+    spool = ImageSpool(tmp_path / "inbox", ["cam1"], refused.append, (tmp_path, floor))
     spool.folders()
 
     assert spool.on_message("plant/aoi/image/cam1", b"\x89PNG raw", {}) is False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,7 +49,8 @@ class ImageSpool:
 
     `refused(reason)` counts a message refused: `unknown_camera` (acknowledged: a redelivery
     would be refused again), `spool_failed` or `disk_low` (left unacknowledged, so the broker
-    redelivers). Below `min_free_bytes` free the spool takes nothing: that room is the journal's.
+    redelivers). `journal_floor` (the journal's folder, bytes): while the inbox shares that
+    folder's filesystem and it has less free, the spool takes nothing: that room is the journal's.
     """
 
     def __init__(
@@ -56,12 +58,12 @@ class ImageSpool:
         inbox: Path,
         cameras: Iterable[str],
         refused: Callable[[str], None],
-        min_free_bytes: int = 0,
+        journal_floor: tuple[Path, int] | None = None,
     ) -> None:
         self.inbox = inbox
         self._folders = {camera: inbox / camera for camera in cameras}
         self._refused = refused
-        self._min_free_bytes = min_free_bytes
+        self._journal_floor = journal_floor
 
     def folders(self) -> dict[str, Path]:
         """Make the declared cameras' inbox folders; by watcher name (`mqtt:<camera>`)."""
@@ -89,12 +91,7 @@ class ImageSpool:
             )
             self._refused("unknown_camera")
             return True
-        if self._min_free_bytes and free_bytes(folder) < self._min_free_bytes:
-            log.warning(
-                "mqtt image not spooled: state disk below its floor, left for redelivery",
-                camera=camera,
-                floor=self._min_free_bytes,
-            )
+        if self._below_journal_floor(folder):
             self._refused("disk_low")
             return False
         data, part_id = unwrap(payload, properties)
@@ -110,6 +107,26 @@ class ImageSpool:
             self._refused("spool_failed")
             return False
         return True
+
+    def _below_journal_floor(self, folder: Path) -> bool:
+        if self._journal_floor is None:
+            return False
+        journal_dir, floor = self._journal_floor
+        try:
+            shared = os.stat(folder).st_dev == os.stat(journal_dir).st_dev
+            free = free_bytes(folder)
+        except OSError:  # the write below fails and says why
+            return False
+        if shared and free < floor:
+            log.warning(
+                "mqtt image not spooled: the journal's disk is below its floor; left for "
+                "redelivery",
+                folder=str(folder),
+                free_bytes=free,
+                floor=floor,
+            )
+            return True
+        return False
 
 
 def describe(drop: DropFile, spooled: bool, prefix: str) -> tuple[str | None, str, str]:
