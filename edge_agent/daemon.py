@@ -7,11 +7,13 @@ Each stage lives in its package (`inputs/`, `inspect/`, `store/`, `comms/`, `fee
 from __future__ import annotations
 
 import hashlib
+import itertools
 import queue
 import socket
+import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
@@ -21,6 +23,7 @@ from edge_agent.comms.dispatch import dispatch
 from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
+from edge_agent.feedback.model_loader import ModelLoader
 from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher
 from edge_agent.inputs.filing import finish
 from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool, describe
@@ -31,14 +34,18 @@ from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops import sdnotify
 from edge_agent.ops.health import HealthServer
 from edge_agent.ops.stats import BoardStats
+from edge_agent.ops.storage import StorageHealth
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.dedup import file_if_seen
-from edge_agent.store.journal import Journal, OutboxMessage
+from edge_agent.store.journal import Journal, JournalError, OutboxMessage
+from edge_agent.store.journal_retry import JournalRetry
 from edge_agent.store.retention import Retention
 
 log = structlog.get_logger()
 
 _STOP = object()
+# What a journal or disk failure raises: the board waits for a retry, in arrival order.
+STORAGE_ERRORS = (OSError, sqlite3.Error, JournalError)
 TRANSPORT_FACTOR = 4
 
 
@@ -46,6 +53,13 @@ TRANSPORT_FACTOR = 4
 class _Work:
     drop: DropFile
     spooled: bool
+    arrival: int
+
+
+def _as_internal_error(work: _Work, exc: Exception) -> _Work:
+    """The same input, to be recorded as an ERROR verdict that names the fault."""
+    error = f"internal error while handling the input: {type(exc).__name__}: {exc}"
+    return replace(work, drop=replace(work.drop, data=b"", error=error))
 
 
 class Agent:
@@ -58,10 +72,19 @@ class Agent:
         self.telemetry = Telemetry()
         self.watchdog = sdnotify.Watchdog()
         self.journal = Journal(config.paths.state / "journal.sqlite")
+        self.storage = StorageHealth(config.paths.state, config.storage, self.telemetry)
+        self.retry: JournalRetry[_Work] = JournalRetry(
+            self._journal,
+            max_delay_s=config.storage.retry_max_s,
+            backlog=self.telemetry.set_journal_backlog,
+        )
+        self._arrivals = itertools.count()
+        self._storage_ok = True
         self.session = self.journal.start_session()
         connectors = config.enabled_connectors()
         self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
         self.feedback = FeedbackLoop(config, self.journal, connectors)
+        self.loader = ModelLoader(self._follow_model_links)
         self.registrar = Registrar(
             read_image_file(config.station.reference_image), config.registration
         )
@@ -71,6 +94,7 @@ class Agent:
             config.image_cameras(),
             self.telemetry.mqtt_refused,
             self.journal.read_from_path_prefix,
+            journal_floor=(config.paths.state, self.storage.min_free_bytes),
         )
         self.mqtt_images = config.mqtt.enabled and config.inputs.mqtt_images
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
@@ -110,6 +134,7 @@ class Agent:
             self._announce_models()
             self.link.start()
         self.feedback.start(self.link)
+        self.retry.start()
         for index in range(self.config.scoring.workers):
             worker = threading.Thread(target=self._work, name=f"inspect-{index}", daemon=True)
             worker.start()
@@ -141,7 +166,7 @@ class Agent:
         watcher = DropFolderWatcher(
             camera.removeprefix(MQTT_CAMERA),
             folder,
-            lambda drop: self._submit(_Work(drop, spooled)),
+            lambda drop: self._submit(_Work(drop, spooled, next(self._arrivals))),
             poll=self.config.inputs.poll and not spooled,
             poll_interval_s=self.config.inputs.poll_interval_s,
             settle_s=0.0 if spooled else self.config.inputs.settle_s,
@@ -161,6 +186,8 @@ class Agent:
             self.retention.stop()
         for watcher in self._watchers:
             watcher.stop()
+        self.loader.stop()
+        self.retry.stop()
         for _ in self._workers:
             self.queue.put(_STOP)
         for worker in self._workers:
@@ -174,16 +201,20 @@ class Agent:
         log.info("agent stopped", session=self.session)
 
     def run_until(self, stop: threading.Event) -> None:
-        """The main loop: model reloads, stats, watchdog, until `stop` is set."""
+        """The main loop: model work scheduled, stats, storage health, watchdog, until `stop`.
+
+        Nothing here waits on a model load: loads run on the model-loader thread.
+        """
         next_stats = time.monotonic() + self.config.mqtt.stats_interval_s
         while not stop.wait(0.5):
-            self.refresh_models()
-            if self.feedback.tick():
-                self._announce_models()
+            self.loader.follow_links()
             self.telemetry.set_outbox_depth(self.journal.outbox_depth())
             if self.link is not None:
                 self.telemetry.set_mqtt(self.link.connected)
-            if self.queue.empty() and all(w.is_alive() for w in self._workers):
+            self._follow_storage()
+            # Idle, or waiting for the journal to take writes again (a restart would not help).
+            waiting = self.queue.empty() or (len(self.retry) and self.retry.is_alive())
+            if waiting and all(w.is_alive() for w in self._workers):
                 self.watchdog.progress()
             self.watchdog.tick()
             if time.monotonic() >= next_stats:
@@ -197,11 +228,13 @@ class Agent:
         inputs_alive = all(w.is_alive() for w in self._watchers)
         workers_alive = all(w.is_alive() for w in self._workers)
         depth = self.journal.outbox_depth()
+        storage = self._storage_report()
         ready = (
             not missing
             and inputs_alive
             and workers_alive
             and depth < self.config.health.max_outbox
+            and storage["ok"]
             and not self._stopping.is_set()
         )
         details = {
@@ -211,11 +244,30 @@ class Agent:
             "workers_alive": workers_alive,
             "outbox_depth": depth,
             "mqtt_connected": bool(self.link and self.link.connected),
+            "storage": storage,
         }
         return ready, details
 
+    def _storage_report(self) -> dict:
+        """The journal's and the state disk's health; not ok while boards wait for a retry."""
+        report = self.storage.report()
+        report["journal_backlog"] = backlog = len(self.retry)
+        report["ok"] = report["ok"] and not backlog
+        return report
+
+    def _follow_storage(self) -> None:
+        """Re-publish the retained status when storage turns failing or recovers."""
+        ok = self._storage_report()["ok"]
+        if ok != self._storage_ok:
+            self._storage_ok = ok
+            if self.link is not None:
+                self.link.publish_state("status", self._birth())
+
     def _birth(self) -> dict:
+        storage = self._storage_report()
         return {
+            "state": "online" if storage["ok"] else "degraded",
+            "storage": storage,
             "node": self.node,
             "session": self.session,
             "station": self.config.station.name,
@@ -231,13 +283,19 @@ class Agent:
                 payload = {"connector": connector, **info, **self.feedback.model_info(connector)}
                 self.link.publish_state(f"model/{connector}", payload)
 
+    def _follow_model_links(self) -> None:
+        """One pass over the `active` and `candidate` links (model-loader thread)."""
+        self.refresh_models()
+        if self.feedback.follow_links():
+            self._announce_models()
+
     def refresh_models(self) -> list:
         """Follow `active` links; announce swaps, log refusals (the old model stays)."""
         changes = self.registry.refresh()
         if any(change.accepted for change in changes):
             self._announce_models()
             if self.link is not None:
-                self.link.publish_state("status", {"state": "online", **self._birth()})
+                self.link.publish_state("status", self._birth())
         return changes
 
     def _publish_stats(self) -> None:
@@ -251,10 +309,16 @@ class Agent:
         )
 
     def _on_command(self, topic: str, payload: bytes, properties: dict) -> None:
+        """On paho's thread: hand the command to the model loader, which replies when done."""
         name = topic.rsplit("/", 1)[-1]
-        reply = dispatch(
-            name, payload, lifecycle=self.feedback.command, refresh=self.refresh_models
+        self.loader.submit(
+            lambda: dispatch(
+                name, payload, lifecycle=self.feedback.command, refresh=self.refresh_models
+            ),
+            lambda reply: self._reply(properties, reply),
         )
+
+    def _reply(self, properties: dict, reply: dict) -> None:
         if self.link is not None:
             self.link.reply(properties, reply)
 
@@ -270,12 +334,33 @@ class Agent:
             work = self.queue.get()
             if work is _STOP:
                 return
+            if not self.retry.wait_turn():  # stopping: the file stays for the next start
+                continue
             try:
-                self.handle(work)
-            except Exception:
-                # The journal itself failed: leave the file where it is for the next start.
-                log.exception("board not journaled", path=str(work.drop.path))
-                self.telemetry.input_error("journal")
+                self._journal(work)
+            except STORAGE_ERRORS:
+                # The file stays where it arrived; retried with back-off, in arrival order.
+                self.retry.stall(work.arrival, work)
+            except Exception as exc:
+                # A fault in handling this one input, not the storage: it gets an ERROR verdict
+                # naming the fault instead of holding up every board behind it.
+                log.exception("board handling failed", path=str(work.drop.path))
+                self._journal_or_stall(_as_internal_error(work, exc))
+
+    def _journal_or_stall(self, work: _Work) -> None:
+        try:
+            self._journal(work)
+        except Exception:
+            self.retry.stall(work.arrival, work)
+
+    def _journal(self, work: _Work) -> None:
+        """Handle one board, telling storage health whether its journal write went through."""
+        try:
+            self.handle(work)
+        except STORAGE_ERRORS as exc:
+            self.storage.journal_failed(exc)
+            raise
+        self.storage.journal_worked()
 
     def handle(self, work: _Work) -> None:
         """Inspect one input, journal the verdict, then (only then) move the file."""

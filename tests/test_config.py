@@ -181,3 +181,12 @@ def test_mqtt_prefix_with_a_wildcard_or_empty_is_rejected(tmp_path: Path, prefix
         load_config(path)
 
     assert str(path) in str(error.value)
+
+
+def test_a_crops_floor_below_the_journal_floor_is_rejected(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "[storage]\nmin_free_mb = 500\ncrops_min_free_mb = 100\n")
+
+    with pytest.raises(ConfigError, match=r"'storage'.*crops_min_free_mb.*crops give way") as error:
+        load_config(path)
+
+    assert str(path) in str(error.value)

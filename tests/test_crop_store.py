@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from small_disk import fill, free_bytes, small_tmpfs
 
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
@@ -121,3 +122,42 @@ def test_pruning_is_bounded_per_pass_and_says_when_more_is_due(
     assert (first.removed, first.more) == (4, True)
     assert (second.removed, second.more) == (2, False)
     assert store.count() == 0
+
+
+def test_crops_give_way_below_the_free_space_floor_unconfirmed_first(tmp_path: Path) -> None:
+    floor = 1_000_000
+    with small_tmpfs(tmp_path / "state", 4_000_000) as state:
+        journal = Journal(state / JOURNAL_FILE)
+        journal.start_session()
+        store = CropStore(state, min_free_bytes=floor)  # a store opened after a restart
+        try:
+            for index in range(3):
+                verdict = {
+                    "result_id": f"R{index}",
+                    "evaluation": "OK",
+                    "created_at": f"2026-09-30T11:00:0{index}.000Z",
+                    "connectors": [{"id": "J1"}, {"id": "J2"}],
+                }
+                journal.record_inspection(verdict, [], "p/verdict")
+                assert store.keep(verdict, {"J1": big_crop(index), "J2": big_crop(index + 9)}) == 2
+            journal.record_confirmation("R0", "J1", "OK", "mes")
+            journal.record_confirmation("R0", "J2", "KO", "mes")
+            per_crop = store.total_bytes() // 6
+            fill(state / "filler", leave_bytes=floor - int(2.5 * per_crop))
+
+            skipped = store.keep({"result_id": "R9", "evaluation": "OK"}, {"J1": big_crop(9)})
+            pruned = store.prune(max_age_days=30, max_bytes=10**9, now=NOW)
+
+            assert skipped == 0 and not list(store.root.rglob("R9.png"))
+            assert (pruned.removed, pruned.more) == (3, False)
+            assert free_bytes(state) >= floor
+            assert len(store.kept("R0")) == 2  # confirmed: kept while unconfirmed crops remain
+            assert (len(store.kept("R1")), len(store.kept("R2"))) == (0, 1)  # oldest first
+        finally:
+            store.close()
+            journal.close()
+
+
+def big_crop(seed: int) -> np.ndarray:
+    """A crop of random pixels: its PNG is about 120 kB (noise does not compress)."""
+    return np.random.default_rng(seed).integers(0, 256, (200, 200, 3), dtype=np.uint8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,19 @@ def test_a_broker_resend_of_a_spooled_image_is_taken_once(tmp_path: Path) -> Non
     assert spool.on_message("p/image/cam1", b"img B", image, packet_id=7, redelivered=True)
     assert len(list(folder.iterdir())) == 3
     journal.close()
+
+
+def test_below_the_journal_disk_floor_an_image_is_left_for_redelivery(tmp_path: Path) -> None:
+    refused: list[str] = []
+    floor = shutil.disk_usage(tmp_path).free + 10**12  # more than this filesystem has free
+    spool = ImageSpool(
+        tmp_path / "inbox", ["cam1"], refused.append, _never_journaled, (tmp_path, floor)
+    )
+    spool.folders()
+
+    assert spool.on_message("plant/aoi/image/cam1", b"\x89PNG raw", {}) is False
+    assert refused == ["disk_low"]
+    assert not list((tmp_path / "inbox" / "cam1").iterdir())
 
 
 def test_a_spooled_file_names_its_part_and_the_image_topic(tmp_path: Path) -> None:

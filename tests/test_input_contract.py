@@ -7,6 +7,7 @@ watcher threads.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -174,6 +175,40 @@ def test_a_mixed_stream_gets_one_row_and_one_verdict_per_input_repeats_naming_th
     assert all(v["evaluation"] != "OK" for v in verdicts.values())  # no model: never OK
     wait_until(lambda: not any(p.is_file() for p in drop.iterdir()), 30, "files filed away")
     assert not (drop / "duplicates").exists()
+
+
+def test_a_fault_handling_one_input_gives_it_an_error_verdict_and_holds_up_nothing(
+    tmp_path: Path,
+    recorder: Callable[..., MqttRecorder],
+    start_agent: Callable[..., Agent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fault that is not the storage's (here an inspector that raises on one board, as a
+    bug would) must not stall the line behind that board the way a full disk does."""
+    watch = recorder(VERDICT_TOPIC)
+    agent = start_agent()
+    inspect = agent.inspector.inspect
+
+    def faulty(data: bytes, **source: str | None) -> object:
+        if source["part_id"] == "SN1":
+            raise RuntimeError("simulated fault")
+        return inspect(data, **source)
+
+    monkeypatch.setattr(agent.inspector, "inspect", faulty)
+    drop = tmp_path / "drop" / "cam1"
+    (tmp_path / "boards").mkdir()
+    for n in (1, 2):
+        drop_board(_board(tmp_path / "boards" / f"SN{n}.png", n), drop)
+
+    wait_until(lambda: len(_verdicts(watch)) == 2, 60, "both boards' verdicts")
+    verdicts = {v["part_id"]: v for v in _verdicts(watch).values()}
+    assert verdicts["SN1"]["evaluation"] == "ERROR"
+    assert "internal error" in verdicts["SN1"]["error"]["message"]
+    assert "simulated fault" in verdicts["SN1"]["error"]["message"]
+    assert "internal error" not in json.dumps(verdicts["SN2"])  # inspected as usual
+    assert len(_rows(agent)) == 2
+    assert len(agent.retry) == 0
+    wait_until(lambda: list((drop / "failed").rglob("*SN1.png")), 30, "SN1 quarantined")
 
 
 def _mount_tiny_tmpfs(folder: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.store.journal import Journal, JournalError, OutboxMessage
+from edge_agent.store.journal import Journal, JournalError, OutboxMessage, immediate_transaction
 
 VERDICT_TOPIC = "plant/line3/aoi2/verdict"
 
@@ -266,3 +266,28 @@ def test_confirmations_are_validated_and_kept(journal: Journal) -> None:
         ("J1", "KO", "mes"),
         ("J2", "OK", "operator 7"),
     ]
+
+
+def test_a_commit_that_fails_ends_the_transaction(tmp_path: Path) -> None:
+    """A deferred foreign key is checked at COMMIT: the COMMIT fails, the transaction ends."""
+    db = sqlite3.connect(tmp_path / "fk.sqlite", isolation_level=None)
+    db.execute("PRAGMA foreign_keys=ON")
+    db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    db.execute(
+        "CREATE TABLE child (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    lock = threading.Lock()
+
+    with (
+        pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"),
+        immediate_transaction(db, lock),
+    ):
+        db.execute("INSERT INTO child (parent) VALUES (7)")  # accepted until COMMIT
+
+    assert not db.in_transaction
+    assert not lock.locked()
+    with immediate_transaction(db, lock):  # the next transaction starts and commits
+        db.execute("INSERT INTO parent (id) VALUES (7)")
+        db.execute("INSERT INTO child (parent) VALUES (7)")
+    assert db.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 1
+    db.close()

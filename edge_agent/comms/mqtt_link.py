@@ -431,7 +431,8 @@ class MqttLink:
         except Exception:
             log.exception("mqtt_birth_failed")
             birth = {}
-        status = {"node": self._node, "session": self._session, **birth, "state": "online"}
+        # The birth may say "degraded" (storage failing); "online" when it says nothing.
+        status = {"node": self._node, "session": self._session, "state": "online", **birth}
         client.publish(self._topic("status"), compact_json(status), qos=1, retain=True)
         with self._states_lock:
             for suffix, data in self._states.items():

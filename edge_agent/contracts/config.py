@@ -16,6 +16,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -200,6 +201,29 @@ class RetentionSettings(Section):
     batch: int = Field(default=500, ge=1, description="files or rows removed per step")
 
 
+class StorageSettings(Section):
+    """Free-space floors on the state filesystem, and how boards that failed to journal retry."""
+
+    min_free_mb: float = Field(
+        default=200, ge=0, description="below: not ready (the journal still writes while it can)"
+    )
+    crops_min_free_mb: float = Field(
+        default=1000, ge=0, description="below: no crop is written and old crops are pruned"
+    )
+    retry_max_s: float = Field(
+        default=30, gt=0, description="a board that failed to journal: retried 1 s doubling to this"
+    )
+
+    @model_validator(mode="after")
+    def _crops_give_way_first(self) -> Self:
+        if self.crops_min_free_mb < self.min_free_mb:
+            raise ValueError(
+                f"crops_min_free_mb ({self.crops_min_free_mb}) must be at least min_free_mb "
+                f"({self.min_free_mb}): crops give way before the journal"
+            )
+        return self
+
+
 class HealthSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -230,6 +254,7 @@ class StationConfig(BaseSettings):
     training: TrainingSection = Field(default_factory=TrainingSection)
     retrain: RetrainSection = Field(default_factory=RetrainSection)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

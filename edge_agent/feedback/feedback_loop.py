@@ -2,8 +2,9 @@
 
 The daemon calls in at a few points only: `board_done` after a board's verdict is committed
 (the crops are written and shadow-scored by one background thread, off the inspection path),
-`tick` from its main loop (candidate links, lifecycle changes to announce),
-`command` for `cmd/promote` and `cmd/rollback`, and the `confirm` topic handler.
+`follow_links` and `command` (`cmd/promote`, `cmd/rollback`) from its model-loader thread
+(candidate loads, lifecycle changes to announce), and the `confirm` topic handler. Crop
+retention runs in the agent's retention thread (`store/retention.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from edge_agent.contracts.bundle import BundleError
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback import lifecycle
 from edge_agent.feedback.shadow import ShadowScorer
+from edge_agent.ops.storage import MB
 from edge_agent.store.crop_store import CropStore
 from edge_agent.store.journal import Journal
 
@@ -41,7 +43,8 @@ class FeedbackLoop:
         self.journal = journal
         self.models_root = config.paths.models
         self.connectors = list(connectors)
-        self.store = CropStore(config.paths.state) if config.retention.keep_crops else None
+        floor = int(config.storage.crops_min_free_mb * MB)
+        self.store = CropStore(config.paths.state, floor) if config.retention.keep_crops else None
         self.shadow = ShadowScorer(
             self.models_root, connectors, config.scoring.threads, config.retrain.shadow_boards
         )
@@ -76,8 +79,8 @@ class FeedbackLoop:
         if crops and (self.store is not None or self.shadow.versions()):
             self._queue.put((verdict, dict(crops)))
 
-    def tick(self) -> bool:
-        """Candidate links; True when a connector's lifecycle changed."""
+    def follow_links(self) -> bool:
+        """Load or drop candidates; True when a connector's lifecycle changed (loader thread)."""
         self.shadow.refresh()
         changed = False
         for connector in self.connectors:

@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,6 +29,7 @@ import structlog
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.contracts.verdict import new_result_id, safe_part_id
 from edge_agent.inputs.drop_folder import DropFile
+from edge_agent.ops.storage import free_bytes
 
 log = structlog.get_logger()
 
@@ -54,7 +56,9 @@ class ImageSpool:
     """Writes image messages of the declared cameras into their inbox folders.
 
     `refused(reason)` counts a message refused: `unknown_camera` (acknowledged: a redelivery
-    would be refused again) or `spool_failed` (left unacknowledged, so the broker redelivers).
+    would be refused again), `spool_failed` or `disk_low` (left unacknowledged, so the broker
+    redelivers). `journal_floor` (the journal's folder, bytes): while the inbox shares that
+    folder's filesystem and it has less free, the spool takes nothing: that room is the journal's.
     """
 
     def __init__(
@@ -63,13 +67,16 @@ class ImageSpool:
         cameras: Iterable[str],
         refused: Callable[[str], None],
         journaled: Callable[[str, str], bool],
+        journal_floor: tuple[Path, int] | None = None,
     ) -> None:
         """`journaled(sha256, path_prefix)`: whether an inspection of that content was read
-        from a spooled file whose path starts with `path_prefix`."""
+        from a spooled file whose path starts with `path_prefix`; `journal_floor`: the
+        journal's folder and the free bytes kept for it on a shared filesystem."""
         self.inbox = inbox
         self._folders = {camera: inbox / camera for camera in cameras}
         self._refused = refused
         self._journaled = journaled
+        self._journal_floor = journal_floor
 
     def folders(self) -> dict[str, Path]:
         """Make the declared cameras' inbox folders; by watcher name (`mqtt:<camera>`)."""
@@ -104,6 +111,9 @@ class ImageSpool:
             )
             self._refused("unknown_camera")
             return True
+        if self._below_journal_floor(folder):
+            self._refused("disk_low")
+            return False
         data, part_id = unwrap(payload, properties)
         sha = hashlib.sha256(data).hexdigest()
         key = f"{part_id or ''}{SEPARATOR}{sha[:24]}-{packet_id}-"
@@ -132,6 +142,26 @@ class ImageSpool:
         if any(folder.glob(f"{key}*")):
             return True
         return self._journaled(sha, str(folder / key))
+
+    def _below_journal_floor(self, folder: Path) -> bool:
+        if self._journal_floor is None:
+            return False
+        journal_dir, floor = self._journal_floor
+        try:
+            shared = os.stat(folder).st_dev == os.stat(journal_dir).st_dev
+            free = free_bytes(folder)
+        except OSError:  # the write below fails and says why
+            return False
+        if shared and free < floor:
+            log.warning(
+                "mqtt image not spooled: the journal's disk is below its floor; left for "
+                "redelivery",
+                folder=str(folder),
+                free_bytes=free,
+                floor=floor,
+            )
+            return True
+        return False
 
 
 def describe(drop: DropFile, spooled: bool, prefix: str) -> tuple[str | None, str, str]:

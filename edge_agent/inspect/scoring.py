@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +175,8 @@ class ModelRegistry:
         self._refused: dict[str, tuple[Path, tuple[int, ...], str]] = {}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        # How a bundle is loaded (a bundle folder, onnxruntime threads); tests slow it down.
+        self.load_bundle: Callable[[Path, int], ConnectorModel] = ConnectorModel.load
 
     def get(self, connector: str) -> ConnectorModel | None:
         with self._lock:
@@ -219,7 +221,7 @@ class ModelRegistry:
             return None
         old_version = current.version if current else None
         try:
-            model = ConnectorModel.load(target, self.threads)
+            model = self.load_bundle(target, self.threads)
             if (model.connector, model.version) != (connector, target.name):
                 raise BundleError(
                     f"{target}: manifest is for connector {model.connector!r} version "

@@ -25,7 +25,8 @@ _METRICS = (
     ("input_errors", Counter, "Inputs that could not be inspected, by reason.", ["reason"], {}),
     ("mqtt_connected", Gauge, "1 while connected to the MQTT broker.", [], {}),
     ("mqtt_refused", Counter, "Inbound MQTT messages refused, by reason (unknown_camera: "
-     "acknowledged; spool_failed: left unacknowledged for redelivery).", ["reason"], {}),
+     "acknowledged; spool_failed, disk_low: left unacknowledged for redelivery).", ["reason"],
+     {}),
     ("retention_removed", Counter, "Files, crops and journal rows removed by retention, by kind "
      "(crops, processed, failed, duplicates, inspections).", ["kind"], {}),
     ("retention_freed_bytes", Counter, "Bytes freed by retention, by kind.", ["kind"], {}),
@@ -33,6 +34,12 @@ _METRICS = (
      "processed, failed, duplicates: every camera's folders).", ["kind"], {}),
     ("journal_inspections", Gauge, "Inspections in the journal after the last retention pass.",
      [], {}),
+    ("journal_errors", Counter, "Journal writes that failed (each retry counts).", [], {}),
+    ("journal_ok", Gauge, "1 while the journal takes writes, 0 from a failure to a success.",
+     [], {}),
+    ("journal_backlog", Gauge, "Boards waiting for a journal retry (their files stay put).",
+     [], {}),
+    ("state_free_bytes", Gauge, "Free bytes on the state filesystem (journal, crops).", [], {}),
 )  # fmt: skip
 
 
@@ -60,6 +67,10 @@ class Telemetry:
         for kind in RETENTION_KINDS:
             self._retention_removed.labels(kind=kind)
             self._retention_freed.labels(kind=kind)
+        self._journal_errors = metrics["journal_errors"]
+        self._journal_ok = metrics["journal_ok"]
+        self._journal_backlog = metrics["journal_backlog"]
+        self._state_free = metrics["state_free_bytes"]
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:
@@ -110,6 +121,22 @@ class Telemetry:
     def set_mqtt(self, connected: bool) -> None:
         """Record whether the MQTT client is connected."""
         self._mqtt.set(1 if connected else 0)
+
+    def journal_error(self) -> None:
+        """Count one failed journal write."""
+        self._journal_errors.inc()
+
+    def set_journal_ok(self, ok: bool) -> None:
+        """Record whether the journal takes writes."""
+        self._journal_ok.set(1 if ok else 0)
+
+    def set_journal_backlog(self, n: int) -> None:
+        """Record how many boards wait for a journal retry."""
+        self._journal_backlog.set(n)
+
+    def set_state_free_bytes(self, n: int) -> None:
+        """Record the free bytes of the state filesystem."""
+        self._state_free.set(n)
 
 
 def _code(reason: str) -> str:

@@ -3,7 +3,8 @@
 <state>/crops/<connector>/<YYYY-MM-DD>/<result_id>.png, indexed by a `crops` table in
 `<state>/journal.sqlite` (result id, connector, score, verdict, model version, size, time).
 Retention removes the oldest crops past an age or a disk budget; under the disk budget the
-crops nobody confirmed go first.
+crops nobody confirmed go first. Crops give way to the journal: below `min_free_bytes` free on
+the state filesystem no crop is written and retention removes crops until that much is free.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import structlog
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.contracts.clock import utc_now
 from edge_agent.inspect.imaging import encode_png
+from edge_agent.ops.storage import free_bytes
 from edge_agent.store.journal import create_tables, immediate_transaction
 
 log = structlog.get_logger()
@@ -73,9 +75,11 @@ class PruneResult:
 class CropStore:
     """Writes, indexes, prunes and lists kept crops; safe to share between threads."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, min_free_bytes: int = 0) -> None:
         self.root = Path(state_dir) / CROPS_DIR
         self.root.mkdir(parents=True, exist_ok=True)
+        self.min_free_bytes = min_free_bytes
+        self._paused = False
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             Path(state_dir) / JOURNAL_FILE, isolation_level=None, check_same_thread=False
@@ -98,7 +102,12 @@ class CropStore:
             self._db.close()
 
     def keep(self, verdict: Mapping[str, Any], crops: Mapping[str, np.ndarray]) -> int:
-        """Write each connector's crop of a journaled board and index it; returns how many."""
+        """Write each connector's crop of a journaled board and index it; returns how many.
+
+        Nothing is written while the state filesystem has less than `min_free_bytes` free.
+        """
+        if not self._room():
+            return 0
         result_id = verdict["result_id"]
         created_at = verdict.get("created_at") or utc_now()
         day_folder = created_at[:10]
@@ -135,6 +144,21 @@ class CropStore:
             raise
         return len(rows)
 
+    def _room(self) -> bool:
+        """Whether free space allows another crop; a change is logged once."""
+        paused = self._shortfall() > 0
+        if paused != self._paused:
+            self._paused = paused
+            report = log.warning if paused else log.info
+            report("crops_paused" if paused else "crops_resumed", floor=self.min_free_bytes)
+        return not paused
+
+    def _shortfall(self) -> int:
+        """Bytes missing to the free-space floor on the state filesystem (0: enough room)."""
+        if not self.min_free_bytes:
+            return 0
+        return max(0, self.min_free_bytes - free_bytes(self.root))
+
     def total_bytes(self) -> int:
         """Bytes of every indexed crop file."""
         return int(self._query("SELECT COALESCE(SUM(bytes), 0) FROM crops")[0][0])
@@ -146,7 +170,8 @@ class CropStore:
     def prune(
         self, max_age_days: float, max_bytes: int, now: dt.datetime | None = None, limit: int = 500
     ) -> PruneResult:
-        """Remove up to `limit` crops: past the age first, then the oldest (unconfirmed first)."""
+        """Remove up to `limit` crops: past the age first, then the oldest (unconfirmed first)
+        while over `max_bytes` or below the free-space floor."""
         now = now or dt.datetime.now(dt.UTC)
         cutoff = (now - dt.timedelta(days=max_age_days)).isoformat(timespec="milliseconds")
         cutoff = cutoff.replace("+00:00", "Z")
@@ -156,7 +181,8 @@ class CropStore:
         )
         more = len(victims) > limit
         victims = victims[:limit]
-        excess = self.total_bytes() - sum(v[2] for v in victims) - max_bytes
+        taken_bytes = sum(v[2] for v in victims)
+        excess = max(self.total_bytes() - max_bytes, self._shortfall()) - taken_bytes
         for confirmed in (False, True):
             if excess <= 0 or len(victims) >= limit:
                 break
@@ -172,7 +198,7 @@ class CropStore:
                 if row[0] not in taken:
                     victims.append(row)
                     excess -= row[2]
-        more = more or excess > 0
+        more = more or (excess > 0 and len(victims) >= limit)  # else: no crop left to remove
         self._remove(victims)
         if victims:
             log.info("crops_pruned", removed=len(victims), freed=sum(v[2] for v in victims))

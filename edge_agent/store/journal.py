@@ -109,15 +109,20 @@ def _tie_outbox_to_inspections(db: sqlite3.Connection) -> None:
 def immediate_transaction(
     db: sqlite3.Connection, lock: threading.Lock
 ) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT under `lock`; ROLLBACK on any error."""
+    """BEGIN IMMEDIATE ... COMMIT under `lock`; ROLLBACK on any error, a failed COMMIT's too.
+
+    The transaction always ends: a COMMIT that fails (disk full, I/O error, a deferred
+    constraint) leaves SQLite's transaction open unless it is rolled back here.
+    """
     with lock:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL, IOERR)
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
 
 class JournalError(RuntimeError):

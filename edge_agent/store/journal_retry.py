@@ -1,0 +1,103 @@
+"""Boards that failed to journal, retried oldest first with back-off until they are journaled.
+
+A board lands here when its journal write failed (disk full, I/O error). Its input file stays
+where it arrived, so nothing acknowledged is lost, and it gets its verdict once the journal
+works again, without a restart. Arrival order holds: while any board waits here, the workers
+wait too (`wait_turn`), so no later board is journaled before it. Each attempt re-runs the
+whole board; a failed attempt leaves nothing in the journal (its transaction rolled back) and
+one that failed after its commit is found by its source path, so a board gets one row.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import structlog
+
+log = structlog.get_logger()
+
+Item = TypeVar("Item")
+FIRST_DELAY_S = 1.0
+
+
+class JournalRetry(Generic[Item]):
+    """The stalled boards (by arrival number) and the thread that retries the oldest."""
+
+    def __init__(
+        self,
+        attempt: Callable[[Item], None],
+        *,
+        max_delay_s: float,
+        backlog: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self._attempt = attempt
+        self._first_delay_s = min(FIRST_DELAY_S, max_delay_s)
+        self._max_delay_s = max_delay_s
+        self._backlog = backlog
+        self._stalled: list[tuple[int, Item]] = []
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="journal-retry", daemon=True)
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self._stalled)
+
+    def is_alive(self) -> bool:
+        """Whether the retry thread runs."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the retry thread."""
+        self._thread.start()
+
+    def stop(self) -> int:
+        """Stop retrying and release waiting workers; how many boards were left (their files
+        stay where they arrived, for the next start)."""
+        with self._changed:
+            self._stopping.set()
+            left = len(self._stalled)
+            self._changed.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+        if left:
+            log.warning("journal_retry_stopped", boards_left=left)
+        return left
+
+    def stall(self, arrival: int, item: Item) -> None:
+        """Keep a board whose journal write failed, in arrival order, for the retry thread."""
+        with self._changed:
+            bisect.insort(self._stalled, (arrival, item), key=lambda entry: entry[0])
+            self._backlog(len(self._stalled))
+            self._changed.notify_all()
+
+    def wait_turn(self) -> bool:
+        """Block while boards wait for a retry (nothing overtakes them); False when stopping
+        with boards still waiting (a later board then stays put too, for the next start)."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._stalled or self._stopping.is_set())
+            return not self._stalled
+
+    def _run(self) -> None:
+        delay = self._first_delay_s
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._stalled or self._stopping.is_set())
+            if self._stopping.wait(delay):
+                return
+            with self._changed:
+                arrival, item = self._stalled[0]
+            try:
+                self._attempt(item)
+            except Exception as exc:  # still failing: the board stays first in line
+                log.debug("journal_retry_failed", arrival=arrival, error=str(exc))
+                delay = min(delay * 2, self._max_delay_s)
+                continue
+            with self._changed:
+                self._stalled.pop(0)
+                self._backlog(len(self._stalled))
+                delay = 0.0 if self._stalled else self._first_delay_s
+                self._changed.notify_all()
