@@ -69,7 +69,7 @@ def inspect_file(agent: Agent, path: Path, camera: str = CAMERA, spooled: bool =
     """Hand one input file to the agent as its watcher would; its journaled verdict."""
     data = path.read_bytes()
     drop = DropFile(camera, path, hashlib.sha256(data).hexdigest(), data)
-    agent.handle(_Work(drop, spooled))
+    agent.handle(_Work(drop, spooled, arrival=0))
     with sqlite3.connect(agent.journal.path) as db:
         rows = db.execute(
             "SELECT verdict_json FROM inspections WHERE source_path = ?", (str(path),)

@@ -100,6 +100,7 @@ def test_any_command_is_done_or_refused_naming_the_problem(
     replies = len(agent.link.replies)
 
     agent._on_command(f"cmd/{name}", payload, request_properties())
+    agent.loader.submit(lambda: None).result(timeout=30)  # commands run in order on the loader
 
     assert len(agent.link.replies) == replies + 1
     reply = agent.link.replies[-1]
