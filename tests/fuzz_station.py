@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 from onnx_fixtures import install_template_model
 from test_pipeline import BOXES, MAP_SIZE, RAW_THRESHOLD, textured_reference
 
@@ -109,3 +110,13 @@ class RecordingLink(MqttLink):
 def request_properties() -> MessageProperties:
     """A request's properties with a reply address, as an MES sends them."""
     return MessageProperties([("by", "mes")], response_topic="mes/replies", correlation_data=b"1")
+
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+"""Any JSON value, small: what the payload fuzz tests nest into their objects."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fuzz_station import CONNECTOR, VERSIONS, RecordingLink, make_agent, request_properties
+from fuzz_station import CONNECTOR, JSON, VERSIONS, RecordingLink, make_agent, request_properties
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -35,13 +35,6 @@ STRANGE = st.one_of(
     st.floats(),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-)
-JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=10,
 )
 
 

@@ -16,7 +16,14 @@ from typing import Any
 
 import cv2
 import pytest
-from fuzz_station import CONNECTOR, RecordingLink, inspect_file, make_agent, request_properties
+from fuzz_station import (
+    CONNECTOR,
+    JSON,
+    RecordingLink,
+    inspect_file,
+    make_agent,
+    request_properties,
+)
 from fuzz_station import table_rows as rows_of
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -70,13 +77,6 @@ STRANGE = st.one_of(
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     st.just("x" * 300),
-)
-JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=10,
 )
 
 
