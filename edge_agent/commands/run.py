@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from edge_agent.contracts.config import ConfigError, load_config_for_command
 from edge_agent.inspect.imaging import DecodeError
 from edge_agent.ops.health import HealthPortError
 from edge_agent.ops.logs import configure_logging
+from edge_agent.ops.stop_signals import on_stop_signal
 from edge_agent.store.journal import JournalError
 
 
@@ -29,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_agent.daemon import Agent  # after logging is set up
 
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    on_stop_signal(lambda _signum: stop.set())
     try:
         agent = Agent(config)
     except (ConfigError, DecodeError, JournalError, BundleError, OSError) as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import signal
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from edge_agent.contracts.config import ConfigError
 from edge_agent.ops.logs import configure_logging
+from edge_agent.ops.stop_signals import on_stop_signal
 from trainer.retrain.runs import lower_priority, read_last_run
 from trainer.settings import load_config
 
@@ -107,12 +107,11 @@ def run(args: argparse.Namespace) -> int:
         log.info("retrain_catching_up", missed=missed.isoformat())
         scheduler.add_job(runner, "date", run_date=now, args=("catch-up",), id="catch-up")
 
-    def shutdown(*_: object) -> None:
+    def shutdown(_signum: int) -> None:
         runner.stop()
         scheduler.shutdown(wait=False)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, shutdown)
+    on_stop_signal(shutdown)
     upcoming = trigger.get_next_fire_time(None, now)
     log.info("trainer_scheduled", schedule=config.retrain.schedule, next_run=str(upcoming))
     scheduler.start()

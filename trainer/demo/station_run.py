@@ -191,7 +191,11 @@ class VerdictListener:
 
 
 def die_with_parent() -> None:
-    """In the child: get SIGTERM when the driving process dies, so no agent is left behind."""
+    """In the child: get SIGTERM when the driving process dies, so no agent is left behind.
+
+    The kernel sends it when the *thread* that started the child ends, so a child started from a
+    helper thread gets it when that thread returns (the agent stops cleanly on it).
+    """
     pr_set_pdeathsig = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
