@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from detector_checks import cli
 
+from trainer.evaluation.synthetic_defects import KINDS
 from trainer.studies.quality import CELL_TRAIN_OK, build_cells, cell_split
 
 FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
@@ -77,6 +79,10 @@ def test_bench_quality_tabulates_a_row_per_connector_and_method(tmp_path: Path) 
         assert row["threshold_mode"] in ("ko", "ok-only")
         assert float(row["ms_per_crop"]) > 0 and float(row["bundle_mb"]) > 0
         assert 0.0 <= float(row["false_reject_rate"]) <= 1.0
+        assert 0.0 < float(row["synthetic_recall"]) <= 1.0
+        assert [part.split()[0] for part in row["synthetic_by_kind"].split(", ")] == list(KINDS)
+        strip = out / "station" / "synthetic" / f"patchcore_{row['connector']}.png"
+        assert cv2.imread(str(strip)).shape[0] >= 160
     assert 0.0 <= float(rows["J1"]["best_recall_at_0.5%_fr"]) <= 1.0  # J1 has test KO
     assert rows["J4"]["best_recall_at_0.5%_fr"] == ""  # J4 never has KO
 
