@@ -10,6 +10,7 @@ from hypothesis import settings
 from mqtt_broker import MosquittoBroker, MqttRecorder
 from retrain_station import copy_station
 
+from edge_agent.store.journal import Journal
 from trainer.demo.station_run import AgentProcess
 
 # The property-based fuzz tests (tests/test_fuzz_*.py) keep no example database in the tree and
@@ -26,6 +27,15 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A journal at `tmp_path/journal.sqlite` with a session started, closed after the test."""
+    opened = Journal(tmp_path / "journal.sqlite")
+    opened.start_session()
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

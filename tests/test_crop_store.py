@@ -21,14 +21,6 @@ def crop(seed: int) -> np.ndarray:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    journal = Journal(tmp_path / JOURNAL_FILE)
-    journal.start_session()
-    yield journal
-    journal.close()
-
-
-@pytest.fixture
 def store(tmp_path: Path, journal: Journal) -> CropStore:
     store = CropStore(tmp_path)
     yield store

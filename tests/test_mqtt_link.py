@@ -77,14 +77,6 @@ def publish(broker: MosquittoBroker, topic: str, payload: bytes, **props: Any) -
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.sqlite")
-    opened.start_session()
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def make_link(broker: MosquittoBroker) -> Iterator[Callable[..., MqttLink]]:
     """Start links on `broker`; any still running at the end are stopped."""
     made: list[MqttLink] = []

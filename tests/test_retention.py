@@ -10,14 +10,13 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from edge_agent.contracts.config import RetentionSettings
 from edge_agent.inputs.drop_folder import DropFile
 from edge_agent.inputs.filed_retention import FiledPruner
 from edge_agent.inputs.filing import Outcome, finish
 from edge_agent.ops.telemetry import Telemetry
-from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
+from edge_agent.store.crop_store import CropStore
 from edge_agent.store.journal import Journal, OutboxMessage
 from edge_agent.store.journal_retention import InspectionPruner
 from edge_agent.store.retention import Retention
@@ -122,14 +121,6 @@ def test_a_large_backlog_of_files_is_pruned_in_bounded_batches(tmp_path: Path) -
 
 
 # -- the journal ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    journal = Journal(tmp_path / JOURNAL_FILE)
-    journal.start_session()
-    yield journal
-    journal.close()
 
 
 def journal_board(journal: Journal, result_id: str, age: dt.timedelta, sha: str) -> None:

@@ -21,6 +21,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "EDGE_INSPECT_"
+MB = 1_000_000
+"""Bytes in one of the `*_mb` settings."""
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 

@@ -21,10 +21,9 @@ from edge_agent.comms.confirmations import apply_confirmation, parse_confirmatio
 from edge_agent.comms.mqtt_link import Handler, MessageProperties, MqttLink
 from edge_agent.comms.payloads import json_object
 from edge_agent.contracts.bundle import BundleError
-from edge_agent.contracts.config import StationConfig
+from edge_agent.contracts.config import MB, StationConfig
 from edge_agent.feedback import lifecycle
 from edge_agent.feedback.shadow import ShadowScorer
-from edge_agent.ops.storage import MB
 from edge_agent.store.crop_store import CropStore
 from edge_agent.store.journal import Journal
 

@@ -16,12 +16,10 @@ from typing import Any
 import structlog
 
 from edge_agent.contracts.clock import utc_now
-from edge_agent.contracts.config import StorageSettings
+from edge_agent.contracts.config import MB, StorageSettings
 from edge_agent.ops.telemetry import Telemetry
 
 log = structlog.get_logger()
-
-MB = 1_000_000
 
 
 def free_bytes(path: Path) -> int:
@@ -44,12 +42,6 @@ class StorageHealth:
         self._failures = 0
         self._below_floor = False
         telemetry.set_journal_ok(True)
-
-    @property
-    def journal_ok(self) -> bool:
-        """False from a failed journal write until the next one that succeeds."""
-        with self._lock:
-            return self._error is None
 
     def journal_failed(self, error: BaseException) -> None:
         """Count a failed journal write; the first of a run is logged at ERROR."""

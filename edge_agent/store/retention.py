@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from edge_agent.contracts.config import RetentionSettings
+from edge_agent.contracts.config import MB, RetentionSettings
 from edge_agent.inputs.filed_retention import FiledPruner, Removed
 from edge_agent.inputs.filing import LEGACY_DUPLICATES
 from edge_agent.ops.telemetry import Telemetry
@@ -27,7 +27,6 @@ from edge_agent.store.journal_retention import InspectionPruner
 log = structlog.get_logger()
 
 PAUSE_S = 0.05
-MB = 1_000_000
 
 Batches = Callable[[int, dt.datetime], Iterator[Removed]]
 

@@ -59,8 +59,7 @@ def synthetic_recall(
     if not len(ok_crops):
         raise ValueError("no OK crops to paste synthetic defects on")
     model = ConnectorModel.load(Path(bundle_dir), threads=2)
-    weights_path = Path(bundle_dir) / WEIGHT_MASK_FILE
-    weights = np.load(weights_path, allow_pickle=False) if weights_path.is_file() else np.ones(1)
+    weights = np.load(Path(bundle_dir) / WEIGHT_MASK_FILE, allow_pickle=False)
     rng = np.random.default_rng(seed)
     caught: dict[str, float] = {}
     examples = [("clean", ok_crops[0], model.score(ok_crops[0]).score)]
