@@ -12,8 +12,11 @@ import numpy as np
 from edge_agent.contracts.bundle import Calibration
 
 TAIL_SHARE = 0.2
-"""Without enough OK scores for a conformal quantile, the top share of them is fitted."""
+"""The top share of the OK scores that the tail fit uses."""
 MIN_TAIL = 8
+FLOOR_FACTOR = 2.0
+"""Whatever the shape of the OK tail, an OK-only limit promises at most this many times the
+target false-reject (a split-conformal floor)."""
 
 
 class CalibrationError(ValueError):
@@ -60,14 +63,17 @@ def ok_only_threshold(
 ) -> tuple[float, str]:
     """A threshold for a target false-reject rate from OK scores alone, and the rule that set it.
 
-    With enough scores (n >= 1/target - 1) it is the split-conformal quantile: distribution-free,
-    expected false reject within [target - 1/(n+1), target]. With fewer, the target quantile is
-    extrapolated by a tail fit (`tail_quantile`), never below the highest score. `cross_fit` adds
-    out-of-fold OK scores of models trained on part of the training set; they run at least as
-    high as the full model's, which keeps the bound on the safe side. `spread` adds that many
-    standard deviations of the OK scores (room for the line drifting from the calibration set:
-    the bound then holds with that much to spare); `margin` is an optional guard band on top (a
-    fraction of the threshold).
+    The target quantile is extrapolated from the shape of the OK tail (`tail_quantile`) rather
+    than read off one order statistic: with a few hundred scores the split-conformal quantile for
+    0.5 % is the single highest score, so one doubtful OK crop in the training set moves the
+    threshold by several of the OK scores' standard deviations. The fit is never below a
+    distribution-free floor: the split-conformal quantile for `FLOOR_FACTOR` times the target
+    (with too few scores for it, the highest score). `cross_fit` adds out-of-fold OK scores of
+    models trained on part of the training set; they run at least as high as the full model's,
+    which keeps the bound on the safe side. `spread` adds that many standard deviations of the
+    OK scores (room for the line drifting from the calibration set: the bound then holds with
+    that much to spare); `margin` is an optional guard band on top (a fraction of the
+    threshold).
     """
     held_out = len(ok_scores)
     if cross_fit is not None and len(cross_fit):
@@ -77,24 +83,23 @@ def ok_only_threshold(
         raise CalibrationError(f"need at least 2 held-out OK scores, got {n}")
     ordered = np.sort(np.asarray(ok_scores, np.float64))
     pooled = f" ({held_out} held-out + {n - held_out} out-of-fold)" if n > held_out else ""
-    rank = conformal_rank(n, target_false_reject)
-    if rank is not None:
-        limit = float(ordered[rank - 1])
-        bound = 1.0 - rank / (n + 1)
-        rule = (
-            f"split-conformal quantile: just above the {rank}th lowest of {n} OK scores{pooled}. "
-            f"Distribution-free: expected false-reject <= 1 - {rank}/(n+1) = {bound:.2%} "
-            f"(target {target_false_reject:.2%})"
-        )
-    else:
-        quantile, used = tail_quantile(ordered, target_false_reject)
-        limit = max(quantile, float(ordered[-1]))
-        rule = (
-            f"tail fit: exponential tail of the highest {used} of {n} OK scores{pooled}, "
-            f"extrapolated to the {target_false_reject:.2%} target (never below the highest). "
-            f"Distribution-free only: expected false-reject <= 1/(n+1) = {1.0 / (n + 1):.2%}; "
-            f"the target holds if the OK tail is no heavier than exponential"
-        )
+    quantile, used = tail_quantile(ordered, target_false_reject)
+    floor_target = FLOOR_FACTOR * target_false_reject
+    rank = conformal_rank(n, floor_target) or n
+    floor = float(ordered[rank - 1])
+    limit = max(quantile, floor)
+    floor_rule = (
+        f"the split-conformal quantile for {floor_target:.2%}, the {rank}th lowest"
+        if rank < n
+        else "the highest"
+    )
+    rule = (
+        f"tail fit: exponential tail of the highest {used} of {n} OK scores{pooled}, "
+        f"extrapolated to the {target_false_reject:.2%} target, which holds if the OK tail is "
+        f"no heavier than exponential; never below {floor_rule} of them, so that whatever the "
+        f"tail, expected false-reject <= 1 - {rank}/(n+1) = {1.0 - rank / (n + 1):.2%} "
+        f"(distribution-free; {'the fit' if quantile >= floor else 'this floor'} set the limit)"
+    )
     band = spread * float(np.std(ordered, ddof=1))
     threshold = (float(np.nextafter(limit, np.inf)) + band) * (1.0 + margin)
     if spread:
