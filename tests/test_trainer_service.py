@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import threading
 from pathlib import Path
 
+from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from mqtt_broker import MosquittoBroker
 from retrain_station import cli_process
 
-from trainer.commands.trainer_service import missed_run
+from trainer.commands.trainer_service import _Runner, missed_run, stopper
 
 UTC = dt.UTC
 NIGHTLY = CronTrigger.from_crontab("0 2 * * *", timezone=UTC)
@@ -28,6 +30,24 @@ def test_a_missed_nightly_run_is_caught_up_only_within_the_grace() -> None:
     assert missed_run(NIGHTLY, at(2, 2, 0), at(2, 7), grace) is None
     assert missed_run(NIGHTLY, at(1, 2, 5), at(5, 3), grace) == at(5, 2)
     assert missed_run(NIGHTLY, None, at(2, 7), grace) is None
+
+
+def test_a_stop_asked_for_before_the_scheduler_starts_stops_it_as_it_starts() -> None:
+    """SIGTERM can arrive between installing the handler and `start`: the service must not then
+    run on until it is killed, nor start the run it had queued."""
+    scheduler = BlockingScheduler()
+    ran: list[str] = []
+    scheduler.add_job(ran.append, "date", run_date=dt.datetime.now(UTC), args=("catch-up",))
+    stop = stopper(scheduler, _Runner(None))
+
+    stop(signal.SIGTERM)
+    service = threading.Thread(target=scheduler.start, daemon=True)
+    service.start()
+    service.join(timeout=30)
+
+    assert not service.is_alive()
+    assert not scheduler.running
+    assert ran == []
 
 
 def test_service_catches_up_a_missed_run_and_stops_on_a_burst_of_sigterms(

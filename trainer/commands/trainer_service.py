@@ -14,9 +14,13 @@ import datetime as dt
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import structlog
+from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -86,6 +90,27 @@ class _Runner:
                 child.wait()
 
 
+def stopper(scheduler: BlockingScheduler, runner: _Runner) -> Callable[[int], None]:
+    """The stop request for `scheduler` and `runner`, valid before the scheduler has started.
+
+    A stop asked for before `start` would find no running scheduler to shut down, and `start`
+    would then run until killed; the request is kept, and the scheduler stops as it starts."""
+    requested = threading.Event()
+
+    def stop(_signum: int) -> None:
+        requested.set()
+        runner.stop()
+        with suppress(SchedulerNotRunningError):
+            scheduler.shutdown(wait=False)
+
+    def stop_if_requested(_event: SchedulerEvent) -> None:
+        if requested.is_set():
+            scheduler.shutdown(wait=False)
+
+    scheduler.add_listener(stop_if_requested, EVENT_SCHEDULER_STARTED)
+    return stop
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -107,11 +132,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("retrain_catching_up", missed=missed.isoformat())
         scheduler.add_job(runner, "date", run_date=now, args=("catch-up",), id="catch-up")
 
-    def shutdown(_signum: int) -> None:
-        runner.stop()
-        scheduler.shutdown(wait=False)
-
-    on_stop_signal(shutdown)
+    on_stop_signal(stopper(scheduler, runner))
     upcoming = trigger.get_next_fire_time(None, now)
     log.info("trainer_scheduled", schedule=config.retrain.schedule, next_run=str(upcoming))
     scheduler.start()
