@@ -24,6 +24,7 @@ from edge_agent.contracts.bundle import read_manifest, verify_bundle
 from trainer.datasets import list_images
 from trainer.demo.synth.station import generate_station
 from trainer.evaluation.report import REQUIRED_KEYS
+from trainer.evaluation.synthetic_defects import EXAMPLES_FILE, KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +171,13 @@ def test_train_installs_an_active_checked_bundle_with_a_full_report(
     for key in ("image_auroc", "image_aupr", "f1", "recall", "pixel_auroc", "pro"):
         assert isinstance(metrics[key], float) and 0.0 <= metrics[key] <= 1.0, key
     assert manifest.metrics["image_auroc"] == metrics["image_auroc"]
+    # The estimate without KO: defects pasted on the test OK, scored by the bundle.
+    by_kind = metrics["synthetic_by_kind"]
+    assert list(by_kind) == list(KINDS)
+    assert all(0.0 <= value <= 1.0 for value in by_kind.values())
+    assert metrics["synthetic_recall"] == pytest.approx(np.mean(list(by_kind.values())), abs=1e-3)
+    assert (bundle / "report" / EXAMPLES_FILE).read_bytes().startswith(PNG_MAGIC)
+    assert f"recall on synthetic defects {metrics['synthetic_recall']}" in trained.result.stdout
 
 
 def test_train_all_trains_every_connector_and_prints_a_summary(
@@ -210,6 +218,7 @@ def test_train_all_trains_every_connector_and_prints_a_summary(
     assert "out-of-fold" in calibration.guarantee  # PatchCore cross-fits: a fit takes seconds
     for key in ("image_auroc", "image_aupr", "recall"):
         assert metrics[key] is None, key  # undefined without KO, written as null
+    assert 0.0 <= float(summary[OK_ONLY_CONNECTOR]["synthetic_recall"]) <= 1.0
 
 
 def test_evaluate_reproduces_the_training_report_through_onnxruntime(

@@ -24,7 +24,7 @@ USER_ERRORS = (ConfigError, DataError, RoiError, BackboneError, CalibrationError
 
 COLUMNS = (
     "connector", "n_train", "n_test_ko", "image_auroc", "threshold_mode",
-    "false_reject_rate", "recall", "train_seconds", "version", "error",
+    "false_reject_rate", "recall", "synthetic_recall", "train_seconds", "version", "error",
 )  # fmt: skip
 
 

@@ -42,6 +42,7 @@ from trainer.datasets import (
 from trainer.detectors import CROSS_FITTED, DETECTORS
 from trainer.detectors.components.backbones import build_backbone
 from trainer.evaluation.scoring import evaluate_bundle
+from trainer.evaluation.synthetic_defects import synthetic_metrics
 from trainer.export import check_parity, export_onnx, onnx_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.masks import RoiError, mask_id, roi_mask, variance_mask
@@ -236,6 +237,8 @@ def train_connector(
             train_seconds=train_seconds,
         )
         extra = _report_extra(data, manifest, train_seconds)
+        if len(data.test_ok):
+            extra |= synthetic_metrics(staging, data.test_ok.images, staging / "report")
         metrics = evaluate_bundle(staging, data, staging / "report", extra)
         manifest.metrics = {
             k: metrics.get(k) for k in (*REPORTED_METRICS, "n_test_ok", "n_test_ko")

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         m = outcome.metrics
         print(
             f"{outcome.connector} {outcome.version}: AUROC {m.get('image_auroc')}, "
-            f"false-reject {m.get('false_reject_rate')}, recall {m.get('recall')} -> "
+            f"false-reject {m.get('false_reject_rate')}, recall {m.get('recall')}, "
+            f"recall on synthetic defects {m.get('synthetic_recall')} -> "
             f"{outcome.bundle_dir}"
         )
         return 0

@@ -23,6 +23,7 @@ from trainer.evaluation.report import THRESHOLD
 from trainer.evaluation.scoring import WEIGHT_MASK_FILE
 
 KINDS = ("missing", "cable", "crack", "shifted")
+EXAMPLES_FILE = "synthetic_defects.png"
 RING = 0.05  # the outer ring, as a fraction of the side, that shows the board around the part
 
 
@@ -75,6 +76,17 @@ def synthetic_recall(
     if examples_png is not None:
         write_examples(examples_png, examples)
     return caught
+
+
+def synthetic_metrics(bundle_dir: Path, ok_crops: np.ndarray, report_dir: Path) -> dict:
+    """The estimate as report metrics (`synthetic_recall`, `synthetic_by_kind`), with the example
+    strip written to `report_dir / EXAMPLES_FILE`."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    recall = synthetic_recall(bundle_dir, ok_crops, examples_png=report_dir / EXAMPLES_FILE)
+    return {
+        "synthetic_recall": round(recall["all"], 3),
+        "synthetic_by_kind": {kind: round(recall[kind], 3) for kind in KINDS},
+    }
 
 
 def write_examples(path: Path, examples: list[tuple[str, np.ndarray, float]]) -> None:

@@ -10,13 +10,16 @@ types stay out of development and tests: they are an independent check.
 Synthetic: `synth --seed 0` (default 320 boards), every connector as `train-all` sees it.
 Each (data set, connector, method) is trained by the ordinary `train` pipeline and measured
 from its bundle as `compare` does, plus the best recall reachable at the target false reject,
-and the recall on synthetic defects pasted on its test OK (an estimate that needs no KO, shown
-beside the real recall; one example strip per row in `OUT/<data set>/synthetic/`).
+and the recall on synthetic defects pasted on its test OK, from the training report (an estimate
+that needs no KO, shown beside the real recall; one example strip per row in
+`OUT/<data set>/synthetic/`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,10 +27,10 @@ import cv2
 import numpy as np
 import structlog
 
-from trainer.datasets import DataError, list_images, load_crops
+from trainer.datasets import DataError
 from trainer.demo.synth.station import generate_station
 from trainer.evaluation.metrics import recall_at_false_reject
-from trainer.evaluation.synthetic_defects import KINDS, synthetic_recall
+from trainer.evaluation.synthetic_defects import EXAMPLES_FILE, KINDS
 from trainer.evaluation.tables import write_tables
 from trainer.settings import TrainingSettings
 from trainer.studies.compare import compare
@@ -113,29 +116,30 @@ def bench_quality(
     """Train and measure every (data set, connector, method); a row each."""
     rows = []
     for data_set, connectors in folders.items():
-        by_name = {folder.name: folder for folder in connectors}
         for row in compare(connectors, out / data_set, base, methods, runs):
             bundle = out / data_set / "models" / row["method"] / row["connector"]
             if not row.get("error"):
                 row["best_recall_at_0.5%_fr"] = best_recall(bundle / row["version"])
                 row |= synthetic_columns(
                     bundle / row["version"],
-                    by_name[row["connector"]],
                     out / data_set / "synthetic" / f"{row['method']}_{row['connector']}.png",
                 )
             rows.append({"data_set": data_set, **row})
     return rows
 
 
-def synthetic_columns(bundle: Path, folder: Path, examples_png: Path) -> dict:
-    """Recall on synthetic defects pasted on the connector's test OK: overall and by kind."""
-    ok = list_images(folder / "test" / "ok")
-    if not ok:
+def synthetic_columns(bundle: Path, examples_png: Path) -> dict:
+    """The training report's recall on synthetic defects (pasted on the connector's test OK):
+    overall and by kind, with its example strip copied to `examples_png`."""
+    metrics = json.loads((bundle / "report" / "metrics.json").read_text(encoding="utf-8"))
+    if metrics.get("synthetic_recall") is None:
         return {}
-    recall = synthetic_recall(bundle, load_crops(ok).images, examples_png=examples_png)
+    examples_png.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(bundle / "report" / EXAMPLES_FILE, examples_png)
+    by_kind = metrics["synthetic_by_kind"]
     return {
-        "synthetic_recall": round(recall["all"], 3),
-        "synthetic_by_kind": ", ".join(f"{kind} {recall[kind]:.2f}" for kind in KINDS),
+        "synthetic_recall": metrics["synthetic_recall"],
+        "synthetic_by_kind": ", ".join(f"{kind} {by_kind[kind]:.2f}" for kind in KINDS),
     }
 
 
