@@ -27,6 +27,7 @@ from mqtt_broker import wait_until
 from retrain_station import PREFIX
 
 from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.bundle import read_manifest
 from edge_agent.contracts.config import load_config
 from trainer.retrain.job import STATUS_FILE, ConnectorResult, RunReport
 from trainer.retrain.runs import retrain_root
@@ -300,6 +301,13 @@ def test_connector_view_reports_scores_rates_versions_and_the_last_retrain(line:
     assert sorted(summary["scores"]) == sorted(c["score"] for c in scored)
     assert sum(h["nok"] for h in summary["hourly"]) == sum(c["evaluation"] == "NOK" for c in scored)
     assert {v["version"] for v in summary["versions"]} >= {OLD_VERSION, line.active("J3")}
+    active = next(v for v in summary["versions"] if v["version"] == line.active("J3"))
+    manifest = read_manifest(config.paths.models / "J3" / "active")
+    assert active["calibration"] == manifest.calibration.mode
+    assert active["guarantee"] == manifest.calibration.guarantee
+    test = active["test"]
+    assert test["n_test_ok"] > 0 and 0.0 <= test["false_reject_rate"] <= 1.0
+    assert 0.0 <= test["synthetic_recall"] <= 1.0
     assert summary["state"]["active"] == line.active("J3")
     assert summary["retrain"]["outcome"] == "refused"
     assert summary["retrain"]["reason"] == gate["summary"]

@@ -153,12 +153,14 @@ def test_confirming_a_connector_in_the_review_page_feeds_the_nightly_retrain(
     assert f"confirmed/{result_id}" in retrain_ko_origins(line, connector)
 
 
-def test_promote_and_rollback_in_the_page_switch_the_model_the_agent_runs(page, line: Line):
+def test_promote_and_rollback_in_the_page_switch_the_model_the_agent_runs(page, line: Line, shots):
     topic = f"{PREFIX}/model/J3"
     current = line.active("J3")
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto("/connector/J3")
 
+    sync_api.expect(page.locator("tr.active td.test")).to_contain_text("synthetic defects")
+    page.screenshot(path=shots / "connector.png", full_page=True)
     page.locator("tr", has_text=OLD_VERSION).get_by_role("button", name="Activate").click()
 
     wait_until(lambda: line.active("J3") == OLD_VERSION, what="J3 active link switched")

@@ -241,7 +241,8 @@ def train_connector(
             extra |= synthetic_metrics(staging, data.test_ok.images, staging / "report")
         metrics = evaluate_bundle(staging, data, staging / "report", extra)
         manifest.metrics = {
-            k: metrics.get(k) for k in (*REPORTED_METRICS, "n_test_ok", "n_test_ko")
+            k: metrics.get(k)
+            for k in (*REPORTED_METRICS, "synthetic_recall", "n_test_ok", "n_test_ko")
         }
         write_json_atomic(staging / MANIFEST_FILE, manifest.dump())
         if record_sets:

@@ -21,6 +21,8 @@ from edge_agent.feedback import lifecycle
 router = APIRouter()
 HISTORY_HOURS = 24
 HISTOGRAM_BOARDS = 500
+TEST_METRICS = ("false_reject_rate", "recall", "synthetic_recall", "n_test_ok", "n_test_ko")
+"""What a version's manifest says of its test split, shown beside it."""
 
 
 class PromoteRequest(BaseModel):
@@ -60,6 +62,8 @@ def _versions(request: Request, connector: str) -> list[dict[str, Any]]:
                 method=manifest.method,
                 n_train=manifest.training.n_train,
                 calibration=manifest.calibration.mode,
+                guarantee=manifest.calibration.guarantee,
+                test={key: manifest.metrics.get(key) for key in TEST_METRICS},
             )
         except BundleError as exc:
             row["problem"] = str(exc)
