@@ -139,7 +139,14 @@ def test_train_with_an_unknown_method_flag_is_a_one_line_error(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_train_command_installs_a_padim_bundle(tmp_path: Path) -> None:
-    manifest = train_command_bundle(tmp_path, "padim")
+def test_train_command_installs_a_padim_bundle_ok_only_without_cross_fitting(
+    tmp_path: Path,
+) -> None:
+    """Half-size PaDiM fits score new OK far higher than the full model: its OK-only threshold
+    comes from the held-out OK alone."""
+    manifest = train_command_bundle(tmp_path, "padim", connector="J4")
 
     assert manifest.training.params["padim_dims"] == 100
+    assert manifest.calibration.mode == "ok-only"
+    assert manifest.calibration.n_ok == manifest.training.n_holdout_ok
+    assert "out-of-fold" not in manifest.calibration.guarantee
