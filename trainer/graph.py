@@ -22,18 +22,22 @@ class Preprocess(nn.Module):
         super().__init__()
         self.size = size
         self.gray = color_mode == "gray"
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add, applied after the resize (which is
+        # linear), so the full-size crop is only cast and resized.
+        self.register_buffer("scale", 1.0 / (255.0 * std_t))
+        self.register_buffer("offset", -mean_t / std_t)
         self.register_buffer("gray_weights", torch.tensor(_GRAY_WEIGHTS).view(1, 3, 1, 1))
 
     def forward(self, crop: torch.Tensor) -> torch.Tensor:
-        x = crop.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        x = crop.permute(0, 3, 1, 2).to(torch.float32)
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         if self.gray:
             x = (x * self.gray_weights).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
         else:
             x = x.flip(1)  # BGR -> RGB, the order the backbones were trained with
-        return (x - self.mean) / self.std
+        return x * self.scale + self.offset
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:

@@ -22,20 +22,23 @@ class PatchCoreCore(nn.Module):
     def __init__(self, embedding: PatchEmbedding, bank: torch.Tensor) -> None:
         super().__init__()
         self.embedding = embedding
-        self.register_buffer("bank", bank.contiguous())
-        self.register_buffer("bank_norms", (bank * bank).sum(dim=1))
+        # |q - b|^2 = |q|^2 + (|b|^2 - 2 q.b): the bracket is one Gemm whose bias is |b|^2, and
+        # |q|^2 is the same for every b of a row, so it is added after the row's minimum.
+        self.register_buffer("bank_t_scaled", (-2.0 * bank).T.contiguous())
+        self.register_buffer("bank_norms", (bank * bank).sum(dim=1).unsqueeze(0))
+
+    @property
+    def bank(self) -> torch.Tensor:
+        """The memory bank (N, C), recovered exactly from its scaled transpose."""
+        return self.bank_t_scaled.T / -2.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.embedding(x)
         _, channels, height, width = features.shape
         queries = features.permute(0, 2, 3, 1).reshape(height * width, channels)
-        # |q - b|^2 = |q|^2 - 2 q.b + |b|^2: one matmul against the whole bank.
-        squared = (
-            (queries * queries).sum(dim=1, keepdim=True)
-            - 2.0 * queries @ self.bank.T
-            + self.bank_norms.unsqueeze(0)
-        )
-        nearest = squared.amin(dim=1).clamp_min(0.0).sqrt()
+        partial = torch.addmm(self.bank_norms, queries, self.bank_t_scaled)
+        squared = partial.amin(dim=1) + (queries * queries).sum(dim=1)
+        nearest = squared.clamp_min(0.0).sqrt()
         return nearest.view(1, 1, height, width)
 
 
