@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -85,6 +86,8 @@ def test_bench_quality_tabulates_a_row_per_connector_and_method(tmp_path: Path) 
         assert cv2.imread(str(strip)).shape[0] >= 160
     assert 0.0 <= float(rows["J1"]["best_recall_at_0.5%_fr"]) <= 1.0  # J1 has test KO
     assert rows["J4"]["best_recall_at_0.5%_fr"] == ""  # J4 never has KO
+    machine = json.loads((out / "machine.json").read_text(encoding="utf-8"))
+    assert machine["cpus"] >= 1 and f"machine: {json.dumps(machine)}" in result.stdout
 
 
 def test_bench_quality_refuses_an_unknown_data_set_before_any_work(tmp_path: Path) -> None:

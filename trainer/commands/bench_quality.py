@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from edge_agent.contracts.config import ConfigError
 from trainer.commands.options import run_guarded
 from trainer.demo.synth.plan import DEFAULT_BOARDS
+from trainer.evaluation.footprint import machine_facts
 from trainer.settings import load_config
 from trainer.studies.compare import parse_methods, select_connectors
 from trainer.studies.quality import (
@@ -56,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
             folders["station"] = select_connectors(crops, args.connectors)
         rows = bench_quality(folders, args.out, base, methods, max(1, args.runs))
         print(write_quality(args.out, rows))
+        # ms per crop is read beside the CPU that produced it (OUT/machine.json).
+        machine = json.dumps(machine_facts())
+        (args.out / "machine.json").write_text(machine + "\n", encoding="utf-8")
+        print(f"machine: {machine}")
         return 1 if any(row.get("error") for row in rows) else 0
 
     return run_guarded("edge-inspect bench-quality", body)

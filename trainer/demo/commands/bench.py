@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from trainer.demo.console_watch import ConsoleWatch
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board, load_boards
 from trainer.demo.station_setup import ensure_models, ensure_station
-from trainer.evaluation.footprint import bundle_mb, time_scoring
+from trainer.evaluation.footprint import bundle_mb, machine_facts, time_scoring
 from trainer.settings import load_config
 
 
@@ -144,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_station(station, args.seed, 320)
         ensure_models(station, retrain=False)
         config = load_config(station / "config.toml")
-        results: dict = {"machine": {"cpus": len(os.sched_getaffinity(0))}}
+        results: dict = {"machine": machine_facts()}
         results["models"] = bench_models(
             config.paths.models, list(config.connectors), config.scoring.threads
         )

@@ -32,6 +32,7 @@ from edge_agent.store.crop_store import JOURNAL_FILE
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, Board, VerdictListener, load_boards
 from trainer.demo.station_setup import ensure_models, ensure_station
+from trainer.evaluation.footprint import machine_facts
 from trainer.retrain.runs import retrain_root
 from trainer.settings import load_config
 
@@ -161,7 +162,7 @@ def bench(station: Path, work: Path, idle: int, pause: float) -> dict:
             agent.stop()
     status = json.loads((retrain_root(config) / "status.json").read_text())
     return {
-        "machine": {"cpus": len(os.sched_getaffinity(0))},
+        "machine": machine_facts(),
         "retrain": {
             "exit_code": retrain.returncode,
             "wall_s": round(wall_s, 1),
