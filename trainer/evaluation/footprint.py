@@ -1,4 +1,5 @@
-"""What a bundle costs at the line: its size on disk and onnxruntime time per crop."""
+"""What a bundle costs at the line (size on disk, onnxruntime time per crop), and the CPU a
+timing is read beside."""
 
 from __future__ import annotations
 
