@@ -96,3 +96,56 @@ def test_bench_quality_refuses_an_unknown_data_set_before_any_work(tmp_path: Pat
     assert result.returncode == 2
     assert "--data-sets: unknown ['mvtec']" in result.stderr
     assert not (tmp_path / "bq").exists()
+
+
+def write_user_folder(root: Path, rng: np.random.Generator) -> Path:
+    """One connector's crops in the `--data` layout; a few test images at another size."""
+    folder = root / "my connector"
+    for split, count in (("train/ok", 24), ("test/ok", 8), ("test/ko", 6)):
+        (folder / split).mkdir(parents=True)
+        for index in range(count):
+            image = np.full((40, 56), 120, np.uint8) + rng.integers(0, 12, (40, 56), np.uint8)
+            if split == "test/ko":
+                cv2.circle(image, (28, 20), 9, 255, -1)
+            if split.startswith("test") and index % 3 == 0:
+                image = cv2.resize(image, (84, 60))
+            cv2.imwrite(str(folder / split / f"{index:03d}.jpg"), image)
+    return folder
+
+
+@pytest.mark.slow
+def test_bench_quality_on_a_users_folder_of_mixed_sizes(tmp_path: Path) -> None:
+    config = tmp_path / "fast.toml"
+    config.write_text(FAST_TRAINING, encoding="utf-8")
+    folder = write_user_folder(tmp_path, np.random.default_rng(3))
+    out = tmp_path / "bq"
+
+    result = cli(
+        "bench-quality", "--data", folder, "--methods", "patchcore", "--config", config,
+        "--out", out, "--runs", 2, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    with (out / "quality.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["data_set"], row["method"], row["error"]) for row in rows] == [
+        ("my connector", "patchcore", "")
+    ]
+    assert float(rows[0]["image_auroc"]) > 0.9  # a bright disc on a flat crop
+    assert rows[0]["best_recall_at_0.5%_fr"] != ""
+    copy = out / "data" / "user" / "my connector"
+    sizes = {cv2.imread(str(p)).shape[:2] for p in copy.glob("*/*/*.png")}
+    assert sizes == {(40, 56)}  # resized to train/ok's size
+    assert len(list((copy / "test" / "ko").glob("*.png"))) == 6
+
+
+def test_bench_quality_refuses_a_folder_without_training_images(tmp_path: Path) -> None:
+    (tmp_path / "crops" / "test" / "ok").mkdir(parents=True)
+
+    result = cli(
+        "bench-quality", "--data", tmp_path / "crops", "--out", tmp_path / "bq", cwd=tmp_path
+    )
+
+    assert result.returncode != 0
+    assert "train/ok: no OK training images" in result.stderr
+    assert not (tmp_path / "bq" / "quality.csv").exists()

@@ -1,4 +1,5 @@
-"""`edge-inspect bench-quality`: each method on real solar cells and the synthetic station."""
+"""`edge-inspect bench-quality`: each method on real solar cells, the synthetic station and any
+folder of a user's own crops."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from trainer.evaluation.footprint import machine_facts
 from trainer.settings import load_config
 from trainer.studies.compare import parse_methods, select_connectors
 from trainer.studies.quality import (
+    CELL_TYPES,
     DATA_SETS,
+    DEFAULT_DATA_SETS,
     bench_quality,
     build_cells,
     build_station,
+    user_data_sets,
     write_quality,
 )
 
@@ -26,7 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--methods", help="comma-separated (default: the configured training.method)"
     )
     parser.add_argument(
-        "--data-sets", default=",".join(DATA_SETS), help=f"comma-separated of {DATA_SETS}"
+        "--data-sets",
+        help=f"comma-separated of {', '.join(DATA_SETS)} "
+        f"(default: {','.join(DEFAULT_DATA_SETS)}, or none when --data is given)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of one connector's crops: DIR/train/ok, DIR/test/ok, DIR/test/ko "
+        "(optional DIR/test/ko_masks with the KO's names, DIR/val/ok, DIR/val/ko); repeatable",
     )
     parser.add_argument("--config", type=Path, help="station config whose [training] to use")
     parser.add_argument("--out", type=Path, default=Path("bench-quality"), help="output folder")
@@ -49,13 +64,19 @@ def run(args: argparse.Namespace) -> int:
     def body() -> int:
         base = load_config(args.config).training
         methods = parse_methods(args.methods or base.method)  # checked before any work
-        data_sets = parse_data_sets(args.data_sets)
-        folders = {}
-        if "cells" in data_sets:
-            folders["cells"] = [build_cells(args.out / "data")]
+        chosen = args.data_sets or ("" if args.data else ",".join(DEFAULT_DATA_SETS))
+        data_sets = parse_data_sets(chosen) if chosen else []
+        # The user's folders are checked first: a wrong layout is said before any long work.
+        users = user_data_sets(args.data, args.out / "data" / "user")
+        folders = {
+            name: [build_cells(args.out / "data", name=name)]
+            for name in CELL_TYPES
+            if name in data_sets
+        }
         if "station" in data_sets:
             crops = build_station(args.out / "data", args.boards)
             folders["station"] = select_connectors(crops, args.connectors)
+        folders |= {name: [folder] for name, folder in users.items()}
         rows = bench_quality(folders, args.out, base, methods, max(1, args.runs))
         print(write_quality(args.out, rows))
         # ms per crop is read beside the CPU that produced it (OUT/machine.json).
