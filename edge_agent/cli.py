@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
     "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),
+    "recalibrate": (
+        "trainer.commands.recalibrate",
+        "thresholds from the line's own scores and confirmations, gated like a retrain",
+    ),
     "bench-retrain": (
         "trainer.demo.commands.bench_retrain",
         "time a nightly retrain beside a working agent",

@@ -6,8 +6,10 @@ Both modes return raw-score thresholds; the agent divides by it, so the limit is
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta
 
 from edge_agent.contracts.bundle import Calibration
 
@@ -169,5 +171,97 @@ def calibrate(
         ko_recall=float(np.mean(ko_scores >= threshold)),
         margin=(weakest_ko - float(ok_scores.max())) / threshold,
         target_false_reject=target_false_reject,
+        guarantee=guarantee,
+    )
+
+
+REVIEW_SHARE = 0.8
+"""Operators confirm every NOK and every OK scoring at least this share of the threshold."""
+
+
+@dataclass(frozen=True)
+class LineScores:
+    """One connector's scores at the line under one model version, on that version's scale
+    (1.0 = its threshold), and what the operators confirmed: 'OK', 'KO' or '' (not confirmed)."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def n_confirmed(self) -> int:
+        return int(np.count_nonzero(self.labels != ""))
+
+
+@dataclass(frozen=True)
+class LineCalibration:
+    """A threshold from the line's own scores, on the same scale as the scores it came from."""
+
+    threshold: float
+    n_ok: int
+    n_ko: int
+    n_confirmed: int
+    false_reject: float
+    false_reject_bound: float
+    confidence: float
+    ko_recall: float | None
+    guarantee: str
+
+
+def binomial_upper(events: int, trials: int, confidence: float) -> float:
+    """Clopper-Pearson upper bound of a rate seen `events` times in `trials`, at `confidence`."""
+    if events >= trials:
+        return 1.0
+    return float(beta.ppf(confidence, events + 1, trials - events))
+
+
+def line_threshold(
+    line: LineScores,
+    target_false_reject: float,
+    confidence: float,
+    min_ok: int,
+    review_share: float = REVIEW_SHARE,
+) -> LineCalibration | None:
+    """A threshold at the target false reject from the line's scores, or None on too few.
+
+    What counts as OK: every score not confirmed KO. Above the review line every NOK and the
+    borderline OK are confirmed, so the OK tail there is known; an unconfirmed score is counted
+    as OK (an unreviewed NOK raises the threshold: the safe side), and so is a KO that escaped
+    below the review line (it can only raise the threshold too). The OK-only rule of
+    `ok_only_threshold` (exponential tail fit, split-conformal floor for twice the target) is
+    applied to those scores, now thousands from the line instead of a few hundred from training,
+    and the false reject it gives is bounded at `confidence` (Clopper-Pearson on the same
+    scores). Below `min_ok` OK scores nothing changes.
+    """
+    scores = np.asarray(line.scores, np.float64)
+    labels = np.asarray(line.labels)
+    ok = scores[labels != "KO"]
+    ko = scores[labels == "KO"]
+    if len(ok) < max(2, min_ok):
+        return None
+    threshold, rule = ok_only_threshold(ok, target_false_reject)
+    rejects = int(np.count_nonzero(ok >= threshold))
+    bound = binomial_upper(rejects, len(ok), confidence)
+    recall = float(np.mean(ko >= threshold)) if len(ko) else None
+    reviewed = (
+        f"{line.n_confirmed} confirmed by operators ({len(ko)} KO); scores not confirmed KO "
+        f"counted as OK, KO that escaped below the review line ({review_share:.0%} of the "
+        "threshold) included, which only raises the threshold"
+    )
+    guarantee = (
+        f"from the line: {len(ok)} OK scores, {reviewed}; threshold by {rule}; "
+        f"false reject on these scores {rejects}/{len(ok)}, at most {bound:.2%} with "
+        f"{confidence:.0%} confidence"
+    )
+    if recall is not None:
+        guarantee += f"; {recall:.0%} of the {len(ko)} confirmed KO above it"
+    return LineCalibration(
+        threshold=threshold,
+        n_ok=len(ok),
+        n_ko=len(ko),
+        n_confirmed=line.n_confirmed,
+        false_reject=rejects / len(ok),
+        false_reject_bound=bound,
+        confidence=confidence,
+        ko_recall=recall,
         guarantee=guarantee,
     )

@@ -100,6 +100,25 @@ class RetrainSettings(ShadowSettings):
     keep_versions: int = Field(default=5, ge=2)
     nice: int = Field(default=10, ge=0, le=19)
     threads: int = Field(default=0, ge=0, description="torch threads; 0: torch's default")
+    recalibrate: bool = Field(
+        default=True,
+        description="a connector not retrained gets a threshold from its own scores at the line",
+    )
+    recalibrate_min_ok: int = Field(
+        default=100,
+        ge=2,
+        description="recalibration: fewest OK scores under the active version to act on; at "
+        "100 the split-conformal floor for twice the 0.5 % target exists",
+    )
+    recalibrate_confidence: float = Field(
+        default=0.9, gt=0, lt=1, description="recalibration: confidence of the stated bound"
+    )
+    recalibrate_boards: int = Field(
+        default=20000, ge=10, description="recalibration: newest boards read from the journal"
+    )
+    recalibrate_min_change: float = Field(
+        default=0.02, ge=0, description="recalibration: smallest relative change rolled out"
+    )
 
     @field_validator("schedule")
     @classmethod

@@ -18,6 +18,7 @@ from edge_agent.ops.health import readyz_url
 
 TIMEOUT_S = 1.0
 RETRAIN_STATUS = Path("retrain") / "status.json"
+RECALIBRATION_FILE = "recalibration.json"
 METRIC_PREFIX = "edge_inspect_"
 
 
@@ -92,5 +93,15 @@ def retrain_status(config: StationConfig) -> dict[str, Any] | None:
     """The trainer's `<state>/retrain/status.json`, or None before its first run."""
     try:
         return json.loads((config.paths.state / RETRAIN_STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def recalibration(config: StationConfig, connector: str) -> dict[str, Any] | None:
+    """The connector's last recalibration from the line (`edge-inspect recalibrate` or the
+    nightly job): `<state>/retrain/<connector>/recalibration.json`, or None before any."""
+    path = config.paths.state / RETRAIN_STATUS.parent / connector / RECALIBRATION_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None

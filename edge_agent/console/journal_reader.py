@@ -268,6 +268,33 @@ class JournalReader:
         )
         return [ScoreRow(**dict(r)) for r in rows]
 
+    def line_scores(self, connector: str, version: str, limit: int) -> list[tuple[float, str]]:
+        """(score, latest confirmed label or '') of the connector's newest `limit` OK/NOK rows
+        under model `version`, repeats of known content left out (they would count twice)."""
+        rows = self._rows(
+            "SELECT i.result_id, json_extract(j.value, '$.score') AS score"
+            " FROM inspections i, json_each(i.verdict_json, '$.connectors') j"
+            " WHERE i.evaluation IN ('OK', 'NOK')"
+            " AND json_extract(i.verdict_json, '$.duplicate_of') IS NULL"
+            " AND json_extract(j.value, '$.id') = ?"
+            " AND json_extract(j.value, '$.model.version') = ?"
+            " AND json_extract(j.value, '$.evaluation') IN ('OK', 'NOK')"
+            " ORDER BY i.rowid DESC LIMIT ?",
+            (connector, version, limit),
+        )
+        labels = {
+            r["result_id"]: r["label"]
+            for r in self._rows(
+                "SELECT result_id, label FROM confirmations WHERE connector = ? ORDER BY id",
+                (connector,),
+            )
+        }
+        return [
+            (float(r["score"]), labels.get(r["result_id"], ""))
+            for r in rows
+            if r["score"] is not None
+        ]
+
     def counts(self, since: str) -> JournalCounts:
         """Boards since `since` by evaluation, the last verdict, outbox depth, confirmations."""
         counts = JournalCounts()

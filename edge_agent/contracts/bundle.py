@@ -47,7 +47,7 @@ class InputSpec(_Strict):
 class Calibration(_Strict):
     """How the threshold was chosen. Scores are divided by `raw_threshold`, so 1.0 is the limit."""
 
-    mode: Literal["ko", "ok-only"]
+    mode: Literal["ko", "ok-only", "line"]
     raw_threshold: float = Field(gt=0)
     n_ok: int
     n_ko: int

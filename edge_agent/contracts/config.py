@@ -156,6 +156,8 @@ TRAINER_KEYS: dict[str, tuple[str, ...]] = {
     "retrain": (
         "schedule", "misfire_grace_s", "seed_data", "max_train", "new_share", "max_holdout",
         "gate_share", "false_reject_tolerance", "rollout", "keep_versions", "nice", "threads",
+        "recalibrate", "recalibrate_min_ok", "recalibrate_confidence", "recalibrate_boards",
+        "recalibrate_min_change",
     ),
 }  # fmt: skip
 

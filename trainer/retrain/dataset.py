@@ -34,10 +34,13 @@ from edge_agent.contracts.atomic import replacing
 from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
 from edge_agent.store.crop_store import CropStore
 from trainer.datasets import CropSet, in_holdout, list_images
+from trainer.retrain.runs import retrain_root
+from trainer.settings import TrainerConfig
 
 SET_FILE = "training_set.json"
 SET_SCHEMA = "edge-inspect.training-set/1"
 CROPS_DIR = "training_crops"
+LIBRARY_DIR = "library"
 ROLES = ("train", "calibration_ok", "gate_ok", "ko")
 MAX_CROP_BYTES = 50_000_000
 MAX_CROP_PIXELS = 10_000_000
@@ -140,6 +143,23 @@ def read_record(bundle_dir: Path | None) -> dict[str, Any] | None:
     if bundle_dir is None or not (Path(bundle_dir) / SET_FILE).is_file():
         return None
     return json.loads((Path(bundle_dir) / SET_FILE).read_text(encoding="utf-8"))
+
+
+def assembler_for(config: TrainerConfig, connector: str) -> Assembler:
+    """The connector's assembler as the station's config sets it (box size, `[retrain]` shares),
+    its library at `<state>/retrain/<connector>/library`."""
+    settings = config.retrain
+    _, _, width, height = config.connectors[connector].box
+    return Assembler(
+        connector,
+        (height, width),
+        retrain_root(config) / connector / LIBRARY_DIR,
+        max_train=settings.max_train,
+        new_share=settings.new_share,
+        max_holdout=settings.max_holdout,
+        gate_share=settings.gate_share,
+        holdout_fraction=config.training.holdout_fraction,
+    )
 
 
 class Assembler:

@@ -35,8 +35,16 @@ from edge_agent.store.journal import Journal
 from trainer.datasets import load_crops
 from trainer.masks import load_roi_file
 from trainer.retrain.announce import publish_retained
-from trainer.retrain.dataset import SET_FILE, Assembler, collect_library, materialise, read_record
+from trainer.retrain.dataset import (
+    LIBRARY_DIR,
+    SET_FILE,
+    assembler_for,
+    collect_library,
+    materialise,
+    read_record,
+)
 from trainer.retrain.gate import check_model, decide
+from trainer.retrain.recalibrate import Recalibration, recalibrate
 from trainer.retrain.runs import LAST_RUN_FILE, retrain_root
 from trainer.settings import TrainerConfig
 from trainer.train_connector import train_connector
@@ -139,13 +147,29 @@ class RetrainJob:
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def run(self, connectors: Sequence[str] | None = None, force: bool = False) -> RunReport:
-        """Retrain the given (default: every enabled) connectors, one after another."""
+    def _chosen(self, connectors: Sequence[str] | None) -> list[str]:
         enabled = self.config.enabled_connectors()
         unknown = sorted(set(connectors or ()) - set(enabled))
         if unknown:
             raise ValueError(f"connectors {unknown} are not enabled in the config ({enabled})")
-        chosen = list(connectors or enabled)
+        return list(connectors or enabled)
+
+    def recalibrate(
+        self, connectors: Sequence[str] | None = None, dry_run: bool = False
+    ) -> list[Recalibration]:
+        """Thresholds from the line for the given (default: every enabled) connectors."""
+        chosen = self._chosen(connectors)
+        with self._lock():
+            store = CropStore(self.config.paths.state)
+            try:
+                return [recalibrate(self.config, c, store, dry_run=dry_run) for c in chosen]
+            finally:
+                store.close()
+
+    def run(self, connectors: Sequence[str] | None = None, force: bool = False) -> RunReport:
+        """Retrain the given (default: every enabled) connectors, one after another; one with
+        nothing new to learn from is recalibrated from the line instead (`retrain.recalibrate`)."""
+        chosen = self._chosen(connectors)
         report = RunReport(f"run-{secrets.token_hex(4)}", self.trigger, utc_now())
         with self._lock():
             self._clear_scratch()
@@ -177,6 +201,8 @@ class RetrainJob:
         started = time.perf_counter()
         try:
             result = self._retrain(connector, store, force)
+            if result.outcome == "unchanged" and self.config.retrain.recalibrate:
+                result = self._recalibrate(result, store)
         except Exception as exc:  # one connector failing never stops the others
             log.exception("retrain_failed", connector=connector)
             result = ConnectorResult(connector, "failed", reason=f"{type(exc).__name__}: {exc}")
@@ -194,22 +220,27 @@ class RetrainJob:
         )
         return result
 
+    def _recalibrate(self, unchanged: ConnectorResult, store: CropStore) -> ConnectorResult:
+        """The line's threshold for a connector that was not retrained; reported as its result
+        when it changed something (rolled out or refused by the gate)."""
+        line = recalibrate(self.config, unchanged.connector, store)
+        if line.outcome == "unchanged":
+            unchanged.reason += f"; recalibration: {line.reason}"
+            return unchanged
+        reason = f"threshold from the line: {line.reason}"
+        return ConnectorResult(
+            unchanged.connector, line.outcome, line.version, reason, line.gate, unchanged.counts
+        )
+
     def _retrain(self, connector: str, store: CropStore, force: bool) -> ConnectorResult:
         config, settings = self.config, self.config.retrain
         models = config.paths.models
         _, _, width, height = config.connectors[connector].box
-        library = self.root / connector / "library"
+        library = self.root / connector / LIBRARY_DIR
         active = active_dir(models, connector)
-        assembly = Assembler(
-            connector,
-            (height, width),
-            library,
-            max_train=settings.max_train,
-            new_share=settings.new_share,
-            max_holdout=settings.max_holdout,
-            gate_share=settings.gate_share,
-            holdout_fraction=config.training.holdout_fraction,
-        ).assemble(settings.seed_data / connector if settings.seed_data else None, store, active)
+        assembly = assembler_for(config, connector).assemble(
+            settings.seed_data / connector if settings.seed_data else None, store, active
+        )
         for skipped in assembly.skipped:
             log.warning("crop_skipped", connector=connector, **skipped)
         base = {"counts": assembly.counts, "skipped_crops": assembly.skipped}
@@ -272,6 +303,6 @@ class RetrainJob:
             record = read_record(connector_dir(models, connector) / version)
             for role in ("train", "calibration_ok", "gate_ok", "ko"):
                 keep.update((record or {}).get(role, []))
-        dropped = collect_library(self.root / connector / "library", keep)
+        dropped = collect_library(self.root / connector / LIBRARY_DIR, keep)
         if removed or dropped:
             log.info("retrain_tidied", connector=connector, versions=removed, crops=dropped)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from edge_agent.console.agent_health import retrain_status
+from edge_agent.console.agent_health import recalibration, retrain_status
 from edge_agent.console.charts import histogram, hourly_rates
 from edge_agent.console.rendering import console, operator, render
 from edge_agent.contracts.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
@@ -109,6 +109,7 @@ def connector_summary(request: Request, connector: str) -> dict[str, Any]:
         "versions": _versions(request, connector) if current else [],
         "history": list(reversed(history))[:20],
         "lifecycle_problem": problem,
+        "recalibration": recalibration(state.config, connector),
         "retrain": {
             "run_id": retrain.get("run_id"),
             "state": retrain.get("state"),
