@@ -122,7 +122,7 @@ def test_bench_quality_on_a_users_folder_of_mixed_sizes(tmp_path: Path) -> None:
 
     result = cli(
         "bench-quality", "--data", folder, "--methods", "patchcore", "--config", config,
-        "--out", out, "--runs", 2, cwd=tmp_path,
+        "--out", out, "--runs", 2, "--line", "--line-runs", 3, cwd=tmp_path,
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
@@ -137,6 +137,13 @@ def test_bench_quality_on_a_users_folder_of_mixed_sizes(tmp_path: Path) -> None:
     sizes = {cv2.imread(str(p)).shape[:2] for p in copy.glob("*/*/*.png")}
     assert sizes == {(40, 56)}  # resized to train/ok's size
     assert len(list((copy / "test" / "ko").glob("*.png"))) == 6
+    with (out / "line.csv").open(newline="") as handle:
+        (line,) = list(csv.DictReader(handle))
+    # 4 test OK a day are far too few to recalibrate on: day two keeps the bundle's threshold.
+    assert (line["data_set"], line["runs"], line["recalibrated_runs"]) == ("my connector", "3", "0")
+    assert float(line["day2_threshold"]) == 1.0
+    assert 0.0 <= float(line["day1_recall"]) <= 1.0 and 0.0 <= float(line["day2_recall"]) <= 1.0
+    assert cv2.imread(str(out / "line.png")) is not None
 
 
 def test_bench_quality_refuses_a_folder_without_training_images(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from trainer.demo.synth.plan import DEFAULT_BOARDS
 from trainer.evaluation.footprint import machine_facts
 from trainer.settings import load_config
 from trainer.studies.compare import parse_methods, select_connectors
+from trainer.studies.line_days import write_line
 from trainer.studies.quality import (
     CELL_TYPES,
     DATA_SETS,
@@ -50,6 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--connectors", help="station connectors only, e.g. J1,J4 (default: all)")
     parser.add_argument("--runs", type=int, default=50, help="onnxruntime timings per model")
+    parser.add_argument(
+        "--line",
+        action="store_true",
+        help="also simulate two days at a line per row: day one at the bundle's threshold, "
+        "operators confirming every NOK and borderline OK, recalibration, day two "
+        "(OUT/line.md, .csv, .png)",
+    )
+    parser.add_argument(
+        "--line-runs", type=int, default=20, help="random orders of the two-day simulation"
+    )
 
 
 def parse_data_sets(text: str) -> list[str]:
@@ -62,7 +73,8 @@ def parse_data_sets(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     def body() -> int:
-        base = load_config(args.config).training
+        config = load_config(args.config)
+        base = config.training
         methods = parse_methods(args.methods or base.method)  # checked before any work
         chosen = args.data_sets or ("" if args.data else ",".join(DEFAULT_DATA_SETS))
         data_sets = parse_data_sets(chosen) if chosen else []
@@ -79,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         folders |= {name: [folder] for name, folder in users.items()}
         rows = bench_quality(folders, args.out, base, methods, max(1, args.runs))
         print(write_quality(args.out, rows))
+        if args.line:
+            print(write_line(args.out, rows, config.retrain, base, max(1, args.line_runs)))
         # ms per crop is read beside the CPU that produced it (OUT/machine.json).
         machine = json.dumps(machine_facts())
         (args.out / "machine.json").write_text(machine + "\n", encoding="utf-8")

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from trainer.calibration import REVIEW_SHARE, LineScores, line_threshold
 from trainer.evaluation.metrics import recall_at_false_reject
+from trainer.evaluation.tables import write_tables
+from trainer.settings import RetrainSettings, TrainingSettings
 
 BEST_AT = 0.005
 
@@ -86,3 +90,71 @@ def simulate(ok: np.ndarray, ko: np.ndarray, settings: LineSettings, runs: int) 
         values = [r[key] for r in results if r[key] is not None]
         summary[key] = float(np.mean(values)) if values else None
     return summary
+
+
+LINE_COLUMNS = (
+    "data_set", "connector", "method", "runs", "recalibrated_runs", "day1_false_reject",
+    "day1_recall", "day2_threshold", "day2_false_reject", "day2_recall", "day2_best_recall",
+)  # fmt: skip
+
+
+def line_rows(quality_rows: list[dict], out: Path, settings: LineSettings, runs: int) -> list[dict]:
+    """Two days at the line for every bench-quality row with test OK (from its bundle's
+    `report/scores.csv`); KO-less connectors get false reject only."""
+    rows = []
+    for row in quality_rows:
+        if row.get("error"):
+            continue
+        bundle = out / row["data_set"] / "models" / row["method"] / row["connector"]
+        ok, ko = read_scores(bundle / row["version"] / "report" / "scores.csv")
+        if len(ok) < 2:
+            continue
+        found = simulate(ok, ko, settings, runs)
+        rows.append({key: row[key] for key in ("data_set", "connector", "method")} | found)
+    return rows
+
+
+def plot_line_days(rows: list[dict], path: Path) -> None:
+    """Recall and false reject of day one, day two and the best at 0.5 % on day two, per row."""
+    figure = Figure(figsize=(max(6.0, 1.2 * len(rows) + 2), 6.5))
+    FigureCanvasAgg(figure)
+    recall_axis, reject_axis = figure.subplots(2, 1, sharex=True)
+    x = np.arange(len(rows))
+    names = [f"{r['data_set']}\n{r['connector']} {r['method']}" for r in rows]
+    bars = (
+        ("day 1", "day1_recall", "day1_false_reject", -0.27),
+        ("day 2", "day2_recall", "day2_false_reject", 0.0),
+        ("best at 0.5 %, day 2", "day2_best_recall", None, 0.27),
+    )
+    for label, recall_key, reject_key, offset in bars:
+        recall = [r.get(recall_key) or 0.0 for r in rows]
+        recall_axis.bar(x + offset, recall, 0.25, label=label)
+        if reject_key:
+            reject = [100 * (r.get(reject_key) or 0.0) for r in rows]
+            reject_axis.bar(x + offset, reject, 0.25, label=label)
+    reject_axis.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    recall_axis.set_ylabel("recall")
+    recall_axis.set_ylim(0, 1)
+    reject_axis.set_ylabel("false reject %")
+    reject_axis.set_xticks(x, names, fontsize=8)
+    recall_axis.legend(fontsize=8)
+    recall_axis.set_title("two days at the line: day one at the bundle's threshold, day two "
+                          "recalibrated from day one", fontsize=9)  # fmt: skip
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def write_line(
+    out: Path, quality_rows: list[dict], retrain: RetrainSettings, training: TrainingSettings,
+    runs: int,
+) -> str:  # fmt: skip
+    """OUT/line.md, .csv and .png for the bench-quality rows, with the station's rule settings."""
+    settings = LineSettings(
+        target_false_reject=training.target_false_reject,
+        confidence=retrain.recalibrate_confidence,
+        min_ok=retrain.recalibrate_min_ok,
+    )
+    rows = line_rows(quality_rows, out, settings, runs)
+    if rows:
+        plot_line_days(rows, out / "line.png")
+    return write_tables(out / "line.md", out / "line.csv", rows, list(LINE_COLUMNS), [])
