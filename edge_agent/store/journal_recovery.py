@@ -86,6 +86,7 @@ def recover_journal(path: Path) -> Recovery:
     finally:
         source.close()
         target.close()
+    _tidy_side_files(kept)
     recovery.problems_after = journal_problems(path)
     return recovery
 
@@ -188,3 +189,11 @@ class _RowReader:
         if ahead is not None:
             passed.append(self.db.execute(f"{self.select} WHERE rowid = ?", (ahead,)).fetchone())
         return passed or (None if ahead is None else [])
+
+
+def _tidy_side_files(kept: Path) -> None:
+    """Drop the kept file's index (-shm) and an empty -wal that reading it left behind."""
+    for suffix in SIDE_FILES:
+        side = Path(f"{kept}{suffix}")
+        if side.exists() and (suffix == "-shm" or side.stat().st_size == 0):
+            side.unlink()
