@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 GARBAGE = b"\xde\xad\xbe\xef"
@@ -14,7 +15,7 @@ def page_size(path: Path) -> int:
 
 def root_page(path: Path, table: str) -> int:
     """The root page number of a table or index (read before the damage)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[
             0
         ]
@@ -22,7 +23,7 @@ def root_page(path: Path, table: str) -> int:
 
 def leaf_pages(path: Path, table: str) -> list[int]:
     """The leaf pages of a table, in page order (SQLite's dbstat table)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         rows = db.execute(
             "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno",
             (table,),
