@@ -377,6 +377,8 @@ class Agent:
             self.handle(work)
         except STORAGE_ERRORS as exc:
             self.storage.journal_failed(exc)
+            if type(exc) is sqlite3.DatabaseError:  # "malformed": the file, not the disk
+                self.integrity.check_soon()
             raise
         self.storage.journal_worked()
 

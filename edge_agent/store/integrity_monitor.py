@@ -19,6 +19,9 @@ from edge_agent.store.integrity import describe_damage, journal_problems
 log = structlog.get_logger()
 
 NICENESS = 19
+STOP_WAIT_S = 5.0
+"""How long `stop` waits for a check in progress (a large file's check takes minutes; the
+thread is a daemon and reads through a read-only connection of its own)."""
 
 
 class IntegrityMonitor:
@@ -31,6 +34,7 @@ class IntegrityMonitor:
         self.interval_s = interval_s
         self._report = report
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -38,16 +42,23 @@ class IntegrityMonitor:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop; a check in progress is waited for STOP_WAIT_S at most, and not reported."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(STOP_WAIT_S)
             self._thread = None
+
+    def check_soon(self) -> None:
+        """Run the next check now rather than at the end of the interval."""
+        self._wake.set()
 
     def check_now(self) -> str | None:
         """One check; its outcome is reported and returned."""
         problems = journal_problems(self.journal_path)
         damage = describe_damage(self.journal_path, problems) if problems else None
-        self._report(damage)
+        if not self._stop.is_set():
+            self._report(damage)
         return damage
 
     def _run(self) -> None:
@@ -55,7 +66,11 @@ class IntegrityMonitor:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
         except OSError as exc:
             log.debug("integrity check keeps normal priority", error=str(exc))
-        while not self._stop.wait(self.interval_s):
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.check_now()
             except Exception:
