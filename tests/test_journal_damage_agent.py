@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from console_station import ConsoleProcess, env_without_auth
 from journal_damage import damage_pages, root_page
 from mqtt_broker import MosquittoBroker, MqttRecorder, wait_until
 from onnx_fixtures import install_template_model
@@ -214,6 +215,14 @@ def test_damage_found_by_the_scheduled_check_makes_the_agent_not_ready_and_board
         lambda ms: ms and ms[-1].json().get("storage", {}).get("journal") == "damaged", 30
     )
     assert status.messages[-1].json()["state"] == "degraded"
+    console_env = {**env_without_auth(), "EDGE_INSPECT_HEALTH__PORT": str(agent.health_port)}
+    console = ConsoleProcess(station, console_env, tmp_path / "console.log")
+    try:
+        with urllib.request.urlopen(f"{console.url}/health", timeout=30) as response:
+            page = response.read().decode()
+    finally:
+        console.stop()
+    assert "NOT READY" in page and "journal damaged" in page and "journal recover" in page
 
     after = drop(station, range(2, 2 + NEXT_BOARDS))
     expect_verdicts(verdicts, after)
