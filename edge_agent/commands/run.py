@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with holding_journal(config.paths.state / JOURNAL_FILE, "edge-inspect run"):
             return _serve(config, stop)
-    except JournalError as exc:
+    except (JournalError, OSError) as exc:
         structlog.get_logger().error("agent cannot start", error=str(exc))
         return 1
 

@@ -31,8 +31,11 @@ def holding_journal(journal_path: Path, holder: str) -> Iterator[None]:
                 f"{journal_path} is in use by another process (an agent running on this "
                 f"station?): stop it first (`systemctl stop edge-inspect`)"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {holder}\n".encode())
+        try:  # who holds it, for a person looking; a full disk must not stop the agent here
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {holder}\n".encode())
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)

@@ -95,7 +95,16 @@ def reinspect_lost_inputs(journal: Journal, folders: Mapping[str, Path]) -> list
     their folders to be inspected again; logged with a warning naming how many and why."""
     lost_sessions = journal.sessions_lost()
     lost = unjournaled_inputs(journal, folders)
-    returned = [return_for_inspection(path) for path in lost]
+    returned = []
+    for path in lost:
+        try:
+            returned.append(return_for_inspection(path))
+        except OSError as exc:
+            log.error(
+                "input without a journal row not returned for inspection",
+                path=str(path),
+                error=str(exc),
+            )
     if lost or lost_sessions:
         log.warning(
             "journal lost its newest writes (its -wal file removed or a power cut): inputs "

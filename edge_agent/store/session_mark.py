@@ -43,5 +43,14 @@ def highest_session(journal_path: Path) -> int:
 
 
 def mark_session(journal_path: Path, session: int) -> None:
-    """Record `session` as used (durably, before it is used)."""
-    write_json_atomic(mark_path(journal_path), {"session": session, "marked_at": utc_now()})
+    """Record `session` as used (durably, before it is used); a mark that cannot be written
+    (a full disk) is logged at ERROR and the session goes on: the line does not stop for it."""
+    try:
+        write_json_atomic(mark_path(journal_path), {"session": session, "marked_at": utc_now()})
+    except OSError as exc:
+        log.error(
+            "session mark not written: after a lost -wal this session number could recur",
+            path=str(mark_path(journal_path)),
+            session=session,
+            error=str(exc),
+        )
