@@ -58,6 +58,10 @@ def keep_damaged(path: Path, now: dt.datetime | None = None) -> Path:
     """Rename the journal (with its -wal and -shm) to `<name>.damaged-<UTC time>`."""
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    for n in range(2, 100):  # never over an earlier kept file
+        if not any(Path(f"{kept}{s}").exists() for s in ("", *SIDE_FILES)):
+            break
+        kept = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
     for suffix in SIDE_FILES:  # the side files first: the main file's name is the last to go
         side = Path(f"{path}{suffix}")
         if side.exists():
