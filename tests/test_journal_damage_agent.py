@@ -224,6 +224,13 @@ def test_damage_found_by_the_scheduled_check_makes_the_agent_not_ready_and_board
         console.stop()
     assert "NOT READY" in page and "journal damaged" in page and "journal recover" in page
 
+    refused = edge_inspect("journal", "recover", "--config", str(station))
+    assert refused.returncode == 1 and "in use by another process" in refused.stdout
+    second = edge_inspect("run", "--config", str(station), env=agent.env)
+    assert second.returncode == 1 and "Traceback" not in second.stdout + second.stderr
+    assert "agent cannot start" in second.stdout + second.stderr
+    assert not [p for p in journal_path(station).parent.iterdir() if ".damaged-" in p.name]
+
     after = drop(station, range(2, 2 + NEXT_BOARDS))
     expect_verdicts(verdicts, after)
     logged = (tmp_path / "agent.log").read_text().splitlines()
