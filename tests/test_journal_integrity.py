@@ -190,3 +190,17 @@ def test_filed_inputs_whose_rows_were_lost_go_back_to_their_folder(tmp_path: Pat
     assert (drop / "SN7.png").read_bytes() == filed_lost[0].name.encode()
     assert not any(p.exists() for p in filed_lost) and not reason.exists()
     assert all(p.exists() for p in filed_kept)  # journaled: they stay filed
+
+
+def test_journal_recover_reads_past_a_destroyed_first_page(station: tuple[Path, Path]) -> None:
+    config, journal = station
+    damage_pages(journal, 1)  # the file header and the table of tables
+    assert journal_problems(journal) == ["file is not a database"]
+
+    result = edge_inspect("journal", "recover", "--config", str(config))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "first page was unreadable" in result.stdout
+    assert journal_problems(journal) == []
+    assert rows_of(journal, "inspections") == rows_of(journal, "outbox") == ROWS
+    assert not [p for p in journal.parent.iterdir() if p.name.endswith(".schema-borrowed")]

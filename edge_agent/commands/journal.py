@@ -52,6 +52,8 @@ def recover(path: Path) -> int:
         print(f"journal recover refused: {exc}")
         return 1
     print(f"damaged journal kept as {recovery.kept_as}")
+    if recovery.schema_borrowed:
+        print("  its first page was unreadable: the tables were found through a fresh journal's")
     for table, copy in recovery.tables.items():
         note = f", {copy.unreadable} unreadable stretch(es) skipped" if copy.unreadable else ""
         note += f" ({copy.error})" if copy.error else ""

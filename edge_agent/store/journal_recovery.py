@@ -7,6 +7,13 @@ stretch the next readable rowid is found by probing further and further ahead, e
 passed over being tried on its own. Rows keep their rowids, so the console's cursors and the
 outbox order stay as they were; session numbers continue above every one ever used (the session
 mark beside the journal is kept).
+
+When the damaged bytes are in the first page (the file header and the table of tables), the rows
+are read from a copy whose first page is that of a fresh journal: every journal this software
+creates lays its tables out on the same root pages, so the fresh page names them where they are.
+That is done only when every one of those root pages in the damaged file is a b-tree page of the
+right kind (table or index); a file laid out otherwise (made by an older schema's migrations)
+gives no rows rather than rows read from the wrong pages.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ BATCH = 500
 MAX_PROBES = 100_000
 """Rowids tried one by one across one unreadable stretch, at most."""
 SIDE_FILES = ("-wal", "-shm")
+BORROWED_SUFFIX = ".schema-borrowed"
+_DB_SIZE_OFFSET = 28  # the header's page count, big-endian u32
+_PAGE_KINDS = {"table": {0x05, 0x0D}, "index": {0x02, 0x0A}}  # interior, leaf
 LOWEST_ROWID = 0
 """The journal's tables number their rows from 1."""
 
@@ -46,6 +56,8 @@ class Recovery:
     """The outcome: where the damaged file went, what each table gave, the new file's check."""
 
     kept_as: Path
+    schema_borrowed: bool = False
+    """The damaged file's first page was unreadable: a fresh journal's first page was used."""
     tables: dict[str, TableCopy] = field(default_factory=dict)
     problems_after: list[str] = field(default_factory=list)
 
@@ -81,7 +93,11 @@ def recover_journal(path: Path) -> Recovery:
     kept = keep_damaged(path)
     recovery = Recovery(kept_as=kept)
     Journal(path).close()  # a fresh journal of the current schema
-    source = connect(kept, read_only=True)
+    source_path = kept
+    if not _schema_readable(kept) and _same_layout(kept, path):
+        source_path = _with_first_page_of(kept, path)
+        recovery.schema_borrowed = True
+    source = connect(source_path, read_only=True)
     target = connect(path)
     try:
         target.execute("PRAGMA foreign_keys=OFF")  # a confirmation may have lost its inspection
@@ -90,9 +106,56 @@ def recover_journal(path: Path) -> Recovery:
     finally:
         source.close()
         target.close()
+    if source_path != kept:
+        for suffix in ("", *SIDE_FILES):
+            Path(f"{source_path}{suffix}").unlink(missing_ok=True)
     _tidy_side_files(kept)
     recovery.problems_after = journal_problems(path)
     return recovery
+
+
+def _schema_readable(path: Path) -> bool:
+    db = connect(path, read_only=True)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return True
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        db.close()
+
+
+def _same_layout(damaged: Path, fresh: Path) -> bool:
+    """Whether each root page of the fresh journal's tables and indexes is a b-tree page of
+    the same kind in the damaged file."""
+    db = connect(fresh, read_only=True)
+    try:
+        roots = db.execute(
+            "SELECT type, rootpage FROM sqlite_master WHERE type IN ('table', 'index')"
+        ).fetchall()
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        db.close()
+    with open(damaged, "rb") as handle:
+        for kind, root in roots:
+            handle.seek((root - 1) * page_size)
+            flag = handle.read(1)
+            if not flag or flag[0] not in _PAGE_KINDS[kind]:
+                return False
+    return True
+
+
+def _with_first_page_of(damaged: Path, fresh: Path) -> Path:
+    """A copy of `damaged` whose first page is `fresh`'s, sized for the whole copy."""
+    data = bytearray(damaged.read_bytes())
+    first = fresh.read_bytes()
+    page_size = int.from_bytes(first[16:18], "big") or 65536
+    data[:page_size] = first[:page_size]
+    pages = (len(data) + page_size - 1) // page_size
+    data[_DB_SIZE_OFFSET : _DB_SIZE_OFFSET + 4] = pages.to_bytes(4, "big")
+    copy = damaged.with_name(damaged.name + BORROWED_SUFFIX)
+    copy.write_bytes(bytes(data))
+    return copy
 
 
 def _copy_table(source: sqlite3.Connection, target: sqlite3.Connection, table: str) -> TableCopy:
