@@ -265,8 +265,11 @@ def test_a_lost_wal_after_a_kill_with_the_broker_down_inspects_the_lost_inputs_a
         60,
         "the lost inputs inspected again",
     )
-    logged = (tmp_path / "agent.log").read_text()
-    assert "journal lost its newest writes" in logged
+    records = [json.loads(line) for line in (tmp_path / "agent.log").read_text().splitlines()
+               if line.startswith("{")]  # fmt: skip
+    lost = [r for r in records if r["event"].startswith("journal lost its newest writes")]
+    assert len(lost) == 1 and lost[0]["level"] == "warning"
+    assert lost[0]["inputs"] == len(filed_only) and lost[0]["sessions_lost"] == 1
     broker.start()
     expect_verdicts(verdicts, published + filed_only)
     after = drop(station, range(9, 9 + NEXT_BOARDS))
