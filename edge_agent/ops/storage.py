@@ -48,7 +48,8 @@ class StorageHealth:
     def journal_checked(self, damage: str | None) -> None:
         """The outcome of an integrity check (None: intact); damage is logged once, at ERROR."""
         with self._lock:
-            changed, self._damage = damage != self._damage, damage
+            changed = (damage is None) != (self._damage is None)  # not when the wording changes
+            self._damage = damage
         self._telemetry.set_journal_intact(damage is None)
         if changed and damage:
             log.error("journal_damaged", error=damage)
