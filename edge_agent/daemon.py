@@ -156,6 +156,7 @@ class Agent:
             folders,
             self.feedback.store,
             self.telemetry,
+            journal_malformed=self.integrity.check_soon,
         )
         self.retention.start()
         self.integrity.start()

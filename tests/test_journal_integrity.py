@@ -5,21 +5,29 @@ never reused after the newest writes were lost, filed inputs without a row found
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from journal_damage import damage_pages, leaf_pages, root_page
+from structlog.testing import capture_logs
 from test_agent_start_refusals import write_station
 
+from edge_agent.contracts.config import RetentionSettings, StorageSettings
 from edge_agent.contracts.verdict import new_result_id
 from edge_agent.inputs.filing import filed_path
+from edge_agent.ops.storage import StorageHealth
+from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.integrity import journal_problems
+from edge_agent.store.integrity_monitor import IntegrityMonitor
 from edge_agent.store.journal import Journal, JournalError
 from edge_agent.store.journal_lock import holding_journal
 from edge_agent.store.lost_writes import reinspect_lost_inputs
+from edge_agent.store.retention import Retention
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 300
@@ -204,3 +212,52 @@ def test_journal_recover_reads_past_a_destroyed_first_page(station: tuple[Path, 
     assert journal_problems(journal) == []
     assert rows_of(journal, "inspections") == rows_of(journal, "outbox") == ROWS
     assert not [p for p in journal.parent.iterdir() if p.name.endswith(".schema-borrowed")]
+
+
+def test_the_integrity_monitor_checks_at_once_when_woken_and_storage_reports_it_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state" / "journal.sqlite"
+    path.parent.mkdir()
+    fill(path)
+    damage_pages(path, root_page(path, "confirmations"))
+    storage = StorageHealth(path.parent, StorageSettings(min_free_mb=0, crops_min_free_mb=0),
+                            Telemetry())  # fmt: skip
+    reports: queue.Queue[str | None] = queue.Queue()
+
+    def report(damage: str | None) -> None:
+        storage.journal_checked(damage)
+        reports.put(damage)
+
+    monitor = IntegrityMonitor(path, 3600, report)  # the schedule alone: an hour away
+    monitor.start()
+    with capture_logs() as logs:
+        monitor.check_soon()
+        first = reports.get(timeout=60)
+        monitor.check_soon()
+        reports.get(timeout=60)
+    monitor.stop()
+
+    assert first is not None and f"{path}: journal damaged" in first
+    state = storage.report()
+    assert (
+        state["ok"] is False and state["journal"] == "damaged" and state["journal_error"] == first
+    )
+    assert [entry["event"] for entry in logs].count("journal_damaged") == 1
+
+
+def test_a_retention_pass_failing_on_a_damaged_page_asks_for_an_integrity_check(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    fill(path)
+    leaves = leaf_pages(path, "inspections")
+    damage_pages(path, leaves[len(leaves) // 2])
+    asked = threading.Event()
+    retention = Retention(RetentionSettings(), path, {}, None, Telemetry(), asked.set)
+
+    retention.start()
+    try:
+        assert asked.wait(60)  # the pass failed on the damaged page and said so
+    finally:
+        retention.stop()
