@@ -223,6 +223,7 @@ def test_damage_found_by_the_scheduled_check_makes_the_agent_not_ready_and_board
     finally:
         console.stop()
     assert "NOT READY" in page and "journal damaged" in page and "journal recover" in page
+    assert "journal unreadable: database disk image is malformed" in page  # its own read too
 
     refused = edge_inspect("journal", "recover", "--config", str(station))
     assert refused.returncode == 1 and "in use by another process" in refused.stdout
