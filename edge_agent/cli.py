@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "confirm": ("edge_agent.commands.confirm", "label a result's connector OK or KO (journaled)"),
     "models": ("edge_agent.commands.models", "list, show, promote or roll back model versions"),
+    "journal": (
+        "edge_agent.commands.journal",
+        "check the journal's integrity, or recover a damaged one into a fresh file",
+    ),
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
     "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),

@@ -37,8 +37,10 @@ from edge_agent.ops.stats import BoardStats
 from edge_agent.ops.storage import StorageHealth
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.dedup import file_if_seen
+from edge_agent.store.integrity_monitor import IntegrityMonitor
 from edge_agent.store.journal import Journal, JournalError, OutboxMessage
 from edge_agent.store.journal_retry import JournalRetry
+from edge_agent.store.lost_writes import reinspect_lost_inputs
 from edge_agent.store.retention import Retention
 
 log = structlog.get_logger()
@@ -72,7 +74,14 @@ class Agent:
         self.telemetry = Telemetry()
         self.watchdog = sdnotify.Watchdog()
         self.journal = Journal(config.paths.state / "journal.sqlite")
+        self.mqtt_images = config.mqtt.enabled and config.inputs.mqtt_images
+        reinspect_lost_inputs(self.journal, self._input_folders())
         self.storage = StorageHealth(config.paths.state, config.storage, self.telemetry)
+        self.integrity = IntegrityMonitor(
+            self.journal.path,
+            config.storage.integrity_check_interval_s,
+            self.storage.journal_checked,
+        )
         self.retry: JournalRetry[_Work] = JournalRetry(
             self._journal,
             max_delay_s=config.storage.retry_max_s,
@@ -96,7 +105,6 @@ class Agent:
             self.journal.read_from_path_prefix,
             journal_floor=(config.paths.state, self.storage.min_free_bytes),
         )
-        self.mqtt_images = config.mqtt.enabled and config.inputs.mqtt_images
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
         self.stats = BoardStats()
         self.model_errors: dict[str, str] = {}
@@ -148,8 +156,10 @@ class Agent:
             folders,
             self.feedback.store,
             self.telemetry,
+            journal_malformed=self.integrity.check_soon,
         )
         self.retention.start()
+        self.integrity.start()
         if self.config.health.enabled:
             self.health = HealthServer(
                 self.config.health,
@@ -160,6 +170,14 @@ class Agent:
             self.health.start()
         sdnotify.ready(f"session {self.session}, {len(self.registry.versions())} models")
         log.info("agent ready", session=self.session, models=self.registry.versions())
+
+    def _input_folders(self) -> dict[str, Path]:
+        """Every folder inputs are filed below: the drop folders and the image inboxes."""
+        folders = dict(self.config.inputs.drop_folders)
+        if self.mqtt_images:
+            inbox = self.config.paths.state / "inbox"
+            folders |= {f"{MQTT_CAMERA}{c}": inbox / c for c in self.config.image_cameras()}
+        return folders
 
     def _watch(self, camera: str, folder: Path, spooled: bool) -> DropFolderWatcher:
         limits = self.config.limits
@@ -184,6 +202,7 @@ class Agent:
         sdnotify.stopping()
         if self.retention is not None:
             self.retention.stop()
+        self.integrity.stop()
         for watcher in self._watchers:
             watcher.stop()
         self.loader.stop()
@@ -359,6 +378,8 @@ class Agent:
             self.handle(work)
         except STORAGE_ERRORS as exc:
             self.storage.journal_failed(exc)
+            if type(exc) is sqlite3.DatabaseError:  # "malformed": the file, not the disk
+                self.integrity.check_soon()
             raise
         self.storage.journal_worked()
 

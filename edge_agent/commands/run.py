@@ -9,12 +9,14 @@ from pathlib import Path
 import structlog
 
 from edge_agent.contracts.bundle import BundleError
-from edge_agent.contracts.config import ConfigError, load_config_for_command
+from edge_agent.contracts.config import ConfigError, StationConfig, load_config_for_command
 from edge_agent.inspect.imaging import DecodeError
 from edge_agent.ops.health import HealthPortError
 from edge_agent.ops.logs import configure_logging
 from edge_agent.ops.stop_signals import on_stop_signal
+from edge_agent.store.crop_store import JOURNAL_FILE
 from edge_agent.store.journal import JournalError
+from edge_agent.store.journal_lock import holding_journal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +28,20 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     configure_logging(config.logging.level, config.logging.format)
-    from edge_agent.daemon import Agent  # after logging is set up
-
     stop = threading.Event()
     on_stop_signal(lambda _signum: stop.set())
+    try:
+        with holding_journal(config.paths.state / JOURNAL_FILE, "edge-inspect run"):
+            return _serve(config, stop)
+    except (JournalError, OSError) as exc:
+        structlog.get_logger().error("agent cannot start", error=str(exc))
+        return 1
+
+
+def _serve(config: StationConfig, stop: threading.Event) -> int:
+    """Build, start and run the agent until `stop`; 1 when it cannot start."""
+    from edge_agent.daemon import Agent  # after logging is set up
+
     try:
         agent = Agent(config)
     except (ConfigError, DecodeError, JournalError, BundleError, OSError) as exc:

@@ -217,6 +217,9 @@ class StorageSettings(Section):
     retry_max_s: float = Field(
         default=30, gt=0, description="a board that failed to journal: retried 1 s doubling to this"
     )
+    integrity_check_interval_s: float = Field(
+        default=3600, gt=0, description="full journal integrity check, off the inspection path"
+    )
 
     @model_validator(mode="after")
     def _crops_give_way_first(self) -> Self:

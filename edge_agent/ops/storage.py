@@ -41,7 +41,20 @@ class StorageHealth:
         self._failing_since_s = 0.0
         self._failures = 0
         self._below_floor = False
+        self._damage: str | None = None
         telemetry.set_journal_ok(True)
+        telemetry.set_journal_intact(True)
+
+    def journal_checked(self, damage: str | None) -> None:
+        """The outcome of an integrity check (None: intact); damage is logged once, at ERROR."""
+        with self._lock:
+            changed = (damage is None) != (self._damage is None)  # not when the wording changes
+            self._damage = damage
+        self._telemetry.set_journal_intact(damage is None)
+        if changed and damage:
+            log.error("journal_damaged", error=damage)
+        elif changed:
+            log.info("journal_intact")
 
     def journal_failed(self, error: BaseException) -> None:
         """Count a failed journal write; the first of a run is logged at ERROR."""
@@ -90,10 +103,11 @@ class StorageHealth:
         free = self.free_bytes()
         with self._lock:
             error, since, failures = self._error, self._since, self._failures
+            damage = self._damage
         return {
-            "ok": error is None and free >= self.min_free_bytes,
-            "journal": "ok" if error is None else "failing",
-            "journal_error": error,
+            "ok": error is None and damage is None and free >= self.min_free_bytes,
+            "journal": "damaged" if damage else "ok" if error is None else "failing",
+            "journal_error": damage or error,
             "failing_since": since,
             "failed_writes": failures,
             "free_bytes": free,

@@ -37,6 +37,8 @@ _METRICS = (
     ("journal_errors", Counter, "Journal writes that failed (each retry counts).", [], {}),
     ("journal_ok", Gauge, "1 while the journal takes writes, 0 from a failure to a success.",
      [], {}),
+    ("journal_intact", Gauge, "1 while the journal's last integrity check found nothing wrong.",
+     [], {}),
     ("journal_backlog", Gauge, "Boards waiting for a journal retry (their files stay put).",
      [], {}),
     ("state_free_bytes", Gauge, "Free bytes on the state filesystem (journal, crops).", [], {}),
@@ -70,6 +72,7 @@ class Telemetry:
         self._journal_errors = metrics["journal_errors"]
         self._journal_ok = metrics["journal_ok"]
         self._journal_backlog = metrics["journal_backlog"]
+        self._journal_intact = metrics["journal_intact"]
         self._state_free = metrics["state_free_bytes"]
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
@@ -129,6 +132,10 @@ class Telemetry:
     def set_journal_ok(self, ok: bool) -> None:
         """Record whether the journal takes writes."""
         self._journal_ok.set(1 if ok else 0)
+
+    def set_journal_intact(self, intact: bool) -> None:
+        """Record the outcome of the journal's last integrity check."""
+        self._journal_intact.set(1 if intact else 0)
 
     def set_journal_backlog(self, n: int) -> None:
         """Record how many boards wait for a journal retry."""

@@ -27,6 +27,7 @@ from edge_agent.contracts.clock import utc_now
 from edge_agent.inspect.imaging import encode_png
 from edge_agent.ops.storage import free_bytes
 from edge_agent.store.journal import create_tables, immediate_transaction
+from edge_agent.store.sqlite_files import connect
 
 log = structlog.get_logger()
 
@@ -81,10 +82,7 @@ class CropStore:
         self.min_free_bytes = min_free_bytes
         self._paused = False
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            Path(state_dir) / JOURNAL_FILE, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = connect(Path(state_dir) / JOURNAL_FILE)
         self._db.execute("PRAGMA journal_mode=WAL")
         with self._transaction() as db:
             create_tables(db)

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.contracts.clock import utc_now
+from edge_agent.store.integrity import describe_damage, problems_of
+from edge_agent.store.session_mark import highest_session, mark_session
+from edge_agent.store.sqlite_files import connect
 
 SCHEMA_VERSION = 3
 LABELS = ("OK", "KO")
@@ -174,7 +177,7 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._session: int | None = None
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = connect(self.path)
         self._db.row_factory = sqlite3.Row
         try:
             self._prepare()
@@ -186,6 +189,9 @@ class Journal:
             raise
 
     def _prepare(self) -> None:
+        problems = problems_of(self._db, quick=True)
+        if problems:
+            raise JournalError(describe_damage(self.path, problems))
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(
@@ -196,8 +202,6 @@ class Journal:
         if mode.lower() != "wal":
             raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=10000")
         with self._transaction():
             create_tables(self._db)
             if version < 2:
@@ -230,11 +234,37 @@ class Journal:
         return self._session
 
     def start_session(self) -> int:
-        """Open a new process session; its number is larger than any before it in this file."""
+        """Open a new process session; its number is larger than any ever used with this file,
+        also those a lost `-wal` took away (the session mark beside the file remembers them)."""
         with self._transaction() as db:
-            session = db.execute("INSERT INTO sessions (started_at) VALUES (?)", (utc_now(),))
-        self._session = int(session.lastrowid)
+            used = db.execute(
+                "SELECT max(coalesce((SELECT max(id) FROM sessions), 0),"
+                " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sessions'), 0))"
+            ).fetchone()[0]
+            session = max(used, highest_session(self.path)) + 1
+            mark_session(self.path, session)
+            db.execute("INSERT INTO sessions (id, started_at) VALUES (?, ?)", (session, utc_now()))
+        self._session = session
         return self._session
+
+    def sessions_lost(self) -> int:
+        """How many sessions the mark knows of that this file does not (its newest writes lost)."""
+        newest = self._query("SELECT coalesce(max(id), 0) FROM sessions")[0][0]
+        return max(0, highest_session(self.path) - newest)
+
+    def newest_record(self) -> str | None:
+        """When the newest inspection or session of the file was recorded (ISO 8601 UTC)."""
+        return (
+            self._query(
+                "SELECT max(coalesce((SELECT max(created_at) FROM inspections), ''),"
+                " coalesce((SELECT max(started_at) FROM sessions), ''))"
+            )[0][0]
+            or None
+        )
+
+    def has_result(self, result_id: str) -> bool:
+        """Whether an inspection with this result id is journaled."""
+        return bool(self._query("SELECT 1 FROM inspections WHERE result_id = ?", (result_id,)))
 
     def record_inspection(
         self,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edge_agent.inputs.filed_retention import Removed
 from edge_agent.store.journal import immediate_transaction
+from edge_agent.store.sqlite_files import connect
 
 MIN_AGE = dt.timedelta(hours=1)
 
@@ -36,9 +37,7 @@ class InspectionPruner:
         self.rows = 0
         """Inspections in the journal after the last pass."""
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(journal_path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db = connect(journal_path)
 
     def close(self) -> None:
         """Close the connection."""

@@ -9,6 +9,7 @@ batch at a time). Each pass logs what it removed and feeds the metrics.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -48,8 +49,11 @@ class Retention:
         folders: Mapping[str, Path],
         crops: CropStore | None,
         telemetry: Telemetry,
+        journal_malformed: Callable[[], None] | None = None,
     ) -> None:
+        """`journal_malformed` is called when a pass fails on a damaged journal page."""
         self.settings = settings
+        self._journal_malformed = journal_malformed
         self.telemetry = telemetry
         self.inspections = InspectionPruner(
             journal_path, settings.inspections_max_age_days, settings.inspections_max_rows
@@ -84,8 +88,10 @@ class Retention:
         while not self._stop.is_set():
             try:
                 self.run_pass()
-            except Exception:
+            except Exception as exc:
                 log.exception("retention_failed")
+                if type(exc) is sqlite3.DatabaseError and self._journal_malformed is not None:
+                    self._journal_malformed()
             self._stop.wait(self.settings.prune_interval_s)
 
     def run_pass(self, now: dt.datetime | None = None) -> dict[str, Removed]:

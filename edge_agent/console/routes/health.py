@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import sqlite3
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from edge_agent.console.agent_health import agent_health, disk, retrain_status
+from edge_agent.console.journal_reader import JournalCounts
 from edge_agent.console.rendering import console, render
 
 router = APIRouter()
@@ -19,9 +21,13 @@ def station_health(request: Request) -> dict:
     state = console(request)
     config = state.config
     hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        journal = dataclasses.asdict(state.journal.counts(hour_ago))
+    except sqlite3.DatabaseError as exc:  # a damaged journal: the rest of the page still shows
+        journal = {**dataclasses.asdict(JournalCounts()), "error": f"journal unreadable: {exc}"}
     return {
         "agent": dataclasses.asdict(agent_health(config)),
-        "journal": dataclasses.asdict(state.journal.counts(hour_ago)),
+        "journal": journal,
         "disks": [
             {
                 "name": name,
