@@ -316,18 +316,31 @@ def _key(loc: tuple[Any, ...]) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in dotted)
 
 
+def _env_variable(loc: tuple[Any, ...]) -> str | None:
+    """The EDGE_INSPECT_* variable that set the key at `loc` (or a section above it), if any;
+    such variables beat the file, so an error there is the variable's."""
+    names = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        candidate = ENV_PREFIX + "__".join(str(part) for part in loc[:depth])
+        if candidate.upper() in names:
+            return names[candidate.upper()]
+    return None
+
+
 def _format_error(where: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = _key(item["loc"])
+        variable = _env_variable(item["loc"])
+        source = f"environment variable {variable}" if variable else where
         if item["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key '{key}'")
+            lines.append(f"{source}: unknown key '{key}'")
         else:
-            lines.append(f"{where}: '{key}': {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"{source}: '{key}': {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)
 
 
-def _unknown_env_sections(where: str, schema: type[StationConfig]) -> list[str]:
+def _unknown_env_sections(schema: type[StationConfig]) -> list[str]:
     """EDGE_INSPECT_<SECTION>__<key> variables whose section does not exist (a typo, not a no-op).
 
     pydantic-settings rejects unknown keys inside a known section but ignores unknown sections.
@@ -338,7 +351,7 @@ def _unknown_env_sections(where: str, schema: type[StationConfig]) -> list[str]:
             continue
         section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
         if section not in schema.model_fields:
-            lines.append(f"{where}: unknown key '{section}' (environment variable {name})")
+            lines.append(f"environment variable {name}: unknown key '{section}'")
     return lines
 
 
@@ -370,7 +383,7 @@ def load_config(path: Path | None, schema: type[Config] = StationConfig) -> Conf
     unknown = [
         f"{where}: unknown key '{_key((key,))}'" for key in data if key not in schema.model_fields
     ]
-    unknown += _unknown_env_sections(where, schema)
+    unknown += _unknown_env_sections(schema)
     if unknown:
         raise ConfigError("\n".join(unknown))
     try:
