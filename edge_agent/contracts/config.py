@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tomllib
 from pathlib import Path
@@ -20,10 +19,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge_agent.contracts.names import SAFE_NAME, ConnectorId
+
 ENV_PREFIX = "EDGE_INSPECT_"
 MB = 1_000_000
 """Bytes in one of the `*_mb` settings."""
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(ValueError):
@@ -92,7 +92,7 @@ class InputSettings(Section):
     @classmethod
     def _safe_camera_names(cls, cameras: list[str]) -> list[str]:
         for camera in cameras:
-            if not _SAFE_NAME.fullmatch(camera):
+            if not SAFE_NAME.fullmatch(camera):
                 raise ValueError(f"camera {camera!r} may hold only letters, digits, '-' and '_'")
         return cameras
 
@@ -246,7 +246,7 @@ class StationConfig(BaseSettings):
     )
 
     station: StationSettings = Field(default_factory=StationSettings)
-    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    connectors: dict[ConnectorId, ConnectorSettings] = Field(default_factory=dict)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     inputs: InputSettings = Field(default_factory=InputSettings)
@@ -272,16 +272,6 @@ class StationConfig(BaseSettings):
         # Environment beats the file (the file's values arrive as init kwargs).
         return (env_settings, init_settings)
 
-    @field_validator("connectors")
-    @classmethod
-    def _connector_ids_are_safe(
-        cls, connectors: dict[str, ConnectorSettings]
-    ) -> dict[str, ConnectorSettings]:
-        for cid in connectors:
-            if not cid or not all(c.isalnum() or c in "-_" for c in cid):
-                raise ValueError(f"connector id {cid!r} may hold only letters, digits, '-' and '_'")
-        return connectors
-
     def enabled_connectors(self) -> list[str]:
         """Ids of the connectors to inspect, in the config's order."""
         return [cid for cid, c in self.connectors.items() if c.enabled]
@@ -289,7 +279,7 @@ class StationConfig(BaseSettings):
     def image_cameras(self) -> list[str]:
         """The cameras whose MQTT images are taken: station.camera, drop folders', declared."""
         named = [self.station.camera, *self.inputs.drop_folders, *self.inputs.cameras]
-        return [c for c in dict.fromkeys(named) if _SAFE_NAME.fullmatch(c)]
+        return [c for c in dict.fromkeys(named) if SAFE_NAME.fullmatch(c)]
 
     def resolved(self, base: Path) -> Self:
         """A copy whose relative paths are anchored at `base` (the config file's folder)."""
@@ -312,7 +302,7 @@ def _anchor_paths(node: Any, base: Path) -> None:
 
 def _key(loc: tuple[Any, ...]) -> str:
     """A key's dotted path as one printable line (a TOML key may hold any character)."""
-    dotted = ".".join(str(part) for part in loc)
+    dotted = ".".join(str(part) for part in loc if part != "[key]")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in dotted)
 
 
@@ -336,7 +326,8 @@ def _format_error(where: str, error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{key}'")
         else:
-            lines.append(f"{source}: '{key}': {item['msg']} (got {item.get('input')!r})")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: '{key}': {message} (got {item.get('input')!r})")
     return "\n".join(lines)
 
 
