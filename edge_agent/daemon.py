@@ -101,6 +101,7 @@ class Agent:
         self.stats = BoardStats()
         self.model_errors: dict[str, str] = {}
         self._stopping = threading.Event()
+        self._ready = False
         self._workers: list[threading.Thread] = []
         self._watchers: list[DropFolderWatcher] = []
         self.link: MqttLink | None = None
@@ -159,6 +160,7 @@ class Agent:
             )
             self.health.start()
         sdnotify.ready(f"session {self.session}, {len(self.registry.versions())} models")
+        self._ready = True
         log.info("agent ready", session=self.session, models=self.registry.versions())
 
     def _watch(self, camera: str, folder: Path, spooled: bool) -> DropFolderWatcher:
@@ -198,7 +200,8 @@ class Agent:
         if self.health is not None:
             self.health.stop()
         self.journal.close()
-        log.info("agent stopped", session=self.session)
+        if self._ready:  # after a failed start, its error is the one line
+            log.info("agent stopped", session=self.session)
 
     def run_until(self, stop: threading.Event) -> None:
         """The main loop: model work scheduled, stats, storage health, watchdog, until `stop`.
