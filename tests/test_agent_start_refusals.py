@@ -1,6 +1,6 @@
 """`edge-inspect run` refuses to start, in one clear line and a non-zero exit, on a station it
 cannot serve: a connector box outside the reference image, a health port already in use, an
-MQTT password, CA, certificate or key file missing.
+MQTT password, CA, certificate or key file missing."""
 
 from __future__ import annotations
 

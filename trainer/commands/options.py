@@ -79,6 +79,16 @@ def _flag_help(name: str, field: FieldInfo) -> str:
     return f"{'; '.join(parts)} (overrides training.{name}, default {default})"
 
 
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option with its default, where it has one (not None or a flag's
+    False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if any(action.default is none for none in (None, False, argparse.SUPPRESS)):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_training_arguments(parser: argparse.ArgumentParser, *, installs: bool = True) -> None:
     """Options that override the [training] section of a station config; `installs` adds
     --no-activate, for commands whose bundles need not go live."""
