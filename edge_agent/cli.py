@@ -34,7 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("edge_agent.commands.models", "list, show, promote or roll back model versions"),
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
-    "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),
+    "trainer": (
+        "trainer.commands.trainer_service",
+        "the retraining service on retrain.schedule (cron, the line PC's local time)",
+    ),
     "bench-retrain": (
         "trainer.demo.commands.bench_retrain",
         "time a nightly retrain beside a working agent",

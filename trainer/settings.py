@@ -102,7 +102,10 @@ class RetrainSettings(ShadowSettings):
     """The nightly retraining job (`edge-inspect trainer` or `retrain --now`) and its rollout;
     `shadow_boards` comes from the agent's view of this section, which runs the shadow."""
 
-    schedule: str = Field(default="0 2 * * *", description="cron: minute hour day month weekday")
+    schedule: str = Field(
+        default="0 2 * * *",
+        description="cron: minute hour day month weekday, in the line PC's local time",
+    )
     misfire_grace_s: int = Field(default=6 * 3600, gt=0)
     seed_data: Path | None = Field(
         default=None, description="the initial crop data set: <connector>/train/ok, val/ok, val/ko"

@@ -50,6 +50,7 @@ def feed_and_watch(station: Path, boards: list[Board], log_path: Path) -> dict:
         try:
             agent.wait_ready()
             print(f"agent ready (broker 127.0.0.1:{broker.port}); feeding {len(boards)} boards")
+            print(VERDICT_HEADER)
             fed = {}
             for index, board in enumerate(boards, 1):
                 fed[board.part_id] = drop_board(board.image, drop)
@@ -63,6 +64,13 @@ def feed_and_watch(station: Path, boards: list[Board], log_path: Path) -> dict:
             agent.stop()
     return {"fed": fed, "received": listener.by_part(), "heatmaps": listener.heatmaps,
             "memory": memory}  # fmt: skip
+
+
+# Names the columns of the verdict lines: the board's verdict, the connectors the agent found
+# NOK, those the generator made KO, whether the two agree, and the agent's processing time.
+VERDICT_HEADER = (
+    f"  {'part':>8} {'verdict':<14} {'agent found':<16} {'generator truth':<21} agree (agent time)"
+)
 
 
 def _print_verdict(verdict: dict, board: Board) -> None:
