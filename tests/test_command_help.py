@@ -54,3 +54,13 @@ def test_the_retrain_schedule_is_said_to_be_local_time() -> None:
         [sys.executable, "-m", "edge_agent.cli", "--help"],
         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+
+
+def test_compare_help_lists_every_method_it_takes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "compare", "--help"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+
+    text = " ".join(result.stdout.split())
+    assert "patchcore, padim, autoencoder, efficientad-s, efficientad-m" in text
