@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # edge-inspect quick start on a fresh Debian machine:
 #   ./run.sh demo [options]   generate a station, train its models, run the agent on it
-#   ./run.sh test [pytest args]   the whole test suite (what CI runs)
+#   ./run.sh test [pytest args]   the whole test suite (what CI runs), ruff check and
+#                             ruff format --check included (tests/test_code_style.py)
 #   ./run.sh setup            only install (.venv with pinned packages; mosquitto, chromium,
 #                             systemd-analyze and shellcheck from Debian)
 set -euo pipefail
@@ -47,5 +48,5 @@ case "${1:-}" in
         # pytest exits 5 when it collected no tests: that is a failure here.
         [ "$code" = 5 ] && echo "no tests were collected" >&2 && exit 1
         exit "$code" ;;
-    *) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

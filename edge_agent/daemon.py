@@ -109,6 +109,7 @@ class Agent:
         self.stats = BoardStats()
         self.model_errors: dict[str, str] = {}
         self._stopping = threading.Event()
+        self._ready = False
         self._workers: list[threading.Thread] = []
         self._watchers: list[DropFolderWatcher] = []
         self.link: MqttLink | None = None
@@ -169,6 +170,7 @@ class Agent:
             )
             self.health.start()
         sdnotify.ready(f"session {self.session}, {len(self.registry.versions())} models")
+        self._ready = True
         log.info("agent ready", session=self.session, models=self.registry.versions())
 
     def _input_folders(self) -> dict[str, Path]:
@@ -217,7 +219,8 @@ class Agent:
         if self.health is not None:
             self.health.stop()
         self.journal.close()
-        log.info("agent stopped", session=self.session)
+        if self._ready:  # after a failed start, its error is the one line
+            log.info("agent stopped", session=self.session)
 
     def run_until(self, stop: threading.Event) -> None:
         """The main loop: model work scheduled, stats, storage health, watchdog, until `stop`.

@@ -1,5 +1,6 @@
 """`edge-inspect run` refuses to start, in one clear line and a non-zero exit, on a station it
-cannot serve: a connector box outside the reference image, a health port already in use."""
+cannot serve: a connector box outside the reference image, a health port already in use, an
+MQTT password, CA, certificate or key file missing."""
 
 from __future__ import annotations
 
@@ -97,3 +98,52 @@ def test_health_port_in_use_is_one_error_line_and_exit_1(tmp_path: Path, busy_po
     assert len(errors) == 1
     assert f"cannot listen on 127.0.0.1:{busy_port}" in errors[0]
     assert "health.port" in errors[0]
+
+
+def startup_lines(output: str) -> list[str]:
+    """The output less the lines about models (this station has none)."""
+    return [line for line in output.splitlines() if "model not loaded" not in line]
+
+
+def test_health_port_in_use_prints_nothing_beside_its_error_line(
+    tmp_path: Path, busy_port: int
+) -> None:
+    config = write_station(tmp_path, [500, 400, 100, 50], busy_port)
+
+    result = run_agent(config)
+
+    lines = startup_lines(result.stdout + result.stderr)
+    assert len(lines) == 1, lines
+    assert "agent cannot start" in lines[0]
+
+
+def with_mqtt(config: Path, *lines: str) -> Path:
+    """The station of `write_station`, its broker enabled with `lines` added to [mqtt]."""
+    text = config.read_text(encoding="utf-8")
+    mqtt = "\n".join(["[mqtt]", "enabled = true", "port = 1", *lines])
+    config.write_text(text.replace("[mqtt]\nenabled = false", mqtt), encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "missing"),
+    [
+        (['username = "line"', 'password_file = "absent.pw"'], "mqtt.password_file", "absent.pw"),
+        (["[mqtt.tls]", "enabled = true", 'ca_file = "absent-ca.crt"'], "mqtt.tls.ca_file",
+         "absent-ca.crt"),
+        (["[mqtt.tls]", "enabled = true", 'cert_file = "absent.crt"', 'key_file = "absent.key"'],
+         "mqtt.tls.cert_file", "absent.crt"),
+    ],
+)  # fmt: skip
+def test_a_missing_mqtt_credential_file_is_one_line_naming_file_and_key(
+    tmp_path: Path, lines: list[str], key: str, missing: str
+) -> None:
+    config = with_mqtt(write_station(tmp_path, [500, 400, 100, 50], 0), *lines)
+
+    result = run_agent(config)
+
+    assert result.returncode == 1
+    output = startup_lines(result.stdout + result.stderr)
+    assert len(output) == 1, output
+    assert "agent cannot start" in output[0]
+    assert str(tmp_path / missing) in output[0] and key in output[0]

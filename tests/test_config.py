@@ -129,8 +129,30 @@ def test_unknown_environment_key_is_an_error(
     with pytest.raises(ConfigError) as error:
         load_config(path)
 
-    assert f"unknown key '{key}'" in str(error.value)
-    assert str(path) in str(error.value)
+    assert f"environment variable {variable}: unknown key '{key}'" in str(error.value)
+    assert str(path) not in str(error.value)  # the file is not to blame
+
+
+def test_a_bad_environment_value_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, STATION_TOML)
+    monkeypatch.setenv("edge_inspect_mqtt__port", "eighteen")
+
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+
+    assert str(error.value).startswith("environment variable edge_inspect_mqtt__port: 'mqtt.port'")
+    assert str(path) not in str(error.value)
+
+
+def test_a_bad_value_in_the_file_still_names_the_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "[mqtt]\nport = 'eighteen'\n")
+
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+
+    assert str(error.value).startswith(f"{path}: 'mqtt.port'")
 
 
 def test_invalid_toml_is_named_with_the_file(tmp_path: Path) -> None:

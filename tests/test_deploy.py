@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from onnx_fixtures import install_template_model
 
+from edge_agent.contracts.config import load_config
 from trainer.demo.local_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,7 @@ TRAINER = UNITS / "edge-inspect-trainer.service"
 CONSOLE = UNITS / "edge-inspect-console.service"
 CONFIG_TEMPLATE = ROOT / "config.toml"
 MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto.conf"
+SET_PATHS = ROOT / "deploy" / "set_paths.py"
 
 
 def unit(path: Path) -> dict[str, dict[str, str]]:
@@ -94,8 +97,67 @@ def test_agent_unit_is_a_notify_service_with_a_progress_watchdog_and_a_sandbox()
         service["IPAddressAllow"].split()
     )
     assert service["MemoryDenyWriteExecute"] == "yes"
-    assert "EDGE_INSPECT_PATHS__STATE=/var/lib/edge-inspect/state" in service["Environment"]
     assert unit(AGENT)["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_units_read_their_paths_from_the_installed_config_only():
+    for path in (AGENT, TRAINER, CONSOLE):
+        assert "EDGE_INSPECT_PATHS" not in path.read_text(), path.name
+        assert "--config /etc/edge-inspect/config.toml" in unit(path)["Service"]["ExecStart"]
+    text = INSTALL.read_text()
+    assert '"$repo/deploy/set_paths.py" "$CONF" "$VAR/state" "$VAR/models"' in text
+    assert text.index("set_paths.py") < text.index('config_report="$(')  # before it is read
+
+
+def installed_config(tmp_path: Path) -> tuple[Path, Path]:
+    """The template installed as install.sh does (mode 0660), then given the line's paths."""
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    etc.mkdir()
+    config = etc / "config.toml"
+    shutil.copyfile(CONFIG_TEMPLATE, config)
+    config.chmod(0o660)
+    result = subprocess.run(
+        [sys.executable, str(SET_PATHS), str(config), str(var / "state"), str(var / "models")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert f"paths.state = {var / 'state'}" in result.stdout
+    return config, var
+
+
+def test_the_installed_config_holds_the_lines_state_and_models(tmp_path, monkeypatch):
+    for name in list(os.environ):
+        if name.upper().startswith("EDGE_INSPECT_"):
+            monkeypatch.delenv(name)
+    config, var = installed_config(tmp_path)
+
+    loaded = load_config(config)
+
+    assert (loaded.paths.state, loaded.paths.models) == (var / "state", var / "models")
+    text = config.read_text()
+    assert text.splitlines()[:3] == CONFIG_TEMPLATE.read_text().splitlines()[:3]  # comments kept
+    assert "# the OK board every photo is registered to" in text
+    assert config.stat().st_mode & 0o777 == 0o660
+    again = subprocess.run(
+        [sys.executable, str(SET_PATHS), str(config), str(var / "state"), str(var / "models")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert again.stdout == ""  # already set: the file is left as it is
+    assert config.read_text() == text
+
+
+def test_a_shell_command_looks_where_the_service_writes(tmp_path):
+    config, var = installed_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("EDGE_INSPECT_")}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "confirm", "01J9Z6Q8M3K4T2", "OK",
+         "--config", str(config)],
+        env={**env, "PYTHONPATH": str(ROOT)}, cwd=tmp_path, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert f"{var / 'state' / 'journal.sqlite'}: no journal" in result.stderr
 
 
 def test_trainer_runs_on_the_config_schedule_at_low_priority():

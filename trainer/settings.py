@@ -19,15 +19,29 @@ from edge_agent.contracts.config import Section, ShadowSettings, StationConfig
 class TrainingSettings(Section):
     """How each connector's model is built; `edge-inspect train` options override these."""
 
-    method: Literal["patchcore", "padim", "autoencoder", "efficientad-s", "efficientad-m"] = (
-        "patchcore"
+    method: Literal["patchcore", "padim", "autoencoder", "efficientad-s", "efficientad-m"] = Field(
+        default="patchcore",
+        description="detector: patchcore (memory bank of patch features), padim (Gaussian per "
+        "patch), autoencoder (reconstruction error), efficientad-s / -m (student-teacher)",
     )
-    backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = "efficientnet-lite0"
-    backbone_weights: Path | None = None
-    input_size: int = 128
-    color_mode: Literal["gray", "rgb"] = "gray"
-    coreset_ratio: float = Field(default=0.1, gt=0, le=1)
-    coreset_max: int = 1600
+    backbone: Literal["efficientnet-lite0", "resnet18", "wide_resnet50_2"] = Field(
+        default="efficientnet-lite0",
+        description="pretrained feature extractor of patchcore and padim",
+    )
+    backbone_weights: Path | None = Field(
+        default=None,
+        description="torchvision-format weights file for resnet18 / wide_resnet50_2",
+    )
+    input_size: int = Field(default=128, description="model input, pixels square")
+    color_mode: Literal["gray", "rgb"] = Field(
+        default="gray", description="crops scored in gray or in colour"
+    )
+    coreset_ratio: float = Field(
+        default=0.1, gt=0, le=1, description="PatchCore: share of patches kept in the memory bank"
+    )
+    coreset_max: int = Field(
+        default=1600, ge=1, description="PatchCore: most patches in the memory bank"
+    )
     projection_dim: int = 128
     neighbourhood: int = 3
     padim_dims: int = Field(
@@ -61,7 +75,9 @@ class TrainingSettings(Section):
     mask_min_weight: float = Field(default=0.1, gt=0)
     mask_max_weight: float = Field(default=2.0, gt=0)
     roi_file: Path | None = None
-    target_false_reject: float = Field(default=0.005, gt=0, lt=1)
+    target_false_reject: float = Field(
+        default=0.005, gt=0, lt=1, description="OK-only threshold: false-reject rate aimed at"
+    )
     ok_only_spread: float = Field(
         default=1.0,
         ge=0,
@@ -79,14 +95,17 @@ class TrainingSettings(Section):
     )
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     parity_tolerance: float = 1e-3
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="seed of every random choice in training")
 
 
 class RetrainSettings(ShadowSettings):
     """The nightly retraining job (`edge-inspect trainer` or `retrain --now`) and its rollout;
     `shadow_boards` comes from the agent's view of this section, which runs the shadow."""
 
-    schedule: str = Field(default="0 2 * * *", description="cron: minute hour day month weekday")
+    schedule: str = Field(
+        default="0 2 * * *",
+        description="cron: minute hour day month weekday, in the line PC's local time",
+    )
     misfire_grace_s: int = Field(default=6 * 3600, gt=0)
     seed_data: Path | None = Field(
         default=None, description="the initial crop data set: <connector>/train/ok, val/ok, val/ko"

@@ -32,6 +32,8 @@ from edge_agent.contracts.bundle import (
     sha256_file,
 )
 from edge_agent.contracts.clock import utc_now
+from edge_agent.contracts.config import ConfigError
+from edge_agent.contracts.names import check_connector_id
 from trainer.calibration import calibrate
 from trainer.datasets import (
     ConnectorData,
@@ -171,6 +173,10 @@ def train_connector(
     data = load_connector_data(Path(data_dir), settings.holdout_fraction)
     require_test_split(data, Path(data_dir))
     connector = connector or data.name
+    try:
+        check_connector_id(connector)  # it names the bundle's folder and its MQTT topics
+    except ValueError as exc:
+        raise ConfigError(f"{data_dir}: {exc}") from None
     if settings.method not in DETECTORS:
         raise ValueError(f"unknown method {settings.method!r}; known: {sorted(DETECTORS)}")
     torch.manual_seed(settings.seed)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from pathlib import Path
 
 from edge_agent.comms.confirmations import Confirmation, apply_confirmation
 from edge_agent.contracts.config import load_config_for_command
+from edge_agent.ops.user_name import current_user
 from edge_agent.store.crop_store import JOURNAL_FILE
 from edge_agent.store.journal import LABELS, Journal, JournalError
 
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connector", help="connector id (default: every scored one for OK, the NOK ones for KO)"
     )
-    parser.add_argument("--by", default=getpass.getuser(), help="who confirms (default: you)")
+    parser.add_argument("--by", help="who confirms (default: your login name, else uid-<n>)")
     parser.add_argument("--config", type=Path, help="station config (TOML)")
 
 
@@ -38,13 +38,14 @@ def run(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"edge-inspect confirm: error: {exc}", file=sys.stderr)
         return 2
+    by = args.by or current_user()
     try:
-        confirmation = Confirmation(args.result_id, args.connector, args.label, f"cli:{args.by}")
+        confirmation = Confirmation(args.result_id, args.connector, args.label, f"cli:{by}")
         connectors = apply_confirmation(journal, confirmation)
     except ValueError as exc:
         print(f"edge-inspect confirm: error: {exc}", file=sys.stderr)
         return 2
     finally:
         journal.close()
-    print(f"{args.result_id}: {', '.join(connectors)} confirmed {args.label} by {args.by}")
+    print(f"{args.result_id}: {', '.join(connectors)} confirmed {args.label} by {by}")
     return 0

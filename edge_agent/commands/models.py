@@ -7,7 +7,6 @@ second and announces the change on `<prefix>/model/<connector>`.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from edge_agent.contracts.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
 from edge_agent.contracts.config import ConfigError, StationConfig, load_config
 from edge_agent.feedback import lifecycle
+from edge_agent.ops.user_name import current_user
 
 GATE_FILE = "gate.json"
 
@@ -41,7 +41,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rollback = action("rollback", "restore the previously active version")
     rollback.add_argument("connector")
     for sub in (promote, rollback):
-        sub.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
+        sub.add_argument("--by", help="who (default: your login name, else uid-<n>)")
+
+
+def _check_station(config: StationConfig, path: Path | None) -> None:
+    """Refuse a config that names no connector or whose models folder does not exist: an
+    empty table would read as a station without models."""
+    where = path or "settings (no --config)"
+    if not config.enabled_connectors():
+        raise ConfigError(f"{where}: no enabled connector ([connectors.<id>] tables)")
+    if not config.paths.models.is_dir():
+        raise ConfigError(
+            f"{where}: paths.models {config.paths.models} is not a folder "
+            "(is this the station's config?)"
+        )
 
 
 def _list(config: StationConfig, as_json: bool) -> int:
@@ -114,17 +127,18 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         connectors = config.enabled_connectors()
+        _check_station(config, args.config)
         if getattr(args, "connector", None) not in (None, *connectors):
             raise ConfigError(f"connector {args.connector!r} is not one of {connectors}")
         if args.action == "list":
             return _list(config, args.json)
         if args.action == "show":
             return _show(config, args.connector, args.version)
-        models = config.paths.models
+        models, by = config.paths.models, f"cli:{args.by or current_user()}"
         if args.action == "promote":
-            event = lifecycle.promote(models, args.connector, args.version, f"cli:{args.by}")
+            event = lifecycle.promote(models, args.connector, args.version, by)
         else:
-            event = lifecycle.rollback(models, args.connector, f"cli:{args.by}")
+            event = lifecycle.rollback(models, args.connector, by)
     except (ConfigError, lifecycle.LifecycleError, BundleError) as exc:
         print(f"edge-inspect models: error: {exc}", file=sys.stderr)
         return 2

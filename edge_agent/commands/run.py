@@ -49,7 +49,9 @@ def _serve(config: StationConfig, stop: threading.Event) -> int:
         return 1
     try:
         agent.start()
-    except HealthPortError as exc:
+    except (ConfigError, HealthPortError, OSError) as exc:
+        # an MQTT password, CA, certificate or key file missing, the health port taken:
+        # one line naming the file and its key, and what had started is stopped again
         structlog.get_logger().error("agent cannot start", error=str(exc))
         agent.stop()
         return 1

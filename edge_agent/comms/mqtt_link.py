@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import ssl
 import threading
 import time
@@ -20,6 +19,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.contracts.config import ConfigError, MqttSettings, TlsSettings
+from edge_agent.contracts.names import SAFE_NAME
 from edge_agent.store.journal import Journal, PendingMessage, compact_json
 
 log = structlog.get_logger()
@@ -35,7 +35,6 @@ REDELIVER_MIN_S = 1.0
 REDELIVER_MAX_S = 30.0
 MQTT_MAX_PACKET = 268_435_455
 DISCONNECT_WITH_WILL = 4
-_SAFE_LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class MessageProperties(dict[str, str]):
@@ -509,9 +508,9 @@ class MqttLink:
             log.warning("mqtt_message_refused", reason="unexpected_topic", topic=topic)
             self._refused("unexpected_topic")
             return True
-        if not all(_SAFE_LEVEL.match(level) for level in suffix.split("/")):
+        if not all(SAFE_NAME.fullmatch(level) for level in suffix.split("/")):
             log.warning("mqtt_message_refused", reason="bad_topic", topic=topic,
-                        allowed="[A-Za-z0-9_-]+")  # fmt: skip
+                        allowed=SAFE_NAME.pattern)  # fmt: skip
             self._refused("bad_topic")
             return True
         taken = handler(suffix, message.payload, MessageProperties.of(message))

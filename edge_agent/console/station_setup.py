@@ -21,10 +21,10 @@ from tomlkit.items import Table
 
 from edge_agent.contracts.atomic import write_json_atomic
 from edge_agent.contracts.config import ConfigError, StationConfig, load_config
+from edge_agent.contracts.names import ConnectorId
 
 DEFAULT_ROI_FILE = "rois.json"
 BACKUP_SUFFIX = ".bak"
-CONNECTOR_ID = r"^[A-Za-z0-9_-]{1,32}$"
 
 
 class SetupError(ValueError):
@@ -34,7 +34,7 @@ class SetupError(ValueError):
 class BoxLayout(BaseModel):
     """One connector as the set-up page sends it: box in reference pixels, ROI in crop pixels."""
 
-    id: str = Field(pattern=CONNECTOR_ID)
+    id: ConnectorId
     box: tuple[int, int, int, int]
     enabled: bool = True
     roi: tuple[int, int, int, int] | None = None

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_agent.contracts.atomic import move_atomic, replace_symlink
+from edge_agent.contracts.names import ConnectorId
 
 SCHEMA = "edge-inspect.bundle/1"
 MODEL_FILE = "model.onnx"
@@ -71,7 +72,7 @@ class Manifest(_Strict):
     """Everything the agent needs to run a bundle, and an engineer needs to audit it."""
 
     schema_: Literal["edge-inspect.bundle/1"] = Field(default=SCHEMA, alias="schema")
-    connector: str
+    connector: ConnectorId
     version: str
     method: str
     backbone: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tomllib
 from pathlib import Path
@@ -20,10 +19,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge_agent.contracts.names import SAFE_NAME, ConnectorId
+
 ENV_PREFIX = "EDGE_INSPECT_"
 MB = 1_000_000
 """Bytes in one of the `*_mb` settings."""
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(ValueError):
@@ -92,7 +92,7 @@ class InputSettings(Section):
     @classmethod
     def _safe_camera_names(cls, cameras: list[str]) -> list[str]:
         for camera in cameras:
-            if not _SAFE_NAME.fullmatch(camera):
+            if not SAFE_NAME.fullmatch(camera):
                 raise ValueError(f"camera {camera!r} may hold only letters, digits, '-' and '_'")
         return cameras
 
@@ -251,7 +251,7 @@ class StationConfig(BaseSettings):
     )
 
     station: StationSettings = Field(default_factory=StationSettings)
-    connectors: dict[str, ConnectorSettings] = Field(default_factory=dict)
+    connectors: dict[ConnectorId, ConnectorSettings] = Field(default_factory=dict)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     inputs: InputSettings = Field(default_factory=InputSettings)
@@ -277,16 +277,6 @@ class StationConfig(BaseSettings):
         # Environment beats the file (the file's values arrive as init kwargs).
         return (env_settings, init_settings)
 
-    @field_validator("connectors")
-    @classmethod
-    def _connector_ids_are_safe(
-        cls, connectors: dict[str, ConnectorSettings]
-    ) -> dict[str, ConnectorSettings]:
-        for cid in connectors:
-            if not cid or not all(c.isalnum() or c in "-_" for c in cid):
-                raise ValueError(f"connector id {cid!r} may hold only letters, digits, '-' and '_'")
-        return connectors
-
     def enabled_connectors(self) -> list[str]:
         """Ids of the connectors to inspect, in the config's order."""
         return [cid for cid, c in self.connectors.items() if c.enabled]
@@ -294,7 +284,7 @@ class StationConfig(BaseSettings):
     def image_cameras(self) -> list[str]:
         """The cameras whose MQTT images are taken: station.camera, drop folders', declared."""
         named = [self.station.camera, *self.inputs.drop_folders, *self.inputs.cameras]
-        return [c for c in dict.fromkeys(named) if _SAFE_NAME.fullmatch(c)]
+        return [c for c in dict.fromkeys(named) if SAFE_NAME.fullmatch(c)]
 
     def resolved(self, base: Path) -> Self:
         """A copy whose relative paths are anchored at `base` (the config file's folder)."""
@@ -317,22 +307,36 @@ def _anchor_paths(node: Any, base: Path) -> None:
 
 def _key(loc: tuple[Any, ...]) -> str:
     """A key's dotted path as one printable line (a TOML key may hold any character)."""
-    dotted = ".".join(str(part) for part in loc)
+    dotted = ".".join(str(part) for part in loc if part != "[key]")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in dotted)
+
+
+def _env_variable(loc: tuple[Any, ...]) -> str | None:
+    """The EDGE_INSPECT_* variable that set the key at `loc` (or a section above it), if any;
+    such variables beat the file, so an error there is the variable's."""
+    names = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        candidate = ENV_PREFIX + "__".join(str(part) for part in loc[:depth])
+        if candidate.upper() in names:
+            return names[candidate.upper()]
+    return None
 
 
 def _format_error(where: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = _key(item["loc"])
+        variable = _env_variable(item["loc"])
+        source = f"environment variable {variable}" if variable else where
         if item["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key '{key}'")
+            lines.append(f"{source}: unknown key '{key}'")
         else:
-            lines.append(f"{where}: '{key}': {item['msg']} (got {item.get('input')!r})")
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: '{key}': {message} (got {item.get('input')!r})")
     return "\n".join(lines)
 
 
-def _unknown_env_sections(where: str, schema: type[StationConfig]) -> list[str]:
+def _unknown_env_sections(schema: type[StationConfig]) -> list[str]:
     """EDGE_INSPECT_<SECTION>__<key> variables whose section does not exist (a typo, not a no-op).
 
     pydantic-settings rejects unknown keys inside a known section but ignores unknown sections.
@@ -343,7 +347,7 @@ def _unknown_env_sections(where: str, schema: type[StationConfig]) -> list[str]:
             continue
         section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
         if section not in schema.model_fields:
-            lines.append(f"{where}: unknown key '{section}' (environment variable {name})")
+            lines.append(f"environment variable {name}: unknown key '{section}'")
     return lines
 
 
@@ -375,7 +379,7 @@ def load_config(path: Path | None, schema: type[Config] = StationConfig) -> Conf
     unknown = [
         f"{where}: unknown key '{_key((key,))}'" for key in data if key not in schema.model_fields
     ]
-    unknown += _unknown_env_sections(where, schema)
+    unknown += _unknown_env_sections(schema)
     if unknown:
         raise ConfigError("\n".join(unknown))
     try:

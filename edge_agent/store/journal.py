@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -14,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.contracts.clock import utc_now
+from edge_agent.contracts.names import is_connector_id
 from edge_agent.store.integrity import describe_damage, problems_of
 from edge_agent.store.session_mark import highest_session, mark_session
 from edge_agent.store.sqlite_files import connect
 
 SCHEMA_VERSION = 3
 LABELS = ("OK", "KO")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -370,7 +369,7 @@ class Journal:
         """Store an operator's or the MES's OK/KO label for one connector of an inspection."""
         if label not in LABELS:
             raise ValueError(f"confirmation label {label!r} is not one of {', '.join(LABELS)}")
-        if not isinstance(connector, str) or not _SAFE_ID.match(connector):
+        if not is_connector_id(connector):
             raise ValueError(f"confirmation connector {connector!r} is not a valid connector id")
         if not isinstance(by, str) or not by.strip() or len(by) > 200:
             raise ValueError(f"confirmation 'by' {by!r} must be a non-empty name (200 chars max)")

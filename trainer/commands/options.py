@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import operator
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import structlog
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
 from edge_agent.contracts.config import ConfigError
 from edge_agent.ops.logs import configure_logging
@@ -17,45 +19,114 @@ from trainer.export import ExportError
 from trainer.settings import TrainingSettings, load_config
 from trainer.train_all import USER_ERRORS
 
-_FLAGS = {
-    "method": str,
-    "mask": str,
-    "backbone": str,
-    "backbone_weights": Path,
-    "input_size": int,
-    "coreset_ratio": float,
-    "coreset_max": int,
-    "padim_dims": int,
-    "ae_epochs": int,
-    "ae_patience": int,
-    "ae_batch": int,
-    "ead_steps": int,
-    "ead_patience": int,
-    "ead_batch": int,
-    "target_false_reject": float,
-    "seed": int,
-}
+_FLAGS = (
+    "method",
+    "mask",
+    "backbone",
+    "backbone_weights",
+    "input_size",
+    "coreset_ratio",
+    "coreset_max",
+    "padim_dims",
+    "ae_epochs",
+    "ae_patience",
+    "ae_batch",
+    "ead_steps",
+    "ead_patience",
+    "ead_batch",
+    "target_false_reject",
+    "seed",
+)
+_BOUNDS = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+
+
+def _bounds(field: FieldInfo) -> list[tuple[str, Any]]:
+    """A setting's range as (name, limit) pairs: ("ge", 1), ("lt", 1.0)."""
+    return [
+        (name, getattr(rule, name))
+        for rule in field.metadata
+        for name in _BOUNDS
+        if getattr(rule, name, None) is not None
+    ]
+
+
+def _checked(name: str, field: FieldInfo) -> Callable[[str], Any]:
+    """An argparse `type` that parses a flag as its setting's type and checks its range."""
+    kind = field.annotation if field.annotation in (int, float) else Path
+    limits = _bounds(field)
+    holds = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if any(not holds[rule](value, limit) for rule, limit in limits):
+            raise argparse.ArgumentTypeError(f"{text} is out of range: {_range_text(limits)}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value"
+    return parse
+
+
+def _range_text(limits: list[tuple[str, Any]]) -> str:
+    return ", ".join(f"{_BOUNDS[rule]} {limit}" for rule, limit in limits)
+
+
+def _flag_help(name: str, field: FieldInfo) -> str:
+    """What a flag does, its range and the config key it overrides (with its default)."""
+    parts = [field.description or name.replace("_", " ")]
+    if limits := _bounds(field):
+        parts.append(_range_text(limits))
+    default = "unset" if field.default is None else field.default
+    return f"{'; '.join(parts)} (overrides training.{name}, default {default})"
+
+
+class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that ends each option with its default, where it has one (not None or a flag's
+    False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if any(action.default is none for none in (None, False, argparse.SUPPRESS)):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, installs: bool = True) -> None:
     """Options that override the [training] section of a station config; `installs` adds
     --no-activate, for commands whose bundles need not go live."""
     parser.add_argument("--config", type=Path, help="station config whose [training] to start from")
-    for name, kind in _FLAGS.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    fields = TrainingSettings.model_fields
+    for name in _FLAGS:
+        field = fields[name]
+        choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else None
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=None if choices else _checked(name, field),
+            choices=choices,
+            default=None,
+            help=_flag_help(name, field),
+        )
     colour = parser.add_mutually_exclusive_group()
-    colour.add_argument("--gray", dest="color_mode", action="store_const", const="gray")
-    colour.add_argument("--rgb", dest="color_mode", action="store_const", const="rgb")
-    parser.add_argument("--roi-file", type=Path, help='JSON {"conn1": [y1, y2, x1, x2]}')
+    gray = "score crops in gray (overrides training.color_mode, default gray)"
+    colour.add_argument("--gray", dest="color_mode", action="store_const", const="gray", help=gray)
+    rgb = "score crops in colour (overrides training.color_mode)"
+    colour.add_argument("--rgb", dest="color_mode", action="store_const", const="rgb", help=rgb)
+    parser.add_argument(
+        "--roi-file",
+        type=Path,
+        help='manual ROI per connector, JSON {"J1": [y1, y2, x1, x2]} '
+        "(overrides training.roi_file)",
+    )
     if installs:
         parser.add_argument("--no-activate", action="store_true", help="install without activating")
 
 
 def training_settings(args: argparse.Namespace) -> TrainingSettings:
-    """The config's [training] (or defaults, with env overrides) updated by command-line flags."""
+    """The config's [training] (or defaults, with env overrides) updated by command-line flags;
+    a flag given as 0 counts like any other value."""
     base = load_config(args.config).training
-    changes = {k: getattr(args, k) for k in (*_FLAGS, "color_mode") if getattr(args, k, None)}
-    if args.roi_file:
+    changes = {
+        k: value for k in (*_FLAGS, "color_mode") if (value := getattr(args, k, None)) is not None
+    }
+    if args.roi_file is not None:
         changes["roi_file"] = args.roi_file
     try:
         return TrainingSettings.model_validate({**base.model_dump(), **changes})

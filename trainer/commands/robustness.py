@@ -27,7 +27,12 @@ MEAN = {"connector": "mean (with KO)"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("robustness"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("robustness"),
+        help="output folder; its stations are generated in OUT/stations",
+    )
     parser.add_argument(
         "--station-seed", type=int, default=0, help="synth seed of the stations (0)"
     )

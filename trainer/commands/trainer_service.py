@@ -37,7 +37,11 @@ STOP_TIMEOUT_S = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="station config (TOML)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="station config (TOML); its retrain.schedule is a cron line in local time",
+    )
 
 
 def missed_run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import shutil
 import signal
 import socket
@@ -11,6 +10,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from edge_agent.ops.user_name import current_user
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
@@ -62,7 +63,7 @@ class LocalBroker:
             f"listener {self.port} {HOST}",
             "allow_anonymous false" if password_file else "allow_anonymous true",
             *([f"password_file {password_file}"] if password_file else []),
-            f"user {getpass.getuser()}",
+            f"user {current_user()}",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {self.workdir}/",
             *extra_config,

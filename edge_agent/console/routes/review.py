@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from edge_agent.comms.confirmations import Confirmation, apply_confirmation
 from edge_agent.console.journal_reader import BORDERLINE, RESULT_ID
 from edge_agent.console.rendering import console, operator, render
+from edge_agent.contracts.names import ConnectorId
 from edge_agent.store.journal import Journal, JournalError
 
 router = APIRouter()
@@ -21,7 +22,7 @@ class ConfirmRequest(BaseModel):
     """A label for one connector, or for the board when `connector` is null."""
 
     result_id: str = Field(pattern=RESULT_ID.pattern)
-    connector: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    connector: ConnectorId | None = None
     label: Literal["OK", "KO"]
 
 

@@ -10,6 +10,7 @@ from edge_agent.console.images import ImageUnavailable
 from edge_agent.console.rendering import console, render
 from edge_agent.console.station_setup import Layout, SetupError, current_layout, save_layout
 from edge_agent.contracts.config import ConfigError
+from edge_agent.contracts.names import CONNECTOR_ID_PATTERN
 
 router = APIRouter()
 PREVIEW_BOARDS = 3
@@ -48,6 +49,7 @@ def setup_page(request: Request) -> HTMLResponse:
         problem=problem,
         boards=preview_boards(request),
         input_size=state.config.training.input_size,
+        id_pattern=CONNECTOR_ID_PATTERN,
         config_name=state.config_path.name,
     )
 

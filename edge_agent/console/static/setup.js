@@ -5,7 +5,7 @@
   const data = JSON.parse(document.getElementById("setup-data").textContent);
   const canvas = document.getElementById("canvas");
   const list = document.querySelector("#list tbody");
-  const NAME = /^[A-Za-z0-9_-]{1,32}$/;
+  const NAME = new RegExp(data.id_pattern); // the schema's connector id rule
   const MIN = 8;
   let boxes = data.connectors.map((c) => ({ ...c, box: [...c.box] }));
   let selected = null;

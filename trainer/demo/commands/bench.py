@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.ops.logs import configure_logging
-from trainer.commands.options import run_guarded
+from trainer.commands.options import DefaultsShown, run_guarded
 from trainer.demo.console_watch import ConsoleWatch
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board, load_boards
@@ -34,8 +34,15 @@ from trainer.settings import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo"), help="work folder (as demo)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.formatter_class = DefaultsShown
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo"),
+        help="work folder (as demo): the station is OUT/station, generated and trained "
+        "when missing",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of a station generated here")
     parser.add_argument("--paced", type=int, default=40, help="boards for the latency run")
     parser.add_argument("--burst", type=int, default=200, help="boards for the throughput run")
     parser.add_argument("--skip-training", action="store_true", help="no training benchmark")

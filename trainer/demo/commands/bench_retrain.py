@@ -1,6 +1,7 @@
 """`edge-inspect bench-retrain`: a nightly retrain of every connector beside a working agent.
 
-On a copy of the station (its models trained first if missing): a real agent and a private
+On a copy of the station (the default one generated and trained when missing; a named one
+must exist with its models trained): a real agent and a private
 broker; the test boards flow and the MES confirms every connector with the generator's truth,
 so every connector has new data. Then paced boards (one at a time, a pause between) measure
 the agent's latency, first idle, then while `edge-inspect retrain --now` runs at the config's
@@ -29,18 +30,26 @@ import paho.mqtt.client as mqtt
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.ops.logs import configure_logging
 from edge_agent.store.crop_store import JOURNAL_FILE
+from trainer.commands.options import DefaultsShown, run_guarded
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, Board, VerdictListener, load_boards
-from trainer.demo.station_setup import ensure_models, ensure_station
+from trainer.demo.station_setup import ensure_models, ensure_station, trained_station
 from trainer.evaluation.footprint import machine_facts
 from trainer.retrain.runs import retrain_root
 from trainer.settings import load_config
 
 JPEG_QUALITY = 92
+DEFAULT_STATION = Path("demo/station")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--station", type=Path, default=Path("demo/station"), help="station")
+    parser.formatter_class = DefaultsShown
+    parser.add_argument(
+        "--station",
+        type=Path,
+        help="a generated station folder with trained models (default: "
+        f"{DEFAULT_STATION}, generated and trained when missing)",
+    )
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--idle", type=int, default=30, help="paced boards before the retrain")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between paced boards")
@@ -189,16 +198,27 @@ def _wait_journaled(journal: Path, expected: int, timeout: float = 120) -> None:
     raise RuntimeError(f"{journal}: fewer than {expected} confirmations after {timeout:.0f} s")
 
 
+def station_folder(station: Path | None) -> Path:
+    """The named station (refused unless it exists, trained), or the default one, made."""
+    if station is not None:
+        return trained_station(station).parent
+    ensure_station(DEFAULT_STATION, 0, 320)
+    ensure_models(DEFAULT_STATION, retrain=False)
+    return DEFAULT_STATION
+
+
 def run(args: argparse.Namespace) -> int:
-    configure_logging("WARNING")
-    ensure_station(args.station, 0, 320)
-    ensure_models(args.station, retrain=False)
-    with tempfile.TemporaryDirectory(prefix="bench-retrain-") as scratch:
-        work = args.work or Path(scratch)
-        work.mkdir(parents=True, exist_ok=True)
-        results = bench(args.station, work, args.idle, args.pause)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    return 0 if results["retrain"]["exit_code"] == 0 else 1
+    def body() -> int:
+        configure_logging("WARNING")
+        station = station_folder(args.station)
+        with tempfile.TemporaryDirectory(prefix="bench-retrain-") as scratch:
+            work = args.work or Path(scratch)
+            work.mkdir(parents=True, exist_ok=True)
+            results = bench(station, work, args.idle, args.pause)
+        text = json.dumps(results, indent=2)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n", encoding="utf-8")
+        return 0 if results["retrain"]["exit_code"] == 0 else 1
+
+    return run_guarded("edge-inspect bench-retrain", body)

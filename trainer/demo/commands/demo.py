@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.ops.logs import configure_logging
-from trainer.commands.options import run_guarded
+from trainer.commands.options import DefaultsShown, run_guarded
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.station_run import AgentProcess, Board, VerdictListener, drop_board, load_boards
 from trainer.demo.station_setup import ensure_models, ensure_station
@@ -22,10 +22,19 @@ from trainer.settings import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo"), help="work folder")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--boards", type=int, default=320, help="boards in the station")
-    parser.add_argument("--feed", type=int, default=0, help="test boards to feed (0: all)")
+    parser.formatter_class = DefaultsShown
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo"),
+        help="work folder: the station is OUT/station (generated and trained when missing), "
+        "each run's log and journal OUT/runs/<time>",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of a station generated here")
+    parser.add_argument(
+        "--boards", type=int, default=320, help="boards in a station generated here"
+    )
+    parser.add_argument("--feed", type=int, default=0, help="test boards to feed, 0 for all")
     parser.add_argument("--retrain", action="store_true", help="train even if models exist")
 
 
@@ -41,6 +50,7 @@ def feed_and_watch(station: Path, boards: list[Board], log_path: Path) -> dict:
         try:
             agent.wait_ready()
             print(f"agent ready (broker 127.0.0.1:{broker.port}); feeding {len(boards)} boards")
+            print(VERDICT_HEADER)
             fed = {}
             for index, board in enumerate(boards, 1):
                 fed[board.part_id] = drop_board(board.image, drop)
@@ -54,6 +64,13 @@ def feed_and_watch(station: Path, boards: list[Board], log_path: Path) -> dict:
             agent.stop()
     return {"fed": fed, "received": listener.by_part(), "heatmaps": listener.heatmaps,
             "memory": memory}  # fmt: skip
+
+
+# Names the columns of the verdict lines: the board's verdict, the connectors the agent found
+# NOK, those the generator made KO, whether the two agree, and the agent's processing time.
+VERDICT_HEADER = (
+    f"  {'part':>8} {'verdict':<14} {'agent found':<16} {'generator truth':<21} agree (agent time)"
+)
 
 
 def _print_verdict(verdict: dict, board: Board) -> None:

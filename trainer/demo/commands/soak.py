@@ -20,35 +20,38 @@ import shutil
 import time
 from pathlib import Path
 
-from edge_agent.contracts.bundle import active_dir
-from edge_agent.contracts.config import ConfigError
 from edge_agent.ops.logs import configure_logging
 from edge_agent.store.crop_store import JOURNAL_FILE
-from trainer.commands.options import run_guarded
+from trainer.commands.options import DefaultsShown, run_guarded
 from trainer.demo.local_broker import LocalBroker
 from trainer.demo.soak.checks import check
 from trainer.demo.soak.faults import FaultRunner, Supervisor, Timeline, schedule
 from trainer.demo.soak.report import summary_lines, write_reports
 from trainer.demo.soak.stream import ImagePublisher, InputStream
 from trainer.demo.station_run import AgentProcess, VerdictListener, load_boards
-from trainer.demo.station_setup import ensure_models, ensure_station
+from trainer.demo.station_setup import ensure_models, ensure_station, trained_station
 from trainer.settings import load_config
 
 SPLITS = ("train", "val", "test")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo"), help="work folder (as demo)")
+    parser.formatter_class = DefaultsShown
+    parser.add_argument(
+        "--out", type=Path, default=Path("demo"), help="work folder (as demo) for the reports"
+    )
     parser.add_argument(
         "--station",
         type=Path,
         help="a station folder (its config.toml) or config file with trained models "
-        "(default: the synthetic station in --out, made when missing)",
+        "(default: the synthetic station OUT/station, generated and trained when missing)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of a station made here")
     parser.add_argument("--rate", type=float, default=15.0, help="inputs per second")
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of stream")
-    parser.add_argument("--outage", type=float, default=60.0, help="broker down, seconds (0: none)")
+    parser.add_argument(
+        "--outage", type=float, default=60.0, help="seconds of broker outage, 0 for none"
+    )
     parser.add_argument("--kills", type=int, default=5, help="SIGKILLs of the agent")
     parser.add_argument(
         "--drain-timeout", type=float, default=900.0, help="seconds to wait for the backlog"
@@ -63,15 +66,7 @@ def station_config(args: argparse.Namespace) -> Path:
         ensure_station(station, args.seed, 320)
         ensure_models(station, retrain=False)
         return station / "config.toml"
-    path = args.station / "config.toml" if args.station.is_dir() else args.station
-    if not path.is_file():
-        raise ConfigError(f"--station {args.station}: no station config found")
-    config = load_config(path)
-    models = config.paths.models
-    untrained = [c for c in config.enabled_connectors() if active_dir(models, c) is None]
-    if untrained:
-        raise ConfigError(f"{path}: no active model for {', '.join(untrained)} (train-all first)")
-    return path
+    return trained_station(args.station)
 
 
 class Progress:
