@@ -29,8 +29,10 @@ def board_png(seed: int) -> bytes:
     return cv2.imencode(".png", board)[1].tobytes()
 
 
-def write_station(root: Path, *, mqtt: bool = True) -> Path:
-    """Reference, connector J1's template model and `edge.toml` under `root`; the config path."""
+def write_station(root: Path, *, mqtt: bool = True, storage: tuple[str, ...] = ()) -> Path:
+    """Reference, connector J1's template model and `edge.toml` under `root`; the config path.
+
+    `storage`: more `key = value` lines for `[storage]`."""
     cv2.imwrite(str(root / "reference.png"), reference())
     template = reference()[10:50, 10:70].astype(np.float32)
     install_template_model(root / "models", "J1", "2026-01-01.1", template, 16, 1e4)
@@ -49,6 +51,7 @@ def write_station(root: Path, *, mqtt: bool = True) -> Path:
         "[storage]",
         "min_free_mb = 1",
         "crops_min_free_mb = 1",
+        *storage,
         "[health]",
         f"enabled = {str(mqtt).lower()}",
         "[retention]",

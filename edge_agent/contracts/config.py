@@ -215,6 +215,12 @@ class StorageSettings(Section):
     retry_max_s: float = Field(
         default=30, gt=0, description="a board that failed to journal: retried 1 s doubling to this"
     )
+    give_up_after_s: float = Field(
+        default=300,
+        gt=0,
+        description="an input retried this long without progress gets an ERROR verdict"
+        " (not while the disk is full: that waits for space)",
+    )
 
     @model_validator(mode="after")
     def _crops_give_way_first(self) -> Self:
