@@ -91,7 +91,7 @@ class Agent:
             describe=lambda work: name_text(work.drop.path),
         )
         self._arrivals = itertools.count()
-        self._storage_ok = True
+        self._storage_state: tuple[bool, object] = (True, None)  # ok, the stuck input
         self.session = self.journal.start_session()
         connectors = config.enabled_connectors()
         self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
@@ -271,10 +271,12 @@ class Agent:
         return report
 
     def _follow_storage(self) -> None:
-        """Re-publish the retained status when storage turns failing or recovers."""
-        ok = self._storage_report()["ok"]
-        if ok != self._storage_ok:
-            self._storage_ok = ok
+        """Re-publish the retained status when storage turns failing or recovers, or an input
+        turns stuck or moves on."""
+        report = self._storage_report()
+        state = (report["ok"], report["stuck_input"])
+        if state != self._storage_state:
+            self._storage_state = state
             if self.link is not None:
                 self.link.publish_state("status", self._birth())
 

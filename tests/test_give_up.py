@@ -99,6 +99,8 @@ def test_when_even_giving_up_fails_readiness_names_the_input_and_the_pets_stop(
     stuck = details["storage"]["stuck_input"]
     assert not ready and stuck["input"].endswith("/SN_STUCK.png")
     assert "giving it up failed" in stuck["reason"] and "refuses SN_STUCK" in stuck["reason"]
+    status = agent._birth()  # the retained `status` message
+    assert status["state"] == "degraded" and status["storage"]["stuck_input"] == stuck
     received(systemd)  # what was sent before the stuck input was named
     wait_until(lambda: agent.retry.stuck is not None and _pets(systemd) == 0, 5, "the pets stop")
     threading.Event().wait(1.5)  # three main-loop passes
