@@ -74,6 +74,7 @@ def _filed(folder: bytes, result_id: str) -> list[bytes]:
     return found
 
 
+@pytest.mark.slow
 def test_any_file_name_ends_in_one_verdict_or_a_logged_refusal(running_agent: Agent) -> None:
     folder = os.fsencode(running_agent.config.inputs.drop_folders[CAMERA])
     staging = os.path.join(os.path.dirname(folder), b"staging")

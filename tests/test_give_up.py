@@ -64,6 +64,7 @@ def _pets(sock) -> int:
     return sum(message == b"WATCHDOG=1" for message in received(sock))
 
 
+@pytest.mark.slow
 def test_an_input_the_journal_refuses_gets_an_error_verdict_and_the_next_boards_follow(
     agent: Agent,
 ) -> None:
@@ -84,6 +85,7 @@ def test_an_input_the_journal_refuses_gets_an_error_verdict_and_the_next_boards_
     assert ready and details["storage"]["stuck_input"] is None
 
 
+@pytest.mark.slow
 def test_when_even_giving_up_fails_readiness_names_the_input_and_the_pets_stop(
     agent: Agent,
     systemd,  # noqa: F811
