@@ -266,6 +266,7 @@ class Agent:
         """The journal's and the state disk's health; not ok while boards wait for a retry."""
         report = self.storage.report()
         report["journal_backlog"] = backlog = len(self.retry)
+        report["waiting_input"] = self.retry.waiting
         report["stuck_input"] = self.retry.stuck
         report["ok"] = report["ok"] and not backlog
         return report

@@ -101,6 +101,8 @@ def test_when_even_giving_up_fails_readiness_names_the_input_and_the_pets_stop(
     stuck = details["storage"]["stuck_input"]
     assert not ready and stuck["input"].endswith("/SN_STUCK.png")
     assert "giving it up failed" in stuck["reason"] and "refuses SN_STUCK" in stuck["reason"]
+    waiting = details["storage"]["waiting_input"]
+    assert waiting["input"] == stuck["input"] and "refuses SN_STUCK" in waiting["error"]
     status = agent._birth()  # the retained `status` message
     assert status["state"] == "degraded" and status["storage"]["stuck_input"] == stuck
     received(systemd)  # what was sent before the stuck input was named

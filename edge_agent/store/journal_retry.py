@@ -25,6 +25,9 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from edge_agent.contracts.clock import utc_now
+from edge_agent.inputs.names import name_text
+
 log = structlog.get_logger()
 
 Item = TypeVar("Item")
@@ -51,6 +54,7 @@ class JournalRetry(Generic[Item]):
         self._give_up = give_up
         self._describe = describe
         self._stuck: dict[str, str] | None = None
+        self._waiting: dict[str, str] | None = None
         self._first_delay_s = min(FIRST_DELAY_S, max_delay_s)
         self._max_delay_s = max_delay_s
         self._backlog = backlog
@@ -68,6 +72,12 @@ class JournalRetry(Generic[Item]):
         """The first board in line when even giving it up failed: its name and the reason."""
         with self._changed:
             return self._stuck
+
+    @property
+    def waiting(self) -> dict[str, str] | None:
+        """The first board in line while its retries fail: its name, the last error, since when."""
+        with self._changed:
+            return self._waiting
 
     def is_alive(self) -> bool:
         """Whether the retry thread runs."""
@@ -106,7 +116,7 @@ class JournalRetry(Generic[Item]):
 
     def _run(self) -> None:
         delay = self._first_delay_s
-        head: tuple[int, float] | None = None  # the first board's arrival, since when it waits
+        head: tuple[int, float, str] | None = None  # the first board's arrival, since when
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._stalled or self._stopping.is_set())
@@ -116,20 +126,23 @@ class JournalRetry(Generic[Item]):
                 arrival, item = self._stalled[0]
             first_try = head is None or head[0] != arrival
             if first_try:
-                head = (arrival, time.monotonic())
+                head = (arrival, time.monotonic(), utc_now())
             try:
                 self._attempt(item)
             except Exception as exc:  # still failing: the board stays first in line
-                waited = time.monotonic() - head[1]
+                waited, error = time.monotonic() - head[1], name_text(str(exc))
+                waiting = {"input": self._describe(item), "error": error, "since": head[2]}
+                with self._changed:
+                    self._waiting = waiting
                 if first_try:
                     log.warning("journal retry failed: the input waits first in line",
-                                input=self._describe(item), error=str(exc))  # fmt: skip
+                                input=self._describe(item), error=error)  # fmt: skip
                 if waited < self._give_up_after_s or not self._gave_up(item, exc, waited):
                     delay = min(delay * 2, self._max_delay_s)
                     continue
             with self._changed:
                 self._stalled.pop(0)
-                self._stuck = None
+                self._stuck = self._waiting = None
                 self._backlog(len(self._stalled))
                 delay = 0.0 if self._stalled else self._first_delay_s
                 self._changed.notify_all()
@@ -139,7 +152,7 @@ class JournalRetry(Generic[Item]):
         try:
             return self._give_up(item, error)
         except Exception as exc:
-            reason = f"no progress for {waited:.0f} s, and giving it up failed: {exc}"
+            reason = name_text(f"no progress for {waited:.0f} s, and giving it up failed: {exc}")
             with self._changed:
                 first = self._stuck is None
                 self._stuck = {"input": self._describe(item), "reason": reason}
