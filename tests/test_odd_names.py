@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import urllib.error
 import urllib.request
 import zlib
@@ -20,9 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mqtt_broker import MosquittoBroker, MqttRecorder
+from mqtt_broker import MosquittoBroker, MqttRecorder, wait_until
 from template_station import PREFIX, board_png, write_station
 
+from edge_agent.contracts.atomic import write_bytes_atomic
+from edge_agent.inputs.drop_folder import PARTIAL_UPLOAD_NOTICE_S
 from edge_agent.inputs.names import name_text
 from trainer.demo.station_run import AgentProcess
 
@@ -64,6 +67,12 @@ def _one_line_utf8(name: bytes) -> bool:
     """Valid UTF-8 without control characters: its own rendering."""
     text = name.decode("utf-8")
     return name_text(text) == text
+
+
+def _partial_uploads(log: Path) -> list[dict]:
+    """The agent's log lines about partial uploads."""
+    lines = [json.loads(text) for text in log.read_text().splitlines() if text[:1] == "{"]
+    return [entry for entry in lines if "partial upload" in entry.get("event", "")]
 
 
 def _filed(root: Path) -> list[bytes]:
@@ -114,7 +123,8 @@ class Line:
         self.boards += NEXT_BOARDS
         parts = [f"SN{number:04d}" for number in numbers]
         for number, part in zip(numbers, parts, strict=True):
-            _drop(self.folder, f"{part}.png".encode(), board_png(1000 + number))
+            # As many cameras write: a temporary `.SN….png.<pid>.tmp` here, then a rename.
+            write_bytes_atomic(self.folder / f"{part}.png", board_png(1000 + number))
         self.verdicts.wait_for(lambda ms: len(ms) >= seen + NEXT_BOARDS, timeout=60)
         published = [m.json()["part_id"] for m in self.verdicts.on_topic(VERDICT_TOPIC)[seen:]]
         assert published == parts
@@ -159,15 +169,14 @@ def test_odd_names_each_get_one_verdict_and_the_next_boards_follow_without_a_res
     _drop(line.folder, DOT_FILE, board_png(7))
     line.next_boards_get_verdicts()  # the dot-file holds nothing up...
     assert line.count() == seen + NEXT_BOARDS  # ...and gets no verdict of its own
-    logged = [json.loads(text) for text in line.log.read_text().splitlines() if text[:1] == "{"]
-    partial = [entry for entry in logged if "partial upload" in entry.get("event", "")]
-    assert [entry["file"] for entry in partial] == ["..png"]  # once, in plain words
-    assert "renamed without the leading dot" in partial[0]["event"]
+    wait_until(lambda: _partial_uploads(line.log), 30, "the partial-upload line")
+    threading.Event().wait(PARTIAL_UPLOAD_NOTICE_S)  # a second line would be due by now
+    # Once, in plain words; the boards' own `.SN….tmp` names (renamed at once) not at all.
+    assert [entry["file"] for entry in _partial_uploads(line.log)] == ["..png"]
+    assert "renamed without the leading dot" in _partial_uploads(line.log)[0]["event"]
     os.rename(line.folder / "..png", line.folder / "renamed.png")
-    assert (
-        line.verdicts.wait_for(lambda ms: len(ms) == seen + NEXT_BOARDS + 1)[-1].json()["part_id"]
-        == "renamed"
-    )
+    renamed = line.verdicts.wait_for(lambda ms: len(ms) == seen + NEXT_BOARDS + 1)[-1]
+    assert renamed.json()["part_id"] == "renamed"
 
     # Every odd input was filed under a name the product made: `<result_id>_`, valid UTF-8.
     odd = [latin1, long_good, long_bad, newline, dash]

@@ -30,6 +30,8 @@ from edge_agent.inputs.names import name_text
 log = structlog.get_logger(__name__)
 
 IGNORED_SUFFIXES = (".tmp", ".part")
+PARTIAL_UPLOAD_NOTICE_S = 5.0
+"""A partial upload still there this long is logged (once): a camera renames within moments."""
 _CHUNK = 1 << 20
 _EVENTS: list[type[FileSystemEvent]] = [
     FileClosedEvent,
@@ -128,7 +130,8 @@ class DropFolderWatcher:
         self._cond = threading.Condition()
         self._pending: dict[Path, _Pending] = {}
         self._handed: dict[Path, tuple[int, int, int]] = {}
-        self._partial_uploads: set[str] = set()  # ignored names already logged
+        # Ignored names seen: since when (monotonic), None once logged.
+        self._partial_uploads: dict[str, float | None] = {}
         self._seq = 0
         self._stopping = False
         self._observer: BaseObserver | None = None
@@ -206,17 +209,31 @@ class DropFolderWatcher:
         return path
 
     def _note_partial_upload(self, name: str) -> None:
-        """Log an ignored name once, saying what makes it an input."""
+        """Remember an ignored name; it is logged if it is still there a while later."""
         with self._cond:
-            if name in self._partial_uploads:
-                return
-            self._partial_uploads.add(name)
-        log.info(
-            "file taken as a partial upload: it will be inspected once "
-            + _partial_upload_remedy(name),
-            camera=self.camera,
-            file=name_text(name),
-        )
+            self._partial_uploads.setdefault(name, time.monotonic())
+
+    def _log_lingering_partial_uploads(self) -> None:
+        """Log, once each, the ignored names still there `PARTIAL_UPLOAD_NOTICE_S` after they
+        came (a camera's own temporary name is renamed long before, and never logged)."""
+        due = time.monotonic() - PARTIAL_UPLOAD_NOTICE_S
+        with self._cond:
+            seen = self._partial_uploads.items()
+            lingering = [name for name, since in seen if since is not None and since < due]
+        for name in lingering:
+            there = os.path.lexists(self.folder / name)
+            with self._cond:
+                if there:
+                    self._partial_uploads[name] = None
+                else:
+                    self._partial_uploads.pop(name, None)
+            if there:
+                log.info(
+                    "file taken as a partial upload: it will be inspected once "
+                    + _partial_upload_remedy(name),
+                    camera=self.camera,
+                    file=name_text(name),
+                )
 
     def _arrived(self, raw: str | bytes, complete: bool = False) -> None:
         """Queue a file; `complete` (closed or renamed in) skips the settle wait."""
@@ -243,7 +260,7 @@ class DropFolderWatcher:
     def _left(self, raw: str | bytes) -> None:
         path = Path(os.fsdecode(raw))
         with self._cond:
-            self._partial_uploads.discard(path.name)
+            self._partial_uploads.pop(path.name, None)
             self._pending.pop(path, None)
             self._handed.pop(path, None)
 
@@ -261,6 +278,7 @@ class DropFolderWatcher:
             if drop is not None:
                 self._dispatch(drop)
                 continue
+            self._log_lingering_partial_uploads()
             with self._cond:
                 if not self._stopping:
                     self._cond.wait(self._check_s)
