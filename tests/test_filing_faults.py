@@ -1,4 +1,5 @@
-"""A board whose verdict is journaled but whose file cannot be filed: the line goes on.
+"""A board whose verdict is journaled but whose file cannot be filed: the line goes on; a
+filing that failed half-way completes on the retry.
 
 The agent runs in this process on a real drop folder and journal; what refuses the filing is the
 file system itself (today's `processed/<day>` is a plain file, so no folder can be made there).
@@ -21,7 +22,10 @@ from template_station import CAMERA, board_png, write_station
 
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.contracts.config import load_config
+from edge_agent.contracts.verdict import new_result_id
 from edge_agent.daemon import Agent
+from edge_agent.inputs.drop_folder import DropFile
+from edge_agent.inputs.filing import REASON_SUFFIX, filed_path, finish
 
 
 @pytest.fixture
@@ -79,3 +83,26 @@ def test_an_input_that_cannot_be_filed_keeps_its_one_verdict_and_the_line_goes_o
         wait_until(lambda: len(_parts(agent)) == len(parts) + 1, 60, "the next verdict")
         assert _parts(agent) == [*parts, "SN_NEXT"]
         assert agent.readiness()[0]
+
+
+def test_filing_again_after_the_reason_file_failed_writes_it_and_keeps_the_filed_input(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "cam1" / ("U" * 216 + ".png")
+    source.parent.mkdir()
+    source.write_bytes(b"not an image")
+    drop = DropFile("cam1", source, "0" * 64, source.read_bytes())
+    result_id = new_result_id()
+    target = filed_path(source.parent, "failed", result_id, source.name)
+    reason = target.with_name(target.name + REASON_SUFFIX)
+    reason.mkdir(parents=True)  # the reason file cannot be written: its name is a folder
+
+    with pytest.raises(IsADirectoryError):
+        finish(drop, "failed", result_id, "cannot decode")
+    assert target.read_bytes() == b"not an image" and not source.exists()  # moved already
+
+    reason.rmdir()
+    assert finish(drop, "failed", result_id, "cannot decode") == target  # the retry
+    note = reason.read_text(encoding="utf-8")
+    assert note.startswith("cannot decode\n") and f"result_id: {result_id}" in note
+    assert f"source: {source.as_uri()}" in note

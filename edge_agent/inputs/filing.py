@@ -92,6 +92,8 @@ def file_or_leave(
 
 
 def _link_then_unlink(source: Path, target: Path) -> None:
+    if not os.path.lexists(source) and os.path.lexists(target):
+        return  # moved by an earlier attempt that failed after it (writing the reason file)
     folder = source.parent
     if folder in _no_links:
         os.rename(source, target)
@@ -109,7 +111,7 @@ def _link_then_unlink(source: Path, target: Path) -> None:
         log.warning(
             "no hard links here: filing by rename (a watch then holds later events ~0.5 s)",
             folder=name_text(folder),
-            error=str(exc),
+            error=name_text(str(exc)),
         )
         os.rename(source, target)
         return
