@@ -25,7 +25,8 @@ from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
 from edge_agent.feedback.model_loader import ModelLoader
 from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher
-from edge_agent.inputs.filing import finish
+from edge_agent.inputs.filing import DISK_FULL, file_or_leave
+from edge_agent.inputs.names import name_text
 from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool, describe
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.inspect.pipeline import Inspector
@@ -49,6 +50,7 @@ _STOP = object()
 # What a journal or disk failure raises: the board waits for a retry, in arrival order.
 STORAGE_ERRORS = (OSError, sqlite3.Error, JournalError)
 TRANSPORT_FACTOR = 4
+SQLITE_FULL = 13
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,17 @@ class _Work:
     arrival: int
 
 
-def _as_internal_error(work: _Work, exc: Exception) -> _Work:
+def _as_internal_error(work: _Work, exc: Exception, what: str = "internal error") -> _Work:
     """The same input, to be recorded as an ERROR verdict that names the fault."""
-    error = f"internal error while handling the input: {type(exc).__name__}: {exc}"
+    error = name_text(f"{what} while handling the input: {type(exc).__name__}: {exc}")
     return replace(work, drop=replace(work.drop, data=b"", error=error))
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """A write refused for want of space: the journal takes no write at all until there is."""
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) == SQLITE_FULL
 
 
 class Agent:
@@ -86,9 +95,12 @@ class Agent:
             self._journal,
             max_delay_s=config.storage.retry_max_s,
             backlog=self.telemetry.set_journal_backlog,
+            give_up_after_s=config.storage.give_up_after_s,
+            give_up=self._give_up,
+            describe=lambda work: name_text(work.drop.path),
         )
         self._arrivals = itertools.count()
-        self._storage_ok = True
+        self._storage_state: tuple[bool, object] = (True, None)  # ok, the stuck input
         self.session = self.journal.start_session()
         connectors = config.enabled_connectors()
         self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
@@ -191,6 +203,7 @@ class Agent:
             poll_interval_s=self.config.inputs.poll_interval_s,
             settle_s=0.0 if spooled else self.config.inputs.settle_s,
             max_bytes=limits.max_payload_bytes if spooled else limits.max_file_bytes,
+            give_up_after_s=self.config.storage.give_up_after_s,
         )
         watcher.start()
         self._watchers.append(watcher)
@@ -234,9 +247,10 @@ class Agent:
             if self.link is not None:
                 self.telemetry.set_mqtt(self.link.connected)
             self._follow_storage()
-            # Idle, or waiting for the journal to take writes again (a restart would not help).
+            # Idle, or waiting for the journal to take writes again (a restart would not help);
+            # an input that could not even be given up stops the pets: systemd restarts us.
             waiting = self.queue.empty() or (len(self.retry) and self.retry.is_alive())
-            if waiting and all(w.is_alive() for w in self._workers):
+            if waiting and not self.retry.stuck and all(w.is_alive() for w in self._workers):
                 self.watchdog.progress()
             self.watchdog.tick()
             if time.monotonic() >= next_stats:
@@ -274,14 +288,18 @@ class Agent:
         """The journal's and the state disk's health; not ok while boards wait for a retry."""
         report = self.storage.report()
         report["journal_backlog"] = backlog = len(self.retry)
+        report["waiting_input"] = self.retry.waiting
+        report["stuck_input"] = self.retry.stuck
         report["ok"] = report["ok"] and not backlog
         return report
 
     def _follow_storage(self) -> None:
-        """Re-publish the retained status when storage turns failing or recovers."""
-        ok = self._storage_report()["ok"]
-        if ok != self._storage_ok:
-            self._storage_ok = ok
+        """Re-publish the retained status when storage turns failing or recovers, or an input
+        turns stuck or moves on."""
+        report = self._storage_report()
+        state = (report["ok"], report["stuck_input"])
+        if state != self._storage_state:
+            self._storage_state = state
             if self.link is not None:
                 self.link.publish_state("status", self._birth())
 
@@ -366,8 +384,28 @@ class Agent:
             except Exception as exc:
                 # A fault in handling this one input, not the storage: it gets an ERROR verdict
                 # naming the fault instead of holding up every board behind it.
-                log.exception("board handling failed", path=str(work.drop.path))
+                log.exception("board handling failed", path=name_text(work.drop.path))
                 self._journal_or_stall(_as_internal_error(work, exc))
+
+    def _give_up(self, work: _Work, error: Exception) -> bool:
+        """An input retried without progress for `storage.give_up_after_s`: its ERROR verdict
+        (True), or False while the disk is full (waiting for space, not a restart loop)."""
+        if _is_disk_full(error) or self.storage.free_bytes() < self.storage.min_free_bytes:
+            return False
+        after_s = self.config.storage.give_up_after_s
+        log.error(
+            "input given up after retries without progress: it gets an ERROR verdict",
+            input=name_text(work.drop.path),
+            after_s=after_s,
+            error=name_text(str(error)),
+        )
+        try:
+            self._journal(_as_internal_error(work, error, f"no progress for {after_s:.0f} s"))
+        except Exception as exc:
+            if _is_disk_full(exc):
+                return False
+            raise
+        return True
 
     def _journal_or_stall(self, work: _Work) -> None:
         try:
@@ -412,14 +450,14 @@ class Agent:
             for cid, png in heatmaps.items()
         ]
         seq = self.journal.record_inspection(
-            verdict, messages, f"{prefix}/verdict", source_path=str(drop.path)
+            verdict, messages, f"{prefix}/verdict", source_path=name_text(drop.path)
         )
         if self.link is not None:
             self.link.wake()
         # A repeat's crops are the first verdict's crops again: kept once, not twice.
         self.feedback.board_done(verdict, {} if verdict.get("duplicate_of") else result.crops)
         evaluation = verdict["evaluation"]
-        finish(drop, "processed" if error is None else "failed", verdict["result_id"], error)
+        file_or_leave(drop, "processed" if error is None else "failed", verdict["result_id"], error)
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.stats.board(elapsed_ms)
         self.telemetry.observe_board(

@@ -220,6 +220,12 @@ class StorageSettings(Section):
     integrity_check_interval_s: float = Field(
         default=3600, gt=0, description="full journal integrity check, off the inspection path"
     )
+    give_up_after_s: float = Field(
+        default=300,
+        gt=0,
+        description="an input retried this long without progress gets an ERROR verdict"
+        " (not while the disk is full: that waits for space)",
+    )
 
     @model_validator(mode="after")
     def _crops_give_way_first(self) -> Self:

@@ -25,9 +25,13 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from edge_agent.inputs.names import name_text
+
 log = structlog.get_logger(__name__)
 
 IGNORED_SUFFIXES = (".tmp", ".part")
+PARTIAL_UPLOAD_NOTICE_S = 5.0
+"""A partial upload still there this long is logged (once): a camera renames within moments."""
 _CHUNK = 1 << 20
 _EVENTS: list[type[FileSystemEvent]] = [
     FileClosedEvent,
@@ -54,6 +58,13 @@ def is_ignored(name: str) -> bool:
     return name.startswith(".") or name.lower().endswith(IGNORED_SUFFIXES)
 
 
+def _partial_upload_remedy(name: str) -> str:
+    """What renaming an ignored (partial upload) name takes for it to be inspected."""
+    if name.startswith("."):
+        return "renamed without the leading dot"
+    return "renamed without its " + name[name.rfind(".") :].lower() + " suffix"
+
+
 @dataclass
 class _Pending:
     seq: int
@@ -61,6 +72,7 @@ class _Pending:
     stable_since: float = 0.0
     next_try: float = 0.0
     failures: int = 0
+    failing_since: float | None = None  # when reading it first failed
     complete: bool = False  # a close-after-write or a rename into the folder was seen
 
 
@@ -104,6 +116,7 @@ class DropFolderWatcher:
         poll_interval_s: float = 1.0,
         settle_s: float = 0.2,
         max_bytes: int = 50_000_000,
+        give_up_after_s: float = 300.0,
     ) -> None:
         self.camera = camera
         self.folder = Path(folder).absolute()
@@ -112,10 +125,13 @@ class DropFolderWatcher:
         self._poll_interval_s = poll_interval_s
         self._settle_s = settle_s
         self._max_bytes = max_bytes
+        self._give_up_after_s = give_up_after_s
         self._check_s = min(0.1, max(0.01, settle_s / 4))
         self._cond = threading.Condition()
         self._pending: dict[Path, _Pending] = {}
         self._handed: dict[Path, tuple[int, int, int]] = {}
+        # Ignored names seen: since when (monotonic), None once logged.
+        self._partial_uploads: dict[str, float | None] = {}
         self._seq = 0
         self._stopping = False
         self._observer: BaseObserver | None = None
@@ -141,7 +157,7 @@ class DropFolderWatcher:
         log.info(
             "drop_folder_started",
             camera=self.camera,
-            folder=str(self.folder),
+            folder=name_text(self.folder),
             backlog=len(self._pending),
             poll=self._poll,
         )
@@ -175,16 +191,49 @@ class DropFolderWatcher:
         found: list[tuple[int, str]] = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
-                if is_ignored(entry.name) or not entry.is_file(follow_symlinks=False):
+                if is_ignored(entry.name):
+                    self._note_partial_upload(entry.name)
+                    continue
+                if not entry.is_file(follow_symlinks=False):
                     continue
                 found.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name))
         return [self.folder / name for _, name in sorted(found)]
 
     def _candidate(self, raw: str | bytes) -> Path | None:
         path = Path(os.fsdecode(raw))
-        if path.parent != self.folder or is_ignored(path.name):
+        if path.parent != self.folder:
+            return None
+        if is_ignored(path.name):
+            self._note_partial_upload(path.name)
             return None
         return path
+
+    def _note_partial_upload(self, name: str) -> None:
+        """Remember an ignored name; it is logged if it is still there a while later."""
+        with self._cond:
+            self._partial_uploads.setdefault(name, time.monotonic())
+
+    def _log_lingering_partial_uploads(self) -> None:
+        """Log, once each, the ignored names still there `PARTIAL_UPLOAD_NOTICE_S` after they
+        came (a camera's own temporary name is renamed long before, and never logged)."""
+        due = time.monotonic() - PARTIAL_UPLOAD_NOTICE_S
+        with self._cond:
+            seen = self._partial_uploads.items()
+            lingering = [name for name, since in seen if since is not None and since < due]
+        for name in lingering:
+            there = os.path.lexists(self.folder / name)
+            with self._cond:
+                if there:
+                    self._partial_uploads[name] = None
+                else:
+                    self._partial_uploads.pop(name, None)
+            if there:
+                log.info(
+                    "file taken as a partial upload: it will be inspected once "
+                    + _partial_upload_remedy(name),
+                    camera=self.camera,
+                    file=name_text(name),
+                )
 
     def _arrived(self, raw: str | bytes, complete: bool = False) -> None:
         """Queue a file; `complete` (closed or renamed in) skips the settle wait."""
@@ -209,10 +258,9 @@ class DropFolderWatcher:
             self._cond.notify_all()
 
     def _left(self, raw: str | bytes) -> None:
-        path = self._candidate(raw)
-        if path is None:
-            return
+        path = Path(os.fsdecode(raw))
         with self._cond:
+            self._partial_uploads.pop(path.name, None)
             self._pending.pop(path, None)
             self._handed.pop(path, None)
 
@@ -230,6 +278,7 @@ class DropFolderWatcher:
             if drop is not None:
                 self._dispatch(drop)
                 continue
+            self._log_lingering_partial_uploads()
             with self._cond:
                 if not self._stopping:
                     self._cond.wait(self._check_s)
@@ -247,10 +296,11 @@ class DropFolderWatcher:
                 self._forget(path, entry)
                 continue
             except OSError as exc:
-                self._retry_later(path, entry, now, exc)
+                if (drop := self._retry_later(path, entry, now, exc)) is not None:
+                    return drop
                 continue
             if not stat.S_ISREG(st.st_mode):
-                log.warning("drop_not_a_file", camera=self.camera, file=str(path))
+                log.warning("drop_not_a_file", camera=self.camera, file=name_text(path))
                 self._forget(path, entry)
                 continue
             identity = _identity(st)
@@ -266,7 +316,8 @@ class DropFolderWatcher:
                 self._forget(path, entry)
                 continue
             except OSError as exc:
-                self._retry_later(path, entry, now, exc)
+                if (drop := self._retry_later(path, entry, now, exc)) is not None:
+                    return drop
                 continue
             if drop is None:
                 entry.identity = None
@@ -284,18 +335,34 @@ class DropFolderWatcher:
             if self._pending.get(path) is entry:
                 del self._pending[path]
 
-    def _retry_later(self, path: Path, entry: _Pending, now: float, exc: OSError) -> None:
+    def _retry_later(
+        self, path: Path, entry: _Pending, now: float, exc: OSError
+    ) -> DropFile | None:
+        """Try an unreadable file again later; past `give_up_after_s`, hand it over with an
+        error (no data, no hash) so that it gets an ERROR verdict instead of waiting for ever."""
         entry.failures += 1
         entry.identity = None
         entry.next_try = now + self._settle_s * min(entry.failures, 10)
+        if entry.failing_since is None:
+            entry.failing_since = now
+        elif now - entry.failing_since >= self._give_up_after_s:
+            with self._cond:
+                if self._pending.get(path) is not entry:
+                    return None
+                del self._pending[path]
+            error = f"could not be read for {now - entry.failing_since:.0f} s: {exc}"
+            log.error("drop_unreadable_given_up", camera=self.camera, file=name_text(path),
+                      error=name_text(error), attempts=entry.failures)  # fmt: skip
+            return DropFile(self.camera, path, "", b"", name_text(error))
         event = log.warning if entry.failures == 1 else log.debug
         event(
             "drop_unreadable_retrying",
             camera=self.camera,
-            file=str(path),
-            error=str(exc),
+            file=name_text(path),
+            error=name_text(str(exc)),
             attempts=entry.failures,
         )
+        return None
 
     def _read(self, path: Path, identity: tuple[int, int, int]) -> DropFile | None:
         """The file's bytes and hash, or None when it changed while being read."""
@@ -324,4 +391,4 @@ class DropFolderWatcher:
         try:
             self._on_file(drop)
         except Exception:
-            log.exception("drop_callback_failed", camera=self.camera, file=str(drop.path))
+            log.exception("drop_callback_failed", camera=self.camera, file=name_text(drop.path))

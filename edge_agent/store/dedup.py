@@ -6,7 +6,8 @@ import structlog
 
 from edge_agent.contracts.verdict import ERROR, NOT_DECIDABLE
 from edge_agent.inputs.drop_folder import DropFile
-from edge_agent.inputs.filing import finish
+from edge_agent.inputs.filing import file_or_leave
+from edge_agent.inputs.names import name_text
 from edge_agent.store.journal import Journal
 
 log = structlog.get_logger()
@@ -21,11 +22,13 @@ def file_if_seen(journal: Journal, drop: DropFile) -> bool:
     under another name is a new input: it gets its own verdict, which the journal marks with
     `duplicate_of` (see `Journal.record_inspection`).
     """
-    earlier = journal.find_from_path(drop.sha256, str(drop.path))
+    earlier = journal.find_from_path(drop.sha256, name_text(drop.path))
     if earlier is None:
         return False
     result_id, evaluation = earlier
-    log.info("filed after restart", path=drop.path.name, result_id=result_id)
+    log.info("filed after restart", path=name_text(drop.path.name), result_id=result_id)
     failed = evaluation in (ERROR, NOT_DECIDABLE)
-    finish(drop, "failed" if failed else "processed", result_id, evaluation if failed else None)
+    file_or_leave(
+        drop, "failed" if failed else "processed", result_id, evaluation if failed else None
+    )
     return True
