@@ -19,11 +19,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from mqtt_broker import MosquittoBroker, MqttRecorder, wait_until
-from onnx_fixtures import install_template_model
+from readiness_station import PREFIX, write_station
 
 from edge_agent.contracts.bundle import ACTIVE_LINK
 from trainer.demo.station_run import AgentProcess
@@ -31,37 +29,7 @@ from trainer.demo.station_run import AgentProcess
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-PREFIX = "plant/line7/aoi1"
 STATUS_TOPIC = f"{PREFIX}/status"
-BOXES = {"J1": (10, 10, 60, 40), "J2": (120, 80, 60, 40)}
-
-
-def write_station(root: Path, enabled: bool = True) -> Path:
-    """A station folder: reference photo, a model per connector, `edge.toml`."""
-    rng = np.random.default_rng(0)
-    reference = cv2.GaussianBlur(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), (5, 5), 0)
-    root.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(root / "reference.png"), reference)
-    for cid, (x, y, w, h) in BOXES.items():
-        template = reference[y : y + h, x : x + w].astype(np.float32)
-        install_template_model(root / "models", cid, "2026-01-01.1", template, 16, 1e4)
-    lines = [
-        "[station]",
-        'reference_image = "reference.png"',
-        "[inputs]",
-        'drop_folders = { cam1 = "drop/cam1" }',
-        "[mqtt]",
-        f'prefix = "{PREFIX}"',
-        "stats_interval_s = 3600",
-        "[scoring]",
-        "workers = 1",
-        *(
-            f"[connectors.{cid}]\nbox = {list(box)}\nenabled = {str(enabled).lower()}"
-            for cid, box in BOXES.items()
-        ),
-    ]
-    (root / "edge.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root / "edge.toml"
 
 
 def readyz(agent: AgentProcess) -> tuple[int, dict] | None:

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from edge_agent.console.agent_health import agent_health, disk, retrain_status
+from edge_agent.console.agent_state import drift_entries
 from edge_agent.console.rendering import console, render
+from edge_agent.contracts.clock import utc_now
 
 router = APIRouter()
 
@@ -19,8 +21,11 @@ def station_health(request: Request) -> dict:
     state = console(request)
     config = state.config
     hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    agent = agent_health(config)
     return {
-        "agent": dataclasses.asdict(agent_health(config)),
+        "checked_at": utc_now(),
+        "agent": dataclasses.asdict(agent),
+        "drift": drift_entries(agent.details),
         "journal": dataclasses.asdict(state.journal.counts(hour_ago)),
         "disks": [
             {
