@@ -272,10 +272,14 @@ class Agent:
         return report
 
     def _follow_readiness(self) -> None:
-        """Log, count and re-publish (retained status) each change of the readiness reasons."""
+        """Log, count, tell systemd (STATUS=) and re-publish (retained status) each change of
+        the readiness reasons."""
         _, details = self.readiness()
         reasons = [Reason(**reason) for reason in details["reasons"]]
-        if self.readiness_watch.follow(reasons) and self.link is not None:
+        if not self.readiness_watch.follow(reasons):
+            return
+        sdnotify.status("; ".join(f"not ready: {r.reason}" for r in reasons) or "ready")
+        if self.link is not None:
             self.link.publish_state("status", self._birth())
 
     def _birth(self) -> dict:

@@ -135,6 +135,8 @@ def test_a_broker_refusing_anonymous_access_makes_the_agent_not_ready(
     probe = health_command(agent)
     assert probe.returncode == 1, probe.stdout + probe.stderr
     assert "mqtt_refused" in probe.stdout and "mqtt.password_file" in probe.stdout
+    assert "not ready: the MQTT broker at 127.0.0.1:" in probe.stderr
+    assert "remedy: set mqtt.username and mqtt.password_file" in probe.stderr
     assert 'edge_inspect_not_ready_reason{code="mqtt_refused"} 1.0' in metrics(agent)
     assert "edge_inspect_ready 0.0" in metrics(agent)
 
