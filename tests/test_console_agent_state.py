@@ -156,6 +156,7 @@ def test_every_page_shows_the_agent_going_down_and_coming_back(
         for page in pages.values():
             agent_state_is(page, "live")
             assert page.locator("#agent-banner").is_hidden()
+            assert page.locator("#agent-badge").inner_text() == "● agent live"
             page.evaluate("window.loadedOnce = true")  # gone if the page reloads
         assert feed.locator("#live").inner_text() == "● live"
         assert health.locator("h1 .pill").inner_text() == "READY"
@@ -168,6 +169,7 @@ def test_every_page_shows_the_agent_going_down_and_coming_back(
         assert "live" not in feed.locator("#live").inner_text().replace("not live", "")
         assert feed.locator("#live").inner_text() == "○ not live: agent unreachable"
         assert "start the agent" in pages["/review"].locator("#agent-banner").inner_text()
+        assert pages["/review"].locator("#agent-badge").inner_text() == "● agent unreachable"
         pill_is(health, "NO AGENT")
         feed.screenshot(path=str(tmp_path / "feed-agent-killed.png"))
 

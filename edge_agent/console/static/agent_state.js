@@ -1,11 +1,16 @@
 // Every page: the agent's state (live / not ready and why / unreachable since ...) and its drift
-// states, asked of the console every POLL_MS and shown in the banner under the header.
+// states, asked of the console every POLL_MS: a badge in the corner always, and the banner under
+// the header while the agent is not live or a drift state is not ok.
 "use strict";
 
 (function () {
   const POLL_MS = 1000;
   const banner = document.getElementById("agent-banner");
   if (!banner) return;
+  const badge = document.createElement("div");
+  badge.id = "agent-badge";
+  badge.setAttribute("role", "status");
+  document.body.appendChild(badge);
   const HEADLINES = {
     not_ready: "Agent not ready",
     unreachable: "Agent unreachable",
@@ -57,9 +62,12 @@
       drifting.forEach((d) => item(list, `${d.name}: ${d.state} · ${d.reason}`));
     }
     banner.hidden = !banner.children.length;
+    const up = agent.state === "live";
+    badge.className = up ? "live" : "down";
+    badge.textContent = up ? "● agent live" : `● ${(HEADLINES[agent.state] || agent.state).toLowerCase()}`;
+    badge.title = `checked ${utcTime(agent.checked_at)}`;
     const live = document.getElementById("live");
     if (live) {
-      const up = agent.state === "live";
       live.classList.toggle("down", !up);
       live.textContent = up ? "● live" : `○ not live: ${(HEADLINES[agent.state] || agent.state).toLowerCase()}`;
     }
@@ -70,6 +78,8 @@
     item(section("Console not answering", "down"), "this page is not being updated", "reload the page; check edge-inspect-console");
     banner.hidden = false;
     document.body.dataset.agentState = "unknown";
+    badge.className = "down";
+    badge.textContent = "● console not answering";
   }
 
   async function poll() {
