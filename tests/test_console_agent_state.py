@@ -19,6 +19,7 @@ from console_station import ConsoleProcess, HttpClient, env_without_auth
 from mqtt_broker import MosquittoBroker, wait_until
 from readiness_station import write_station
 
+from edge_agent.console.agent_state import drift_entries
 from edge_agent.contracts.config import HealthSettings
 from edge_agent.ops.health import HealthServer
 from edge_agent.ops.telemetry import Telemetry
@@ -97,6 +98,15 @@ def test_the_agent_state_says_live_not_ready_and_unreachable_since_when(
     time.sleep(0.5)  # a later look: the state is the same, and so is its "since"
     later = console.get_json("/api/agent-state")
     assert later["since"] == first["since"] and later["checked_at"] > first["checked_at"]
+
+
+def test_drift_entries_are_read_whatever_their_shape() -> None:
+    listed = {"drift": [{"connector": "J3", "state": "warning", "reason": "J3 scores up", "x": 1}]}
+    assert drift_entries(listed) == [{"name": "J3", "state": "warning", "reason": "J3 scores up"}]
+    assert drift_entries({"drift": {"capture": {"state": "ok"}}}) == [
+        {"name": "capture", "state": "ok", "reason": ""}
+    ]
+    assert drift_entries({}) == [] and drift_entries({"drift": "alarm"}) == []
 
 
 # -- in Chromium, beside a real agent -----------------------------------------------------------
@@ -190,6 +200,7 @@ def test_every_page_shows_the_agent_going_down_and_coming_back(
         pill_is(health, "NOT READY")
         assert "start the broker" in health.locator("#not-ready-reasons").inner_text()
         feed.screenshot(path=str(tmp_path / "feed-not-ready.png"))
+        health.screenshot(path=str(tmp_path / "health-not-ready.png"))
 
         for page in pages.values():
             assert page.evaluate("window.loadedOnce") is True  # followed without a reload
