@@ -234,6 +234,10 @@ class Agent:
     # -- readiness, status, models --------------------------------------------------------
     def readiness(self) -> tuple[bool, dict]:
         """Ready when no reason holds; the details carry the reasons and what was measured."""
+        reasons, details = self._readiness_report()
+        return not reasons, details
+
+    def _readiness_report(self) -> tuple[list[Reason], dict]:
         loaded = self.registry.versions()
         enabled = self.config.enabled_connectors()
         inputs_alive = all(w.is_alive() for w in self._watchers)
@@ -257,7 +261,7 @@ class Agent:
             "mqtt_connected": bool(self.link and self.link.connected),
             "storage": storage,
         }
-        return not reasons, details
+        return reasons, details
 
     def _link_reasons(self) -> list[Reason]:
         if self.link is None:
@@ -274,8 +278,7 @@ class Agent:
     def _follow_readiness(self) -> None:
         """Log, count, tell systemd (STATUS=) and re-publish (retained status) each change of
         the readiness reasons."""
-        _, details = self.readiness()
-        reasons = [Reason(**reason) for reason in details["reasons"]]
+        reasons, _ = self._readiness_report()
         if not self.readiness_watch.follow(reasons):
             return
         sdnotify.status("; ".join(f"not ready: {r.reason}" for r in reasons) or "ready")
