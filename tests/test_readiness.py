@@ -61,6 +61,8 @@ def test_each_reason_is_logged_once_when_it_appears_and_once_when_it_clears() ->
 def test_the_gauges_say_ready_and_count_each_code_that_holds() -> None:
     telemetry = Telemetry()
     watch = ReadinessWatch(telemetry)
+    assert gauges(telemetry) == {("edge_inspect_ready", ""): 0.0}  # nothing assessed yet
+    assert watch.follow([]) is True
     assert gauges(telemetry) == {("edge_inspect_ready", ""): 1.0}
     other = Reason("model_missing", "connector J4 has no loadable model", "train it")
     watch.follow([REFUSED, NO_MODEL, other])

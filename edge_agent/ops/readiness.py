@@ -60,21 +60,20 @@ class ReadinessWatch:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
-        self._current: tuple[Reason, ...] = ()
-        telemetry.set_readiness([])
+        self._current: tuple[Reason, ...] | None = None  # not assessed yet: `ready` stays 0
 
     def follow(self, reasons: list[Reason]) -> bool:
         """Record the reasons of now; True when they differ from the last ones."""
-        now = tuple(dict.fromkeys(reasons))
-        if set(now) == set(self._current):
+        now, before = tuple(dict.fromkeys(reasons)), self._current or ()
+        if self._current is not None and set(now) == set(before):
             return False
         for reason in now:
-            if reason not in self._current:
+            if reason not in before:
                 log.error("not_ready", code=reason.code, reason=reason.reason, remedy=reason.remedy)
-        for reason in self._current:
+        for reason in before:
             if reason not in now:
                 log.info("not_ready_cleared", code=reason.code, reason=reason.reason)
-        if self._current and not now:
+        if before and not now:
             log.info("ready_again")
         self._current = now
         self._telemetry.set_readiness([reason.code for reason in now])
