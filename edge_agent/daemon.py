@@ -20,6 +20,7 @@ import structlog
 
 from edge_agent import __version__
 from edge_agent.comms.dispatch import dispatch
+from edge_agent.comms.link_health import link_reasons
 from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
@@ -34,6 +35,13 @@ from edge_agent.inspect.registration import Registrar
 from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops import sdnotify
 from edge_agent.ops.health import HealthServer
+from edge_agent.ops.readiness import Check, ReadinessWatch, Reason, assess
+from edge_agent.ops.station_reasons import (
+    connector_reasons,
+    outbox_reasons,
+    pipeline_reasons,
+    storage_reasons,
+)
 from edge_agent.ops.stats import BoardStats
 from edge_agent.ops.storage import StorageHealth
 from edge_agent.ops.telemetry import Telemetry
@@ -100,7 +108,9 @@ class Agent:
             describe=lambda work: name_text(work.drop.path),
         )
         self._arrivals = itertools.count()
-        self._storage_state: tuple[bool, object] = (True, None)  # ok, the stuck input
+        self.readiness_watch = ReadinessWatch(self.telemetry)
+        # More readiness reasons join as checks (each returns the reasons that hold now).
+        self.readiness_checks: list[Check] = [self._link_reasons]
         self.session = self.journal.start_session()
         connectors = config.enabled_connectors()
         self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
@@ -246,7 +256,7 @@ class Agent:
             self.telemetry.set_outbox_depth(self.journal.outbox_depth())
             if self.link is not None:
                 self.telemetry.set_mqtt(self.link.connected)
-            self._follow_storage()
+            self._follow_readiness()
             # Idle, or waiting for the journal to take writes again (a restart would not help);
             # an input that could not even be given up stops the pets: systemd restarts us.
             waiting = self.queue.empty() or (len(self.retry) and self.retry.is_alive())
@@ -259,30 +269,40 @@ class Agent:
 
     # -- readiness, status, models --------------------------------------------------------
     def readiness(self) -> tuple[bool, dict]:
+        """Ready when no reason holds; the details carry the reasons and what was measured."""
+        reasons, details = self._readiness_report()
+        return not reasons, details
+
+    def _readiness_report(self) -> tuple[list[Reason], dict]:
         loaded = self.registry.versions()
-        missing = [cid for cid in self.config.enabled_connectors() if cid not in loaded]
+        enabled = self.config.enabled_connectors()
         inputs_alive = all(w.is_alive() for w in self._watchers)
         workers_alive = all(w.is_alive() for w in self._workers)
         depth = self.journal.outbox_depth()
         storage = self._storage_report()
-        ready = (
-            not missing
-            and inputs_alive
-            and workers_alive
-            and depth < self.config.health.max_outbox
-            and storage["ok"]
-            and not self._stopping.is_set()
-        )
+        reasons = [
+            *connector_reasons(enabled, loaded, self.model_errors),
+            *pipeline_reasons(inputs_alive, workers_alive, self._stopping.is_set()),
+            *outbox_reasons(depth, self.config.health.max_outbox),
+            *storage_reasons(storage),
+            *assess(self.readiness_checks),
+        ]
         details = {
             "session": self.session,
-            "models_missing": missing,
+            "reasons": [reason.as_dict() for reason in reasons],
+            "models_missing": [cid for cid in enabled if cid not in loaded],
             "inputs_alive": inputs_alive,
             "workers_alive": workers_alive,
             "outbox_depth": depth,
             "mqtt_connected": bool(self.link and self.link.connected),
             "storage": storage,
         }
-        return ready, details
+        return reasons, details
+
+    def _link_reasons(self) -> list[Reason]:
+        if self.link is None:
+            return []
+        return link_reasons(self.link.health, self.config.mqtt, self.config.health.mqtt_down_max_s)
 
     def _storage_report(self) -> dict:
         """The journal's and the state disk's health; not ok while boards wait for a retry."""
@@ -293,21 +313,23 @@ class Agent:
         report["ok"] = report["ok"] and not backlog
         return report
 
-    def _follow_storage(self) -> None:
-        """Re-publish the retained status when storage turns failing or recovers, or an input
-        turns stuck or moves on."""
-        report = self._storage_report()
-        state = (report["ok"], report["stuck_input"])
-        if state != self._storage_state:
-            self._storage_state = state
-            if self.link is not None:
-                self.link.publish_state("status", self._birth())
+    def _follow_readiness(self) -> None:
+        """Log, count, tell systemd (STATUS=) and re-publish (retained status) each change of
+        the readiness reasons."""
+        reasons, _ = self._readiness_report()
+        if not self.readiness_watch.follow(reasons):
+            return
+        sdnotify.status("; ".join(f"not ready: {r.reason}" for r in reasons) or "ready")
+        if self.link is not None:
+            self.link.publish_state("status", self._birth())
 
     def _birth(self) -> dict:
-        storage = self._storage_report()
+        ready, details = self.readiness()
         return {
-            "state": "online" if storage["ok"] else "degraded",
-            "storage": storage,
+            "state": "online" if ready else "degraded",
+            "ready": ready,
+            "reasons": details["reasons"],
+            "storage": details["storage"],
             "node": self.node,
             "session": self.session,
             "station": self.config.station.name,
@@ -332,6 +354,9 @@ class Agent:
     def refresh_models(self) -> list:
         """Follow `active` links; announce swaps, log refusals (the old model stays)."""
         changes = self.registry.refresh()
+        for change in changes:
+            if not change.accepted and self.registry.get(change.connector) is None:
+                self.model_errors[change.connector] = change.error or ""
         if any(change.accepted for change in changes):
             self._announce_models()
             if self.link is not None:

@@ -17,7 +17,9 @@ from edge_agent.contracts.config import HealthSettings
 from edge_agent.ops.health import HealthServer
 from edge_agent.ops.telemetry import Telemetry
 
-ALLOWED_LABELS = {"connector", "evaluation", "stage", "reason", "version", "sha256", "le", "kind"}
+ALLOWED_LABELS = {
+    *("connector", "evaluation", "stage", "reason", "version", "sha256", "le", "kind", "code")
+}
 
 
 class Probe:

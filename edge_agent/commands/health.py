@@ -46,7 +46,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"no agent answering at {url}: {reason}", file=sys.stderr)
         return 1
     print(_pretty(body))
+    if status != 200:
+        for reason in _reasons(body):
+            print(f"not ready: {reason['reason']}\n  remedy: {reason['remedy']}", file=sys.stderr)
     return 0 if status == 200 else 1
+
+
+def _reasons(body: bytes) -> list[dict[str, str]]:
+    """The readiness reasons of a /readyz body (none when it has no list of them)."""
+    try:
+        reasons = json.loads(body).get("reasons")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(reasons, list):
+        return []
+    return [r for r in reasons if isinstance(r, dict) and {"reason", "remedy"} <= r.keys()]
 
 
 def _pretty(body: bytes) -> str:

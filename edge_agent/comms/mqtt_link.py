@@ -18,6 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent.comms.link_health import LinkHealth
 from edge_agent.contracts.config import ConfigError, MqttSettings, TlsSettings
 from edge_agent.contracts.names import SAFE_NAME
 from edge_agent.store.journal import Journal, PendingMessage, compact_json
@@ -276,6 +277,7 @@ class MqttLink:
         self._states: dict[str, bytes] = {}
         self._states_lock = threading.Lock()
         self._started = False
+        self.health = LinkHealth()
         self._client = self._make_client(read_password(settings))
         self._pump = _OutboxPump(self._client, journal)
         self._pump_thread = threading.Thread(target=self._pump.run, name="mqtt-outbox", daemon=True)
@@ -410,8 +412,13 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.error("mqtt_connect_refused", reason=str(reason_code))
+            # Logged when the refusal is new; the readiness reason carries the remedy.
+            refusal = (reason_code.value, str(reason_code))
+            report = log.debug if self.health.snapshot()[1] == refusal else log.error
+            self.health.refused(*refusal)
+            report("mqtt_connect_refused", reason=refusal[1])
             return
+        self.health.connected()
         try:
             self._announce(client, properties)
         except Exception:
@@ -442,6 +449,7 @@ class MqttLink:
         self._pump.events.put(("up", (live_after, window, max_packet)))
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self.health.lost()
         log.warning("mqtt_connect_failed", host=self._settings.host, port=self._settings.port)
 
     def _on_disconnect(
@@ -453,6 +461,7 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         self._pump.events.put(("down", None))
+        self.health.lost()
         report = log.warning if reason_code.is_failure else log.info
         report("mqtt_disconnected", reason=str(reason_code))
 

@@ -48,7 +48,8 @@ class Disk:
         return self.free_gb / self.total_gb if self.total_gb else 0.0
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def http_get(url: str) -> tuple[int, bytes]:
+    """Status and body of a GET (an error status too); OSError when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
             return response.status, response.read()
@@ -64,10 +65,10 @@ def agent_health(config: StationConfig) -> AgentHealth:
         health.error = "the agent's health endpoint is switched off (health.enabled = false)"
         return health
     try:
-        status, body = _get(url)
+        status, body = http_get(url)
         health.details = json.loads(body)
         health.reachable, health.ready = True, status == 200 and health.details.get("ready")
-        _, metrics = _get(url.removesuffix("/readyz") + "/metrics")
+        _, metrics = http_get(url.removesuffix("/readyz") + "/metrics")
     except (OSError, ValueError) as exc:
         health.error = f"no agent answering at {url}: {getattr(exc, 'reason', exc)}"
         return health

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 
 from edge_agent import __version__
 from edge_agent.console.routes import board, connector, feed, health, images, login, review, setup
+from edge_agent.console.routes.agent_state import router as agent_state_router
 from edge_agent.console.security import Guard, SessionCodec
 from edge_agent.console.state import ConsoleState
 
@@ -34,6 +35,7 @@ def create_app(config_path: Path, users: dict[str, str] | None = None) -> FastAP
     app.state.console = ConsoleState(Path(config_path), codec, dict(users or {}))
     for module in (feed, board, images, review, connector, health, setup, login):
         app.include_router(module.router)
+    app.include_router(agent_state_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(HTTPException)

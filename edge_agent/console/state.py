@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.console.agent_state import AgentWatch
 from edge_agent.console.heatmaps import HeatmapMaker
 from edge_agent.console.images import BoardImages
 from edge_agent.console.journal_reader import JournalReader
@@ -26,6 +27,7 @@ class ConsoleState:
     images: BoardImages = field(init=False)
     heatmaps: HeatmapMaker = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    agent: AgentWatch = field(default_factory=AgentWatch)
 
     def __post_init__(self) -> None:
         self.reload()

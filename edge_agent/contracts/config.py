@@ -242,6 +242,11 @@ class HealthSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8787
     max_outbox: int = 10_000
+    mqtt_down_max_s: float = Field(
+        default=120,
+        ge=0,
+        description="MQTT broker out of reach longer than this: not ready (0: never)",
+    )
 
 
 class LoggingSettings(Section):

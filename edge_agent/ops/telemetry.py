@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -42,6 +43,10 @@ _METRICS = (
     ("journal_backlog", Gauge, "Boards waiting for a journal retry (their files stay put).",
      [], {}),
     ("state_free_bytes", Gauge, "Free bytes on the state filesystem (journal, crops).", [], {}),
+    ("ready", Gauge, "1 while the agent is ready (/readyz 200), 0 while any reason holds.", [],
+     {}),
+    ("not_ready_reason", Gauge, "Reasons the agent is not ready, by code (0 once cleared).",
+     ["code"], {}),
 )  # fmt: skip
 
 
@@ -74,6 +79,8 @@ class Telemetry:
         self._journal_backlog = metrics["journal_backlog"]
         self._journal_intact = metrics["journal_intact"]
         self._state_free = metrics["state_free_bytes"]
+        self._ready = metrics["ready"]
+        self._not_ready = metrics["not_ready_reason"]
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:
@@ -144,6 +151,14 @@ class Telemetry:
     def set_state_free_bytes(self, n: int) -> None:
         """Record the free bytes of the state filesystem."""
         self._state_free.set(n)
+
+    def set_readiness(self, codes: list[str]) -> None:
+        """Record the codes of the reasons that hold now (one per reason; none: ready)."""
+        counts = collections.Counter(_code(code) for code in codes)
+        known = {sample.labels["code"] for sample in self._not_ready.collect()[0].samples}
+        for code in known | counts.keys():
+            self._not_ready.labels(code=code).set(counts[code])
+        self._ready.set(0 if codes else 1)
 
 
 def _code(reason: str) -> str:

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from edge_agent.console.agent_health import agent_health, disk, retrain_status
+from edge_agent.console.agent_state import drift_entries
 from edge_agent.console.journal_reader import JournalCounts
 from edge_agent.console.rendering import console, render
+from edge_agent.contracts.clock import utc_now
 
 router = APIRouter()
 
@@ -25,8 +27,11 @@ def station_health(request: Request) -> dict:
         journal = dataclasses.asdict(state.journal.counts(hour_ago))
     except sqlite3.DatabaseError as exc:  # a damaged journal: the rest of the page still shows
         journal = {**dataclasses.asdict(JournalCounts()), "error": f"journal unreadable: {exc}"}
+    agent = agent_health(config)
     return {
-        "agent": dataclasses.asdict(agent_health(config)),
+        "checked_at": utc_now(),
+        "agent": dataclasses.asdict(agent),
+        "drift": drift_entries(agent.details),
         "journal": journal,
         "disks": [
             {
