@@ -13,6 +13,7 @@
   let total = first.total;
   let index = 0;
   let busy = false;
+  let changes = 0; // labels given or taken back: a queue fetched before one is out of date
   const undone = []; // labels that can be taken back, the last one at the end
 
   function show() {
@@ -64,6 +65,7 @@
         if (done.has(key(queue[i]))) removed.unshift({ at: i, item: queue.splice(i, 1)[0] });
       }
       total = Math.max(0, total - removed.length);
+      changes += 1;
       undone.push({ reply, removed, text });
       show();
     } catch (error) {
@@ -80,6 +82,7 @@
     const { result_id, connectors, label } = last.reply;
     try {
       await postJson("/api/confirm/undo", { result_id, connectors, label });
+      changes += 1;
       undone.pop();
       for (const { at, item } of last.removed) {
         if (!queue.some((q) => key(q) === key(item))) queue.splice(Math.min(at, queue.length), 0, item);
@@ -101,10 +104,11 @@
   }
 
   async function refresh() {
+    const asked = changes;
     try {
       const response = await fetch("/api/review", { credentials: "same-origin" });
-      if (response.ok && !busy) {
-        const fresh = await response.json();
+      const fresh = response.ok ? await response.json() : null;
+      if (fresh && !busy && asked === changes) {
         const current = queue.length ? key(queue[index]) : null;
         queue = fresh.items;
         total = fresh.total;
