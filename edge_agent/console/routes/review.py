@@ -4,9 +4,9 @@ path, `/api/confirm/undo` takes the last one back (audited in the journal)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal, TypeVar
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -19,7 +19,6 @@ from edge_agent.store.journal import Journal, JournalError
 
 router = APIRouter()
 CONNECTOR_ID = r"^[A-Za-z0-9_-]{1,64}$"
-T = TypeVar("T")
 
 
 class ConfirmRequest(BaseModel):
@@ -34,7 +33,9 @@ class UndoRequest(BaseModel):
     """The reply of a confirmation to take back: its board, connectors and label."""
 
     result_id: str = Field(pattern=RESULT_ID.pattern)
-    connectors: list[str] = Field(min_length=1, max_length=64)
+    connectors: list[Annotated[str, Field(pattern=CONNECTOR_ID)]] = Field(
+        min_length=1, max_length=64
+    )
     label: Literal["OK", "KO"]
 
 
@@ -67,9 +68,11 @@ def _journal(request: Request) -> Iterator[Journal]:
         journal.close()
 
 
-def _refused_as_422(action: Callable[[], T]) -> T:
+@contextmanager
+def _refusal_as_422() -> Iterator[None]:
+    """The journal's ValueError (what it refuses and why) as the reply's 422."""
     try:
-        return action()
+        yield
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -77,13 +80,14 @@ def _refused_as_422(action: Callable[[], T]) -> T:
 def _refuse_a_reshot_board(request: Request, result_id: str) -> None:
     """A re-shot board's crops are not kept (its original's are): a label on it would teach the
     retrain nothing, so it goes on the original."""
-    record = console(request).journal.inspection(result_id)
-    original = (record or {}).get("verdict", {}).get("duplicate_of")
+    journal = console(request).journal
+    original = ((journal.inspection(result_id) or {}).get("verdict") or {}).get("duplicate_of")
     if original:
+        part_id = (journal.inspection(original) or {}).get("part_id") or original
         raise HTTPException(
             409,
-            f"this photo is a re-shot of board {original} (same image): its crops are kept "
-            f"there, so confirm the original at /board/{original}",
+            f"this photo is a re-shot of board {part_id} (the same image): its crops are kept "
+            f"with that board, so confirm it there: /board/{original}",
         )
 
 
@@ -92,11 +96,9 @@ def confirm(request: Request, body: ConfirmRequest) -> JSONResponse:
     """Journal the label as `edge-inspect confirm` does (same checks, same table)."""
     _refuse_a_reshot_board(request, body.result_id)
     by = operator(request)
-    with _journal(request) as journal:
-        connectors = _refused_as_422(
-            lambda: apply_confirmation(
-                journal, Confirmation(body.result_id, body.connector, body.label, by)
-            )
+    with _journal(request) as journal, _refusal_as_422():
+        connectors = apply_confirmation(
+            journal, Confirmation(body.result_id, body.connector, body.label, by)
         )
     return JSONResponse(
         {"result_id": body.result_id, "connectors": connectors, "label": body.label, "by": by}
@@ -108,11 +110,9 @@ def undo(request: Request, body: UndoRequest) -> JSONResponse:
     """Take back the operator's last label of these connectors (they return to the queue); the
     journal keeps what was taken back, by whom and when."""
     by = operator(request)
-    with _journal(request) as journal:
-        _refused_as_422(
-            lambda: journal.withdraw_confirmations(
-                body.result_id, body.connectors, body.label, by, withdrawn_by=by
-            )
+    with _journal(request) as journal, _refusal_as_422():
+        journal.withdraw_confirmations(
+            body.result_id, body.connectors, body.label, by, withdrawn_by=by
         )
     return JSONResponse(
         {"result_id": body.result_id, "connectors": body.connectors, "withdrawn": body.label}
