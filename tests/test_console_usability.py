@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from console_station import (
     FED_BOARDS,
@@ -47,6 +48,7 @@ expect = sync_api.expect
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 RESHOT = "RESHOT-0001"
+SHIFTED = "SHIFTED-0001"
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,18 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
     running.drop.joinpath(".garbled.png.tmp").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 500)
     running.drop.joinpath(".garbled.png.tmp").rename(running.drop / "garbled.png")
     wait_until(lambda: board_of(running, "garbled") is not None, what="the garbled board")
+    running.feed(shifted_down(boards[-1].image, running.config.parent / f"{SHIFTED}.png"))
     yield running
     stop_line(running)
+
+
+def shifted_down(image: Path, out: Path, pixels: int = 160) -> Board:
+    """The board photographed lower in the frame: the bottom connector (J1) leaves the photo."""
+    photo = cv2.imread(str(image), cv2.IMREAD_COLOR)
+    height, width = photo.shape[:2]
+    moved = cv2.warpAffine(photo, np.float32([[1, 0, 0], [0, 1, pixels]]), (width, height))
+    cv2.imwrite(str(out), moved)
+    return Board(out, "test", {}, {})
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +199,7 @@ def test_every_page_fits_a_phone_with_its_navigation_and_columns_in_view(
         box = item.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], item.inner_text()
     if path == "/":
-        for header in ("Not OK connectors", "Latency"):
+        for header in ("Not OK", "Latency"):
             box = phone.locator("#feed th", has_text=header).bounding_box()
             assert box["x"] + box["width"] <= PHONE["width"], header
     phone.screenshot(path=shots / f"console-phone{path.replace('/', '-')}.png", full_page=True)
@@ -326,6 +338,18 @@ def test_an_error_board_names_its_file_not_the_servers_path_and_says_why_once(
     assert text.count(why) == 1, text
     expect(page.get_by_role("button", name="Whole board OK")).to_have_count(0)
     page.screenshot(path=shots / "console-board-error.png", full_page=True)
+
+
+def test_a_board_not_judged_whole_offers_no_whole_board_label(page, line: Line):
+    board = board_of(line, SHIFTED)
+    assert board["evaluation"] == "NOT_DECIDABLE", board
+    scored = next(c["id"] for c in board["connectors"] if c["evaluation"] == "OK")
+
+    page.goto(f"/board/{board['result_id']}")
+
+    expect(page.locator("#why")).to_contain_text("outside the photo")
+    expect(page.get_by_role("button", name="Whole board OK")).to_have_count(0)
+    expect(page.locator(f"#c-{scored} button", has_text="OK")).to_have_count(1)
 
 
 def test_only_new_feed_rows_flash_and_the_next_page_has_a_clean_address(page, line: Line):

@@ -29,6 +29,7 @@
     index = Math.max(0, Math.min(index, queue.length - 1));
     const item = queue[index];
     view.hidden = false;
+    $("r-ref").src = `/img/reference/${item.connector}.png`;
     $("r-crop").src = `/img/crop/${item.result_id}/${item.connector}.png`;
     $("r-heat").src = `/img/heatmap/${item.result_id}/${item.connector}.png`;
     $("r-pill").className = `pill ${item.evaluation.toLowerCase()}`;
