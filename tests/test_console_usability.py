@@ -347,8 +347,8 @@ def test_a_board_not_judged_whole_offers_no_whole_board_label(page, line: Line):
 
     page.goto(f"/board/{board['result_id']}")
 
-    expect(page.locator("#why")).to_contain_text("outside the photo")
     expect(page.get_by_role("button", name="Whole board OK")).to_have_count(0)
+    expect(page.locator("#why")).to_contain_text("outside the photo")
     expect(page.locator(f"#c-{scored} button", has_text="OK")).to_have_count(1)
 
 
