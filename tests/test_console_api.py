@@ -160,7 +160,9 @@ def test_board_view_has_the_aligned_photo_crops_heatmaps_scores_and_models(line:
     status, page, _ = client.get(f"/board/{rid}")
     assert status == 200
     assert b'class="box nok"' in page
-    assert board["reasons"] == []
+    flagged = [c["id"] for c in verdict["connectors"] if c["evaluation"] == "NOK"]
+    assert [line.split()[0] for line in board["reasons"]] == flagged
+    assert all("× its threshold" in line for line in board["reasons"])
 
 
 def test_an_unreadable_photo_is_an_error_board_explained_in_plain_words(line: Line):
@@ -215,7 +217,7 @@ def test_confirming_through_the_api_is_journaled_as_the_confirm_command_does(lin
         (nok["result_id"], flagged, "KO", "console:operator"),
         *((other["result_id"], c, "OK", "cli:anna") for c in CONNECTORS),
     ], cli.stdout
-    queue = client.get_json("/api/review")
+    queue = client.get_json("/api/review")["items"]
     assert (nok["result_id"], flagged) not in {(i["result_id"], i["connector"]) for i in queue}
 
 

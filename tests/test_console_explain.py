@@ -56,7 +56,27 @@ def test_a_connector_without_a_model_is_named_with_its_reason():
     ]
 
 
-def test_ok_and_nok_boards_need_no_explanation():
-    rows = [ConnectorOutcome.scored("J1", 3.0, 1.0, {"version": "v", "sha256": "s"})]
+def test_an_ok_board_needs_no_explanation_and_a_nok_one_says_how_far_over_it_scored():
+    model = {"version": "v", "sha256": "s"}
+    ok = [ConnectorOutcome.scored("J1", 0.4, 1.0, model)]
+    nok = [
+        ConnectorOutcome.scored("J1", 3.0, 1.0, model),
+        ConnectorOutcome.scored("J2", 0.9, 2.0, model),
+    ]
 
-    assert board_reasons(verdict(rows, None)) == []
+    assert board_reasons(verdict(ok, None)) == []
+    assert board_reasons(verdict(nok, None)) == [
+        "J1 scored 3.0 × its threshold (3.00 against 1.00): unlike the OK connectors its model "
+        "learnt"
+    ]
+
+
+def test_an_unreadable_photo_is_named_by_its_file_never_by_the_servers_path():
+    failure = Failure("decode", "/var/lib/edge-inspect/drop/cam1/SN1.png: truncated PNG header")
+
+    reasons = board_reasons(verdict([], failure))
+
+    assert reasons == [
+        "The photo could not be decoded (damaged, truncated, too large, or not PNG, JPEG, BMP or "
+        "TIFF): SN1.png: truncated PNG header."
+    ]

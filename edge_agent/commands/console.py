@@ -44,6 +44,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listen_url(host: str, port: int) -> str:
+    """The address to open in a browser: an IPv6 host in brackets (RFC 3986)."""
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
 def _print_hash(name: str) -> int:
     if sys.stdin.isatty():
         password = getpass.getpass(f"password for {name}: ")
@@ -86,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
     from edge_agent.console.app import create_app
 
     app = create_app(args.config, users)
-    print(f"{prog}: http://{args.host}:{args.port}/ ({len(users)} users)", flush=True)
+    print(f"{prog}: {listen_url(args.host, args.port)} ({len(users)} users)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0

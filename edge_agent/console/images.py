@@ -1,4 +1,5 @@
-"""Pictures for the pages: board photos aligned to the reference, kept crops, crop previews.
+"""Pictures for the pages: board photos aligned to the reference, kept crops, crop previews and
+the reference's own crop of each connector.
 
 Only files the station itself names are read: the reference image of the config, a board's
 photo where the agent filed it (the journal's source path, below a drop folder or the MQTT
@@ -152,6 +153,14 @@ class BoardImages:
 
     def reference_jpeg(self) -> bytes:
         return self._displays.get(("reference",), lambda: encode_jpeg(self.reference()))
+
+    def reference_crop(self, box: tuple[int, int, int, int]) -> bytes:
+        """PNG of `box` cut from the reference image: what the connector looks like when right."""
+        x, y, width, height = box
+        ref_width, ref_height = self.reference_size()
+        if x < 0 or y < 0 or x + width > ref_width or y + height > ref_height:
+            raise ImageUnavailable("the box is not inside the reference image")
+        return encode_png(self.reference()[y : y + height, x : x + width])
 
     def kept_crop(self, record: dict[str, Any], connector: str) -> np.ndarray:
         """The crop the agent kept for this board and connector."""

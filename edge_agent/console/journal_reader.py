@@ -99,6 +99,17 @@ class ReviewItem:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class ReviewQueue:
+    """The first connectors to review and the number of all of them."""
+
+    items: list[ReviewItem]
+    total: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": [item.as_dict() for item in self.items], "total": self.total}
+
+
 @dataclass
 class ScoreRow:
     """One board's row for a connector."""
@@ -119,7 +130,7 @@ class JournalCounts:
     last_verdict_at: str | None = None
     outbox_depth: int | None = None
     confirmations: int = 0
-    unconfirmed_nok: int = 0
+    to_review: int = 0
 
 
 def _board_row(row: sqlite3.Row) -> BoardRow:
@@ -215,18 +226,21 @@ class JournalReader:
         )
         return [dict(r) for r in rows]
 
-    def review_queue(self, limit: int = 200) -> list[ReviewItem]:
-        """Unconfirmed NOK and borderline connectors of recent boards, newest first."""
+    def _to_review(self) -> Iterator[ReviewItem]:
+        """What "to review" means, everywhere: connectors of recent boards that nobody
+        confirmed, NOK or OK at least `BORDERLINE` of the threshold, newest first; a re-shot
+        board (`duplicate_of`) is not among them, its original is."""
         rows = self._rows(
             "SELECT i.result_id, i.part_id, i.created_at, i.verdict_json FROM inspections i"
-            " WHERE i.evaluation IN ('OK', 'NOK') ORDER BY i.rowid DESC LIMIT ?",
+            " WHERE i.evaluation IN ('OK', 'NOK')"
+            " AND json_extract(i.verdict_json, '$.duplicate_of') IS NULL"
+            " ORDER BY i.rowid DESC LIMIT ?",
             (REVIEW_WINDOW,),
         )
         confirmed = {
             (r["result_id"], r["connector"])
             for r in self._rows("SELECT result_id, connector FROM confirmations")
         }
-        items = []
         for row in rows:
             for c in json.loads(row["verdict_json"]).get("connectors", []):
                 score, threshold = c.get("score"), c.get("threshold")
@@ -237,21 +251,25 @@ class JournalReader:
                     and score >= BORDERLINE * threshold
                 )
                 if wanted and (row["result_id"], c.get("id")) not in confirmed:
-                    items.append(
-                        ReviewItem(
-                            result_id=row["result_id"],
-                            part_id=row["part_id"],
-                            created_at=row["created_at"],
-                            connector=c.get("id"),
-                            evaluation=c.get("evaluation"),
-                            score=score,
-                            threshold=threshold,
-                            version=(c.get("model") or {}).get("version"),
-                        )
+                    yield ReviewItem(
+                        result_id=row["result_id"],
+                        part_id=row["part_id"],
+                        created_at=row["created_at"],
+                        connector=c.get("id"),
+                        evaluation=c.get("evaluation"),
+                        score=score,
+                        threshold=threshold,
+                        version=(c.get("model") or {}).get("version"),
                     )
-                    if len(items) >= limit:
-                        return items
-        return items
+
+    def review_queue(self, limit: int = 200) -> ReviewQueue:
+        """The first `limit` connectors to review and how many there are in all."""
+        items, total = [], 0
+        for item in self._to_review():
+            total += 1
+            if len(items) < limit:
+                items.append(item)
+        return ReviewQueue(items, total)
 
     def connector_rows(self, connector: str, since: str, limit: int = 5000) -> list[ScoreRow]:
         """The connector's row of every board since `since` (ISO UTC), oldest first."""
@@ -311,5 +329,5 @@ class JournalReader:
         counts.outbox_depth = depth[0]["n"] if depth else None
         confirmed = self._rows("SELECT COUNT(*) AS n FROM confirmations")
         counts.confirmations = confirmed[0]["n"] if confirmed else 0
-        counts.unconfirmed_nok = sum(1 for item in self.review_queue() if item.evaluation == "NOK")
+        counts.to_review = self.review_queue(limit=0).total
         return counts

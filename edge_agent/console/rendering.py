@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +9,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from edge_agent.console.operator_name import from_cookie
 from edge_agent.console.state import ConsoleState
 
 OPERATOR_COOKIE = "edge_inspect_operator"
-OPERATOR_NAME = re.compile(r"^[A-Za-z0-9_.@ -]{1,64}$")
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-TEMPLATES.env.filters["dict_without"] = lambda values, key: {
-    k: v for k, v in values.items() if k != key
-}
 NAV = (
     ("/", "Live feed"),
     ("/review", "Review"),
@@ -39,8 +35,8 @@ def current_user(request: Request) -> str | None:
 
 def operator(request: Request) -> str:
     """Who a confirmation or model change is recorded as: `console:<user>`."""
-    chosen = request.cookies.get(OPERATOR_COOKIE, "")
-    name = current_user(request) or (chosen if OPERATOR_NAME.match(chosen) else "operator")
+    chosen = from_cookie(request.cookies.get(OPERATOR_COOKIE))
+    name = current_user(request) or chosen or "operator"
     return f"console:{name}"
 
 

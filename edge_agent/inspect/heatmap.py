@@ -5,8 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+VMAX = 2.0  # the top of the colour scale, in multiples of the threshold (1.0)
 
-def colourise(amap: np.ndarray, size: tuple[int, int], vmax: float = 2.0) -> np.ndarray:
+
+def colourise(amap: np.ndarray, size: tuple[int, int], vmax: float = VMAX) -> np.ndarray:
     """JET colours (BGR) of `amap` resized to `size` (width, height); 1.0 is the threshold."""
     scaled = np.clip(amap.astype(np.float32) / vmax, 0.0, 1.0)
     scaled = cv2.resize(scaled, size, interpolation=cv2.INTER_LINEAR)
@@ -14,7 +16,7 @@ def colourise(amap: np.ndarray, size: tuple[int, int], vmax: float = 2.0) -> np.
 
 
 def overlay_heatmap(
-    crop_bgr: np.ndarray, amap: np.ndarray, vmax: float = 2.0, alpha: float = 0.45
+    crop_bgr: np.ndarray, amap: np.ndarray, vmax: float = VMAX, alpha: float = 0.45
 ) -> np.ndarray:
     """Blend the colourised map over the crop; a fixed scale keeps overlays comparable."""
     height, width = crop_bgr.shape[:2]

@@ -68,6 +68,16 @@ CREATE TABLE IF NOT EXISTS confirmations (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS confirmations_result_id ON confirmations(result_id);
+CREATE TABLE IF NOT EXISTS withdrawn_confirmations (
+    id INTEGER PRIMARY KEY,
+    result_id TEXT NOT NULL,
+    connector TEXT NOT NULL,
+    label TEXT NOT NULL,
+    confirmed_by TEXT NOT NULL,
+    at TEXT NOT NULL,
+    withdrawn_by TEXT NOT NULL,
+    withdrawn_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS crops (
     result_id TEXT NOT NULL,
     connector TEXT NOT NULL,
@@ -395,6 +405,36 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?)",
                 (result_id, connector, label, by.strip(), at or utc_now()),
             )
+
+    def withdraw_confirmations(
+        self, result_id: str, connectors: Sequence[str], label: str, by: str, withdrawn_by: str
+    ) -> None:
+        """Take back the latest label of each connector (an undo), all or none: each must be
+        `label` given by `by`, else ValueError says who labelled it since. The rows move to
+        `withdrawn_confirmations` with who took them back and when (the audit trail)."""
+        with self._transaction() as db:
+            latest = []
+            for connector in connectors:
+                row = db.execute(
+                    "SELECT id, label, confirmed_by FROM confirmations"
+                    " WHERE result_id = ? AND connector = ? ORDER BY id DESC LIMIT 1",
+                    (result_id, connector),
+                ).fetchone()
+                if row is None:
+                    raise ValueError(f"{connector} of {result_id} has no label to take back")
+                if (row["label"], row["confirmed_by"]) != (label, by.strip()):
+                    raise ValueError(
+                        f"{connector} of {result_id} was labelled {row['label']} by "
+                        f"{row['confirmed_by']} since: nothing taken back"
+                    )
+                latest.append(row["id"])
+            for row_id in latest:
+                db.execute(
+                    "INSERT INTO withdrawn_confirmations SELECT id, result_id, connector, label,"
+                    " confirmed_by, at, ?, ? FROM confirmations WHERE id = ?",
+                    (withdrawn_by, utc_now(), row_id),
+                )
+                db.execute("DELETE FROM confirmations WHERE id = ?", (row_id,))
 
     def pending(self, limit: int, after: int = 0) -> list[PendingMessage]:
         """Up to `limit` unacknowledged outbox rows with id > `after`, oldest first."""

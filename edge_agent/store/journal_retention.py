@@ -3,8 +3,8 @@
 A row stays while any of its messages waits in the outbox (its verdict is not delivered yet)
 and while any of its crops is kept (the crops' own retention decides: the retrain reads
 confirmations through them); a row is never removed in its first hour (its crops are written
-after its commit). With a row go its confirmations and, when it was the first of its content,
-the content's claim (a later copy of that content is then a first again).
+after its commit). With a row go its confirmations (and those taken back) and, when it was the
+first of its content, the content's claim (a later copy of that content is then a first again).
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class InspectionPruner:
 
 
 def _delete(db: sqlite3.Connection, victims: list[tuple[str, str | None]]) -> None:
-    db.executemany("DELETE FROM confirmations WHERE result_id = ?", [(r,) for r, _ in victims])
+    for table in ("confirmations", "withdrawn_confirmations"):
+        db.executemany(f"DELETE FROM {table} WHERE result_id = ?", [(r,) for r, _ in victims])
     db.executemany(
         "DELETE FROM contents WHERE source_sha256 = ? AND result_id = ?",
         [(sha, r) for r, sha in victims if sha],

@@ -96,7 +96,7 @@ def connector_summary(request: Request, connector: str) -> dict[str, Any]:
         problem = None
     except lifecycle.LifecycleError as exc:
         current, history, problem = None, [], str(exc)
-    retrain = retrain_status(state.config) or {}
+    versions = _versions(request, connector) if current else []
     return {
         "connector": connector,
         "enabled": state.config.connectors[connector].enabled,
@@ -106,18 +106,38 @@ def connector_summary(request: Request, connector: str) -> dict[str, Any]:
         "hourly": hourly_rates([(r.created_at, r.evaluation) for r in rows if r.created_at >= day]),
         "boards": len(recent),
         "state": current.as_dict() if current else None,
-        "versions": _versions(request, connector) if current else [],
+        "versions": versions,
         "history": list(reversed(history))[:20],
         "lifecycle_problem": problem,
         "recalibration": recalibration(state.config, connector),
-        "retrain": {
-            "run_id": retrain.get("run_id"),
-            "state": retrain.get("state"),
-            "finished_at": retrain.get("finished_at"),
-            **((retrain.get("connectors") or {}).get(connector) or {}),
-        }
-        if retrain
-        else None,
+        "retrain": retrain_view(retrain_status(state.config), connector, versions),
+    }
+
+
+def retrain_view(
+    status: dict[str, Any] | None, connector: str, versions: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The trainer's last (or running) run as it concerns `connector`: `running` (retrained
+    now), `waiting` (its turn comes in this run), else its result, with `now` the status its
+    version has today (a candidate promoted since is active)."""
+    if not status:
+        return None
+    pending = list(status.get("pending") or [])
+    running = status.get("state") == "running"
+    result = (status.get("connectors") or {}).get(connector) or {}
+    now = next(
+        (v["status"] or "installed" for v in versions if v["version"] == result.get("version")),
+        None,
+    )
+    return {
+        "run_id": status.get("run_id"),
+        "state": status.get("state"),
+        "started_at": status.get("started_at"),
+        "finished_at": status.get("finished_at"),
+        "running": running and pending[:1] == [connector],
+        "waiting": running and connector in pending[1:],
+        "now": now,
+        **result,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -44,6 +45,14 @@ def feed_filter(request: Request) -> FeedFilter:
     )
 
 
+def page_url(request: Request, before: int | None = None) -> str:
+    """The feed with the same filters (empty ones left out), from `before` or the newest."""
+    query = {k: v for k, v in request.query_params.items() if v and k != "before"}
+    if before is not None:
+        query["before"] = str(before)
+    return f"/?{urlencode(query)}" if query else "/"
+
+
 @router.get("/", response_class=HTMLResponse)
 def feed_page(request: Request, before: int | None = Query(None, ge=0)) -> HTMLResponse:
     state = console(request)
@@ -54,7 +63,8 @@ def feed_page(request: Request, before: int | None = Query(None, ge=0)) -> HTMLR
         rows=rows,
         live=before is None,
         cursor=rows[0].cursor if rows else 0,
-        older=rows[-1].cursor if len(rows) == PAGE else None,
+        newest_url=page_url(request),
+        older_url=page_url(request, rows[-1].cursor) if len(rows) == PAGE else None,
         evaluations=EVALUATIONS,
         connectors=list(state.config.connectors),
         query=dict(request.query_params),

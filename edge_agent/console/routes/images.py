@@ -1,4 +1,5 @@
-"""Pictures: aligned board photos, kept crops, heatmaps, the reference and set-up previews.
+"""Pictures: aligned board photos, kept crops, heatmaps and their colour scale, the reference and
+its crop of each connector, set-up previews.
 
 Every route takes a result id and a connector id, both checked against the journal and the
 config; the files behind them are found by `console.images`, never named by the request.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from edge_agent.console.images import ImageUnavailable
 from edge_agent.console.rendering import console
 from edge_agent.console.routes.board import inspection
+from edge_agent.inspect.heatmap import VMAX, colourise
 from edge_agent.inspect.imaging import encode_png
 
 router = APIRouter(prefix="/img")
@@ -39,6 +42,25 @@ def reference(request: Request) -> Response:
         return _image(console(request).images.reference_jpeg(), "image/jpeg", cache=False)
     except ImageUnavailable as exc:
         raise HTTPException(404, str(exc)) from None
+
+
+@router.get("/reference/{connector}.png")
+def reference_crop(request: Request, connector: str) -> Response:
+    """The connector's box in the reference image."""
+    settings = console(request).config.connectors.get(connector)
+    if settings is None:
+        raise HTTPException(404, f"this station has no connector {connector!r}")
+    try:
+        return _image(console(request).images.reference_crop(tuple(settings.box)), "image/png")
+    except ImageUnavailable as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.get("/heatmap-scale.png")
+def heatmap_scale() -> Response:
+    """The heatmaps' colours from 0 (left) to `VMAX` times the threshold (right)."""
+    ramp = np.linspace(0.0, VMAX, 256, dtype=np.float32)[None, :]
+    return _image(encode_png(colourise(ramp, (256, 12))), "image/png")
 
 
 @router.get("/board/{result_id}.jpg")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from edge_agent.console.auth import check_login
-from edge_agent.console.rendering import OPERATOR_COOKIE, OPERATOR_NAME, console, render
+from edge_agent.console.operator_name import NameRefused, checked_name, cookie_value
+from edge_agent.console.rendering import OPERATOR_COOKIE, console, render
 from edge_agent.console.security import session_cookie
 
 router = APIRouter()
@@ -54,10 +55,16 @@ def logout(request: Request) -> Response:
 
 @router.post("/operator")
 async def set_operator(request: Request) -> Response:
-    """Without users: the name confirmations are recorded under (kept in a cookie)."""
+    """Without users: the name confirmations are recorded under (kept in a cookie). A name that
+    cannot be kept is refused with the reason (422), never replaced silently."""
     form = await _form(request)
-    name = form.get("name", "").strip()
-    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-    if OPERATOR_NAME.match(name):
-        response.set_cookie(OPERATOR_COOKIE, name, max_age=365 * 86400, samesite="strict")
+    try:
+        name = checked_name(form.get("name", ""))
+    except NameRefused as exc:
+        raise HTTPException(422, str(exc)) from None
+    if "application/json" in request.headers.get("accept", ""):
+        response: Response = JSONResponse({"operator": name})
+    else:
+        response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    response.set_cookie(OPERATOR_COOKIE, cookie_value(name), max_age=365 * 86400, samesite="strict")
     return response

@@ -1,4 +1,5 @@
-// Shared by every page: POST with the CSRF token, a toast for results, [data-post] buttons.
+// Shared by every page: POST with the CSRF token, a toast for results, [data-post] buttons,
+// the operator name kept as soon as it changes (Enter, Tab or a click away).
 "use strict";
 
 const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
@@ -51,3 +52,44 @@ document.addEventListener("click", (event) => {
   const row = event.target.closest("tr[data-href]");
   if (row && !event.target.closest("a")) window.location = row.dataset.href;
 });
+
+(function () {
+  const form = document.getElementById("operator");
+  if (!form) return;
+  const input = form.elements.name;
+  let kept = input.value;
+  let sent = null; // the value being sent now: Enter fires both change and submit
+
+  async function keep() {
+    if (input.value === sent || (input.value === kept && !input.classList.contains("refused"))) return;
+    sent = input.value;
+    try {
+      const response = await fetch(form.action, {
+        method: "POST",
+        headers: { "X-CSRF-Token": csrfToken, Accept: "application/json" },
+        body: new URLSearchParams(new FormData(form)),
+        credentials: "same-origin",
+      });
+      const text = await response.text();
+      if (!response.ok) throw new Error(text || response.statusText);
+      kept = input.value = JSON.parse(text).operator;
+      input.classList.remove("refused");
+      input.removeAttribute("aria-invalid");
+      input.title = "";
+      toast(`Confirmations are now recorded as ${kept}`);
+    } catch (error) {
+      input.classList.add("refused");
+      input.setAttribute("aria-invalid", "true");
+      input.title = `${error.message}; confirmations are still recorded as ${kept}`;
+      toast(`Name not kept: ${error.message}. Confirmations are still recorded as ${kept}.`, true);
+    } finally {
+      sent = null;
+    }
+  }
+
+  input.addEventListener("change", keep);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    keep();
+  });
+})();

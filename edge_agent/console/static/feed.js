@@ -1,4 +1,5 @@
-// Live feed: asks for rows newer than the newest shown, every POLL_MS, and puts them on top.
+// Live feed: asks for rows newer than the newest shown, every POLL_MS, and puts them on top,
+// marked as arrived (only those flash; the rows of the page as loaded do not).
 "use strict";
 
 const POLL_MS = 700;
@@ -21,7 +22,10 @@ const MAX_ROWS = 200;
       const html = (await response.text()).trim();
       cursor = response.headers.get("X-Feed-Cursor") || cursor;
       if (html) {
-        body.insertAdjacentHTML("afterbegin", html);
+        const arrived = document.createElement("tbody");
+        arrived.innerHTML = html;
+        for (const row of arrived.querySelectorAll("tr")) row.classList.add("arrived");
+        body.prepend(...arrived.children);
         const empty = document.querySelector(".empty");
         if (empty) empty.remove();
         body.querySelectorAll("tr").forEach((row, index) => {
