@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta
 
 from edge_agent.contracts.bundle import Calibration
 
@@ -209,6 +208,8 @@ class LineCalibration:
 
 def binomial_upper(events: int, trials: int, confidence: float) -> float:
     """Clopper-Pearson upper bound of a rate seen `events` times in `trials`, at `confidence`."""
+    from scipy.stats import beta  # here: scipy's import probes for torch, a training extra
+
     if events >= trials:
         return 1.0
     return float(beta.ppf(confidence, events + 1, trials - events))
