@@ -129,18 +129,18 @@ def test_bench_quality_on_a_users_folder_of_mixed_sizes(tmp_path: Path) -> None:
     with (out / "quality.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["data_set"], row["method"], row["error"]) for row in rows] == [
-        ("my connector", "patchcore", "")
+        ("my-connector", "patchcore", "")
     ]
     assert float(rows[0]["image_auroc"]) > 0.9  # a bright disc on a flat crop
     assert rows[0]["best_recall_at_0.5%_fr"] != ""
-    copy = out / "data" / "user" / "my connector"
+    copy = out / "data" / "user" / "my-connector"
     sizes = {cv2.imread(str(p)).shape[:2] for p in copy.glob("*/*/*.png")}
     assert sizes == {(40, 56)}  # resized to train/ok's size
     assert len(list((copy / "test" / "ko").glob("*.png"))) == 6
     with (out / "line.csv").open(newline="") as handle:
         (line,) = list(csv.DictReader(handle))
     # 4 test OK a day are far too few to recalibrate on: day two keeps the bundle's threshold.
-    assert (line["data_set"], line["runs"], line["recalibrated_runs"]) == ("my connector", "3", "0")
+    assert (line["data_set"], line["runs"], line["recalibrated_runs"]) == ("my-connector", "3", "0")
     assert float(line["day2_threshold"]) == 1.0
     assert 0.0 <= float(line["day1_recall"]) <= 1.0 and 0.0 <= float(line["day2_recall"]) <= 1.0
     assert cv2.imread(str(out / "line.png")) is not None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -152,12 +153,19 @@ def user_data_sets(folders: list[Path], root: Path) -> dict[str, Path]:
     """Each `--data` folder under a unique data-set name (its folder name, numbered on a clash)."""
     named: dict[str, Path] = {}
     for folder in folders:
-        name = Path(folder).resolve().name or "data"
+        # The name is also the connector id: characters the id rule refuses become '-'.
+        name = re.sub(r"[^A-Za-z0-9_-]", "-", Path(folder).resolve().name)[:60] or "data"
         unique, count = name, 1
         while unique in named or unique in DATA_SETS:
             count += 1
             unique = f"{name}-{count}"
-        named[unique] = user_data(folder, root / unique)
+        ready = user_data(folder, root / unique)
+        if ready.name != unique:  # used in place: reached under its connector id
+            (root / unique).parent.mkdir(parents=True, exist_ok=True)
+            (root / unique).unlink(missing_ok=True)
+            (root / unique).symlink_to(ready.resolve(), target_is_directory=True)
+            ready = root / unique
+        named[unique] = ready
     return named
 
 
