@@ -191,6 +191,7 @@ class Agent:
                 telemetry=self.telemetry,
             )
             self.health.start()
+        self.readiness()  # gauges and log current before the first probe can ask
         sdnotify.ready(f"session {self.session}, {len(self.registry.versions())} models")
         self._ready = True
         log.info("agent ready", session=self.session, models=self.registry.versions())
@@ -256,7 +257,7 @@ class Agent:
             self.telemetry.set_outbox_depth(self.journal.outbox_depth())
             if self.link is not None:
                 self.telemetry.set_mqtt(self.link.connected)
-            self._follow_readiness()
+            self.readiness()
             # Idle, or waiting for the journal to take writes again (a restart would not help);
             # an input that could not even be given up stops the pets: systemd restarts us.
             waiting = self.queue.empty() or (len(self.retry) and self.retry.is_alive())
@@ -269,8 +270,12 @@ class Agent:
 
     # -- readiness, status, models --------------------------------------------------------
     def readiness(self) -> tuple[bool, dict]:
-        """Ready when no reason holds; the details carry the reasons and what was measured."""
+        """Ready when no reason holds; the details carry the reasons and what was measured.
+
+        Every assessment is followed (log, gauges, STATUS=, retained status), so that what
+        /readyz answers and what /metrics and the log say never disagree."""
         reasons, details = self._readiness_report()
+        self._follow_readiness(reasons)
         return not reasons, details
 
     def _readiness_report(self) -> tuple[list[Reason], dict]:
@@ -313,10 +318,9 @@ class Agent:
         report["ok"] = report["ok"] and not backlog
         return report
 
-    def _follow_readiness(self) -> None:
+    def _follow_readiness(self, reasons: list[Reason]) -> None:
         """Log, count, tell systemd (STATUS=) and re-publish (retained status) each change of
         the readiness reasons."""
-        reasons, _ = self._readiness_report()
         if not self.readiness_watch.follow(reasons):
             return
         sdnotify.status("; ".join(f"not ready: {r.reason}" for r in reasons) or "ready")
@@ -324,7 +328,8 @@ class Agent:
             self.link.publish_state("status", self._birth())
 
     def _birth(self) -> dict:
-        ready, details = self.readiness()
+        reasons, details = self._readiness_report()
+        ready = not reasons
         return {
             "state": "online" if ready else "degraded",
             "ready": ready,

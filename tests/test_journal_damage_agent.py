@@ -235,7 +235,10 @@ def test_damage_found_by_the_scheduled_check_makes_the_agent_not_ready_and_board
     after = drop(station, range(2, 2 + NEXT_BOARDS))
     expect_verdicts(verdicts, after)
     logged = (tmp_path / "agent.log").read_text().splitlines()
-    assert len([line for line in logged if '"journal_damaged"' in line]) == 1  # logged once
+    events = [json.loads(line) for line in logged if line.startswith("{")]
+    assert len([e for e in events if e["event"] == "journal_damaged"]) == 1  # logged once
+    not_ready = [e for e in events if e["event"] == "not_ready" and e["code"] == "journal_damaged"]
+    assert len(not_ready) == 1 and "journal recover" in not_ready[0]["remedy"]
 
 
 def test_a_lost_wal_after_a_kill_with_the_broker_down_inspects_the_lost_inputs_again(

@@ -7,6 +7,7 @@ key on them), the words may change.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
@@ -61,9 +62,14 @@ class ReadinessWatch:
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
         self._current: tuple[Reason, ...] | None = None  # not assessed yet: `ready` stays 0
+        self._lock = threading.Lock()  # the main loop and the health endpoint both follow
 
     def follow(self, reasons: list[Reason]) -> bool:
         """Record the reasons of now; True when they differ from the last ones."""
+        with self._lock:
+            return self._follow(reasons)
+
+    def _follow(self, reasons: list[Reason]) -> bool:
         now, before = tuple(dict.fromkeys(reasons)), self._current or ()
         if self._current is not None and set(now) == set(before):
             return False
