@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +24,18 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _temporary_name(path: Path) -> Path:
+    """A fresh hidden name beside `path`, unique across processes and threads."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
 @contextmanager
 def replacing(path: Path) -> Iterator[Path]:
     """A temporary path to fill; on success it replaces `path` (file and folder fsync'd)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = _temporary_name(path)
     try:
         yield tmp
         _fsync(tmp)
@@ -57,8 +64,8 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def replace_symlink(link: Path, target: str) -> None:
     """Point `link` at `target`: a new symlink renamed over the old one, the folder fsync'd."""
     link = Path(link)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    tmp = _temporary_name(link)
+    tmp.unlink()  # the name stays ours: mkstemp made it with a random part
     os.symlink(target, tmp)
     os.replace(tmp, link)
     _fsync(link.parent)
