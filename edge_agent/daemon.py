@@ -113,7 +113,12 @@ class Agent:
         self.readiness_checks: list[Check] = [self._link_reasons]
         self.session = self.journal.start_session()
         connectors = config.enabled_connectors()
-        self.registry = ModelRegistry(config.paths.models, connectors, config.scoring.threads)
+        self.registry = ModelRegistry(
+            config.paths.models,
+            connectors,
+            config.scoring.threads,
+            crop_sizes={cid: (c.box[3], c.box[2]) for cid, c in config.connectors.items()},
+        )
         self.feedback = FeedbackLoop(config, self.journal, connectors)
         self.loader = ModelLoader(self._follow_model_links)
         self.registrar = Registrar(

@@ -100,6 +100,17 @@ def test_no_enabled_connector_and_a_connector_without_model_are_reasons() -> Non
     assert connector_reasons(["J1"], {"J1": {}}, {}) == []
 
 
+def test_a_refused_model_of_another_connector_or_size_is_a_mismatch() -> None:
+    error = (
+        "models/J3/2026-01-02.1: does not fit its connector: the manifest's input is 60x40 "
+        "(width x height), connectors.J3.box cuts 50x30"
+    )
+    [mismatch] = connector_reasons(["J3"], {}, {"J3": error})
+    assert mismatch.code == "model_mismatch"
+    assert "models/J3/2026-01-02.1" in mismatch.reason and "50x30" in mismatch.reason
+    assert "models/J3/active" in mismatch.remedy
+
+
 def test_a_failing_journal_and_a_low_disk_are_reasons() -> None:
     report = {
         "journal": "failing",

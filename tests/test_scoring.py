@@ -248,3 +248,35 @@ def test_refresh_while_scoring_from_another_thread(models_root: Path, crop: np.n
     assert set(seen) == set(values)
     current = active_dir(models_root, "J1")
     assert current is not None and current.name == "2026-01-02.1"
+
+
+def test_load_all_refuses_a_bundle_of_another_crop_size_in_one_line(models_root: Path) -> None:
+    install_template_model(models_root, "J1", "2026-01-01.1", template(100), S, 50.0)
+    registry = ModelRegistry(models_root, ["J1"], threads=1, crop_sizes={"J1": (H + 8, W)})
+
+    with capture_logs() as logs:
+        errors = registry.load_all()
+
+    assert registry.get("J1") is None
+    assert "does not fit its connector" in errors["J1"]
+    assert f"input is {W}x{H} (width x height), connectors.J1.box cuts {W}x{H + 8}" in errors["J1"]
+    refused = [e for e in logs if e["event"] == "model_refused"]
+    assert len(refused) == 1 and refused[0]["path"] == str(models_root / "J1" / "2026-01-01.1")
+
+
+def test_a_bundle_of_another_crop_size_leaves_the_running_model(
+    models_root: Path, crop: np.ndarray
+) -> None:
+    install_template_model(models_root, "J1", "2026-01-01.1", template(100), S, 50.0)
+    registry = ModelRegistry(models_root, ["J1"], threads=1, crop_sizes={"J1": (H, W)})
+    assert registry.load_all() == {}
+    wider = np.full((H, W + 8, 3), 100, np.float32)
+    install_template_model(models_root, "J1", "2026-01-02.1", wider, S, 50.0)
+
+    (change,) = registry.refresh()
+
+    assert not change.accepted and "does not fit its connector" in str(change.error)
+    model = registry.get("J1")
+    assert model is not None and model.version == "2026-01-01.1"
+    assert model.score(crop).raw_score > 0
+    assert registry.refresh() == []  # refused once, not again on every pass

@@ -23,6 +23,8 @@ MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 ACTIVE_LINK = "active"
 REJECTED_DIR = "rejected"
+# In a refusal's text: the bundle is sound but made for another connector or crop size.
+MISFIT = "does not fit its connector"
 _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\.\d+$")
 
 

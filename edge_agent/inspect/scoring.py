@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import structlog
 
 from edge_agent.contracts.bundle import (
     ACTIVE_LINK,
+    MISFIT,
     MODEL_FILE,
     BundleError,
     Manifest,
@@ -167,9 +168,17 @@ class ConnectorModel:
 class ModelRegistry:
     """The loaded model of each connector; `refresh` follows the `active` links safely."""
 
-    def __init__(self, models_root: Path, connectors: Sequence[str], threads: int) -> None:
+    def __init__(
+        self,
+        models_root: Path,
+        connectors: Sequence[str],
+        threads: int,
+        crop_sizes: Mapping[str, tuple[int, int]] | None = None,
+    ) -> None:
         self.models_root = Path(models_root)
         self.connectors = list(connectors)
+        # connector -> (height, width) of the crop its box cuts; a model of another size is refused
+        self.crop_sizes = dict(crop_sizes or {})
         self.threads = threads
         self._models: dict[str, ConnectorModel] = {}
         self._refused: dict[str, tuple[Path, tuple[int, ...], str]] = {}
@@ -224,9 +233,10 @@ class ModelRegistry:
             model = self.load_bundle(target, self.threads)
             if (model.connector, model.version) != (connector, target.name):
                 raise BundleError(
-                    f"{target}: manifest is for connector {model.connector!r} version "
+                    f"{target}: {MISFIT}: manifest is for connector {model.connector!r} version "
                     f"{model.version!r}, not {connector!r} {target.name!r}"
                 )
+            self._check_fit(connector, target, model.manifest)
         except Exception as exc:  # any broken bundle is refused; the running model stays
             error = str(exc) if isinstance(exc, BundleError) else f"{target}: {exc!r}"
             self._refused[connector] = (target, signature, error)
@@ -249,6 +259,16 @@ class ModelRegistry:
             sha256=model.sha256,
         )
         return ModelChange(connector, target, old_version, model.version)
+
+    def _check_fit(self, connector: str, target: Path, manifest: Manifest) -> None:
+        """Refuse a model whose input is not the crop the connector's box cuts."""
+        size = self.crop_sizes.get(connector)
+        spec = manifest.input
+        if size is not None and (spec.height, spec.width) != size:
+            raise BundleError(
+                f"{target}: {MISFIT}: the manifest's input is {spec.width}x{spec.height} "
+                f"(width x height), connectors.{connector}.box cuts {size[1]}x{size[0]}"
+            )
 
 
 def _signature(bundle_dir: Path) -> tuple[int, ...]:

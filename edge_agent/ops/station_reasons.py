@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edge_agent.contracts.bundle import MISFIT
 from edge_agent.ops.readiness import Reason
 
 MB = 1024 * 1024
@@ -24,17 +25,26 @@ def connector_reasons(
                 "or draw it on the console's set-up page), train its model, restart the agent",
             )
         ]
-    return [
-        Reason(
-            "model_missing",
-            f"connector {cid} has no loadable model ({errors.get(cid) or 'no active model'}): "
+    return [_model_reason(cid, errors.get(cid) or "") for cid in enabled if cid not in loaded]
+
+
+def _model_reason(cid: str, error: str) -> Reason:
+    """Why a connector has no model: one made for another connector/crop, or none loadable."""
+    if MISFIT in error:
+        return Reason(
+            "model_mismatch",
+            f"connector {cid}'s active model was refused, it {MISFIT} ({error}): "
             f"its boards are ERROR",
-            f"train it (`edge-inspect train` or `edge-inspect retrain --now`) or point "
-            f"models/{cid}/active at a valid bundle; or set connectors.{cid}.enabled = false",
+            f"point models/{cid}/active at a bundle trained for {cid} with its current box "
+            f"(`edge-inspect models`), or retrain it (`edge-inspect retrain --now`)",
         )
-        for cid in enabled
-        if cid not in loaded
-    ]
+    return Reason(
+        "model_missing",
+        f"connector {cid} has no loadable model ({error or 'no active model'}): "
+        f"its boards are ERROR",
+        f"train it (`edge-inspect train` or `edge-inspect retrain --now`) or point "
+        f"models/{cid}/active at a valid bundle; or set connectors.{cid}.enabled = false",
+    )
 
 
 def pipeline_reasons(inputs_alive: bool, workers_alive: bool, stopping: bool) -> list[Reason]:
