@@ -113,3 +113,14 @@ def test_the_last_saves_are_kept_and_one_restores(station) -> None:
         100,
         50,
     ]
+
+
+def test_a_backup_whose_box_no_longer_fits_the_model_is_not_restored(station) -> None:
+    path, models = station
+    save(path, models, BoxLayout(id="J1", box=(30, 40, 100, 50)))
+    install_bundle(models, make_manifest("J1", "v2", 60, 120, 64, 1.0), b"graph2")
+    before = path.read_text()
+
+    with pytest.raises(SetupError, match="J1: the box is 100x50 but its model takes 120x60"):
+        restore_backup(path, list_backups(path)[0].name, file_sha256(path), models_root=models)
+    assert path.read_text() == before and len(list_backups(path)) == 1
