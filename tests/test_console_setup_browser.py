@@ -84,3 +84,16 @@ def test_resize_refused_move_saved_stale_page_refused_backup_restored(context, l
     sync_api.expect(toast).to_contain_text("Restored")
     assert j1_box(line) == original
     sync_api.expect(page.locator("#backups tbody tr")).to_have_count(2)
+
+
+def test_a_config_broken_by_hand_is_named_not_served_stale(line: Line):
+    good = line.config.read_text()
+    line.config.write_text(good + "\n[connectors.J9]\nbox = [1, 2]\n")
+    try:
+        status, reply = line.client().post_json("/api/setup", {"connectors": []})
+        assert status == 409
+        assert "earlier versions are in config-backups/" in reply
+        assert line.config.read_text().endswith("box = [1, 2]\n")
+    finally:
+        line.config.write_text(good)
+    assert line.client().get_json("/api/setup")["connectors"][0]["id"] == "J1"

@@ -39,7 +39,10 @@ def fresh(request: Request):
     """The console state with `config.toml` read again (another program may have changed it)."""
     state = console(request)
     with state.lock:
-        state.reload()
+        try:
+            state.reload()
+        except ConfigError as exc:
+            raise HTTPException(409, f"{exc}: {UNREADABLE}") from None
     return state
 
 
@@ -53,6 +56,7 @@ def backups(request: Request) -> list[dict]:
 
 PREVIEW_BOARDS = 3
 SEARCHED_BOARDS = 30
+UNREADABLE = "fix the file (earlier versions are in config-backups/)"
 
 
 def preview_boards(request: Request) -> list[str]:
@@ -130,6 +134,9 @@ def save(request: Request, layout: Layout) -> JSONResponse:
     with state.lock:
         try:
             state.reload()
+        except ConfigError as exc:
+            raise HTTPException(409, f"{exc}: {UNREADABLE}") from None
+        try:
             saved = save_layout(
                 state.config_path,
                 state.config,
