@@ -111,7 +111,7 @@ fi
 note "installing edge-inspect from $repo"
 "$VENV/bin/pip" install "${pip_args[@]}" "${repo}[train]"
 
-# Group-writable: the console's station set-up saves $CONF (keeping $CONF.bak) and the
+# Group-writable: the console's station set-up saves $CONF (keeping backups in config-backups/) and the
 # ROI file here; the agent's unit sees /etc read-only.
 install -d -m 0770 -o root -g "$APP_USER" "$ETC"
 if [[ -f $CONF ]]; then

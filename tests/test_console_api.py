@@ -375,3 +375,8 @@ def test_setup_saves_a_valid_layout_and_refuses_an_invalid_one(line: Line):
     assert [list(saved.connectors[c["id"]].box) for c in moved] == [c["box"] for c in moved]
     assert Path(reply["backup"]).read_text() == original
     assert client.get_json("/api/setup")["connectors"] == moved
+
+    status, reply = client.post_json("/api/setup", {"connectors": layout, "base_sha256": "0" * 64})
+    assert status == 409
+    assert "changed since this page was loaded" in reply
+    assert load_config(line.config).connectors == saved.connectors

@@ -215,11 +215,10 @@ def test_drawing_a_box_in_setup_changes_config_toml_and_the_crop_preview(page, l
     sync_api.expect(page.locator("#toast")).to_contain_text("Saved")
 
     saved = tomllib.loads(line.config.read_text())
-    assert saved["connectors"]["J2"]["box"] == drawn
+    assert saved["connectors"]["J2"] == {"box": drawn, "enabled": False}  # no model yet
     assert {k: saved["connectors"][k] for k in before} == before
-    assert line.config.with_name("edge.toml.bak").read_text().count("[connectors.") == len(
-        CONNECTORS
-    )
+    kept = sorted((line.config.parent / "config-backups").glob("*.toml"))
+    assert kept[-1].read_text().count("[connectors.") == len(CONNECTORS)
     rois = load_config(line.config).training.roi_file
     assert rois is not None and "J2" in rois.read_text()
 

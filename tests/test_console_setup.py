@@ -92,7 +92,7 @@ def test_an_impossible_layout_is_refused_and_nothing_is_written(
         save(config_path, connector)
 
     assert config_path.read_text() == CONFIG
-    assert not config_path.with_name("config.toml.bak").exists()
+    assert not config_path.with_name("config-backups").exists()
     assert not config_path.with_name("rois.json").exists()
 
 

@@ -1,4 +1,4 @@
-// Set-up editor: connector boxes on the reference image, ROIs on crop previews, save.
+// Set-up editor: connector boxes on the reference image, ROIs on crop previews, save, backups.
 "use strict";
 
 (function () {
@@ -10,6 +10,7 @@
   let boxes = data.connectors.map((c) => ({ ...c, box: [...c.box] }));
   let selected = null;
   let drag = null;
+  let baseSha = data.config_sha256; // the config.toml this page was built from
 
   const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
   const byId = (id) => boxes.find((b) => b.id === id);
@@ -228,14 +229,47 @@
 
   document.getElementById("save").addEventListener("click", async () => {
     try {
-      const reply = await postJson("/api/setup", { connectors: boxes });
-      boxes = reply.connectors;
-      render();
-      toast(`Saved ${reply.config} (previous kept as ${reply.backup.split("/").pop()}); ${reply.note}`);
+      const reply = await postJson("/api/setup", { connectors: boxes, base_sha256: baseSha });
+      saved(reply, `Saved ${reply.config}: ${reply.changes.join("; ")} (previous kept as ${reply.backup.split("/").pop()}); ${reply.note}`);
     } catch (error) {
       toast(error.message, true);
     }
   });
+
+  function saved(reply, message) {
+    boxes = reply.connectors;
+    baseSha = reply.config_sha256;
+    drawBackups(reply.backups);
+    render();
+    toast(message);
+  }
+
+  function drawBackups(backups) {
+    const body = document.querySelector("#backups tbody");
+    body.replaceChildren();
+    for (const b of backups) {
+      const row = body.insertRow();
+      row.dataset.name = b.name;
+      row.insertCell().textContent = b.saved_at;
+      row.insertCell().textContent = b.by;
+      row.insertCell().textContent = b.changes.join("; ");
+      const button = document.createElement("button");
+      button.className = "link restore";
+      button.textContent = "Restore";
+      button.title = "put back config.toml as it was before this save";
+      button.addEventListener("click", async () => {
+        try {
+          const reply = await postJson("/api/setup/restore", { name: b.name, base_sha256: baseSha });
+          saved(reply, `Restored ${reply.config} as it was before ${b.saved_at}; ${reply.note}`);
+        } catch (error) {
+          toast(error.message, true);
+        }
+      });
+      row.insertCell().append(button);
+    }
+  }
+
+  drawBackups(data.backups);
 
   render();
 })();
