@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -101,8 +103,10 @@ class StationServer:
         server.set_security_policy(
             [POLICIES[p] for p in settings.policies], permission_ruleset=SimpleRoleRuleset()
         )
-        ids = ["Username", "Basic256Sha256"] + (["Anonymous"] if settings.allow_anonymous else [])
-        server.set_security_IDs(ids)
+        tokens: list[type] = [ua.UserNameIdentityToken, ua.X509IdentityToken]
+        server.set_identity_tokens(
+            [*tokens, ua.AnonymousIdentityToken] if settings.allow_anonymous else tokens
+        )
         await server.load_certificate(str(settings.certificate))
         await server.load_private_key(str(settings.private_key))
         store = TrustStore([settings.trusted_certs], [])
@@ -138,13 +142,13 @@ class StationServer:
         self.latest_node = await rm.add_variable(self.ns_result, "LatestResultId", "")
         string, int32 = ua.VariantType.String, ua.VariantType.Int32
         await rm.add_method(
-            self.ns_result, "GetResultById", self._get_by_id, [string], [string, int32]
+            self.ns_result, "GetResultById", _refusing(self._get_by_id), [string], [string, int32]
         )
         await rm.add_method(
-            self.ns_result, "GetLatestResult", self._get_latest, [], [string, int32]
+            self.ns_result, "GetLatestResult", _refusing(self._get_latest), [], [string, int32]
         )
         await rm.add_method(
-            self.ns, "Confirm", self._confirm, [string, string, string, string], [string]
+            self.ns, "Confirm", _refusing(self._confirm), [string, string, string, string], [string]
         )
         self.handshake = await vision.add_object(self.ns, "Handshake")
         self.generator = await server.get_event_generator(self.event_type, rm)
@@ -285,6 +289,22 @@ class StationServer:
             await self.server.stop()
             self.server = None
             self.follower.close()
+
+
+def _refusing(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A method whose refusal (UaStatusCodeError) reaches the client as its status code."""
+
+    @functools.wraps(method)
+    async def call(*args: Any) -> Any:
+        try:
+            return await method(*args)
+        except ua.UaStatusCodeError as exc:
+            return ua.StatusCode(exc.code)
+        except (TypeError, ValueError):  # a wrong number of arguments
+            log.warning("opcua_arguments_refused", method=method.__name__)
+            return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
+
+    return call
 
 
 def _string_arg(value: Any, name: str) -> str:
