@@ -175,6 +175,7 @@ done <<<"$config_report"
 # The OPC UA server's certificate (made once; clients trust it) and its folders.
 install -d -m 0750 -o root -g "$APP_USER" "$ETC/opcua" "$ETC/opcua/trusted"
 "$VENV/bin/edge-inspect" opcua --config "$CONF" --make-cert
+[[ -e $ETC/opcua/users ]] || install -m 0640 /dev/null "$ETC/opcua/users"
 chgrp -R "$APP_USER" "$ETC/opcua" && chmod -R g+rX,o-rwx "$ETC/opcua"
 opcua_enabled="$("$VENV/bin/python" -c 'import sys
 from edge_agent.contracts.config import load_config

@@ -36,9 +36,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{config.opcua.certificate}: server certificate ready")
         return 0
     if args.add_user:
-        if config.opcua.users_file is None:
-            print("edge-inspect opcua: error: set opcua.users_file first", file=sys.stderr)
-            return 2
         prompt = "password: " if sys.stdin.isatty() else ""
         password = getpass.getpass(prompt) if prompt else sys.stdin.readline().rstrip("\n")
         add_user(config.opcua.users_file, args.add_user, password)

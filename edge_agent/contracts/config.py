@@ -270,8 +270,9 @@ class OpcUaSettings(Section):
         default=Path("opcua/trusted"),
         description="client certificates (DER or PEM) allowed to open a channel and to log in",
     )
-    users_file: Path | None = Field(
-        default=None, description="`name:pbkdf2 hash` lines (edge-inspect opcua --add-user)"
+    users_file: Path = Field(
+        default=Path("opcua/users"),
+        description="`name:pbkdf2 hash` lines (edge-inspect opcua --add-user); none: no users",
     )
     last_results: int = Field(default=100, ge=1, le=10_000)
     poll_interval_s: float = Field(default=0.2, gt=0)

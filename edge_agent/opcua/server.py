@@ -72,6 +72,7 @@ async def make_certificate(config: StationConfig) -> None:
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         {"commonName": f"edge-inspect {config.station.name}"},
     )
+    settings.private_key.chmod(0o600)
 
 
 class StationServer:

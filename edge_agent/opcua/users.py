@@ -34,9 +34,9 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, digest)
 
 
-def read_users(path: Path | None) -> dict[str, str]:
-    """name -> stored hash from the users file (none when it is not set)."""
-    if path is None:
+def read_users(path: Path) -> dict[str, str]:
+    """name -> stored hash from the users file (none when there is no file)."""
+    if not path.is_file():
         return {}
     users = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -48,11 +48,12 @@ def read_users(path: Path | None) -> dict[str, str]:
 
 def add_user(path: Path, name: str, password: str) -> None:
     """Add or replace `name` in the users file."""
-    users = read_users(path) if path.is_file() else {}
+    users = read_users(path)
     users[name] = hash_password(password)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():  # a new file: owner only; an existing one keeps its owner and mode
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
     path.write_text("".join(f"{n}:{h}\n" for n, h in users.items()), encoding="utf-8")
-    path.chmod(0o600)
 
 
 async def trusted_certificates(folder: Path) -> dict[bytes, str]:
