@@ -249,6 +249,9 @@ class HealthSettings(Section):
     )
 
 
+OpcUaPolicy = Literal["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "None"]
+
+
 class OpcUaSettings(Section):
     """The OPC UA server (`edge-inspect opcua`, its own process beside the agent)."""
 
@@ -256,12 +259,10 @@ class OpcUaSettings(Section):
     host: str = Field(default="0.0.0.0", description="listen address")
     port: int = Field(default=4840, ge=1, le=65535)
     path: str = Field(default="edge-inspect", pattern=r"^[A-Za-z0-9._-]*$")
-    policies: list[Literal["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "None"]] = (
-        Field(
-            default=["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"],
-            min_length=1,
-            description="security policies offered; None only when asked for",
-        )
+    policies: list[OpcUaPolicy] = Field(
+        default=["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"],
+        min_length=1,
+        description="security policies offered; None only when asked for",
     )
     allow_anonymous: bool = False
     certificate: Path = Path("opcua/server-cert.der")
