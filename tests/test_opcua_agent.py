@@ -41,7 +41,7 @@ def boards(site: Path, out: Path) -> list[Path]:
 
 
 def test_every_board_of_an_agent_stream_as_an_event(
-    tmp_path: Path, broker: MosquittoBroker, recorder
+    tmp_path: Path, broker: MosquittoBroker, recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_path = write_station(tmp_path / "site")
     port = free_port()
@@ -53,6 +53,7 @@ def test_every_board_of_an_agent_stream_as_an_event(
     agent = AgentProcess(config_path, broker.port, tmp_path / "agent.log").start()
     try:
         agent.wait_ready()
+        monkeypatch.setenv("EDGE_INSPECT_HEALTH__PORT", str(agent.health_port))  # the server's
         asyncio.run(stream(config_path, port, tmp_path, verdicts, agent))
     finally:
         agent.stop()
@@ -106,6 +107,9 @@ async def stream(
             assert [(e.ResultId, e.Evaluation) for e in handler.got] == [
                 (v["result_id"], v["evaluation"]) for v in published
             ]
+            machine = [f"{vision_ns}:VisionSystem", f"{vision_ns}:VisionStateMachine"]
+            state = await client.nodes.objects.get_child([*machine, f"{vision_ns}:CurrentState"])
+            assert await state.read_value() == "Operational"  # the agent is ready
             seqs = [e.Seq for e in handler.got]
             assert seqs == list(range(seqs[0], seqs[0] + BOARDS))  # in order, no gap
         url = f"http://127.0.0.1:{agent.health_port}/readyz"

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.comms.confirmations import Confirmation, apply_confirmation
 from edge_agent.contracts.config import StationConfig
+from edge_agent.opcua import vision_state
 from edge_agent.opcua.results import BoardResult, JournalFollower
 from edge_agent.opcua.users import StationUsers, read_users, trusted_certificates
 from edge_agent.ops.opcua_status import write_status
@@ -135,6 +136,7 @@ class StationServer:
         machine = await vision.add_object(self.ns_vision, "VisionStateMachine")
         self.state_node = await machine.add_variable(self.ns_vision, "CurrentState", "Operational")
         self.reason_node = await machine.add_variable(self.ns_vision, "Reason", "")
+        self.drift_node = await machine.add_variable(self.ns, "Drift", "[]")
         rm = await vision.add_object(self.ns_result, "ResultManagement")
         self.rm = rm
         self.recent_node = await rm.add_variable(
@@ -271,6 +273,7 @@ class StationServer:
                     next_beat = time.monotonic() + HEARTBEAT_S
                     status = {"state": "running", "events": self.events, "endpoint": self.endpoint}
                     await asyncio.to_thread(write_status, state, status)
+                    await self._follow_agent()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval_s)
         except Exception as exc:
@@ -280,6 +283,13 @@ class StationServer:
         finally:
             await self.stop()
         await asyncio.to_thread(write_status, state, {"state": "stopped"})
+
+    async def _follow_agent(self) -> None:
+        """The vision state machine from the agent's /readyz (on a thread: never blocks)."""
+        seen = await asyncio.to_thread(vision_state.look, self.config)
+        await self.state_node.write_value(seen.state)
+        await self.reason_node.write_value(seen.reason)
+        await self.drift_node.write_value(seen.drift)
 
     @property
     def endpoint(self) -> str:
