@@ -86,6 +86,14 @@ class Station:
         )  # fmt: skip
         self.url = f"opc.tcp://127.0.0.1:{self.port}/edge-inspect"
 
+    def journal_labels(self, result_id: str) -> list[tuple[str, str, str]]:
+        journal = Journal(self.journal.path)
+        try:
+            record = journal.inspection(result_id) or {}
+        finally:
+            journal.close()
+        return [(c["connector"], c["label"], c["by"]) for c in record.get("confirmations", [])]
+
     def client(self, cert: tuple[Path, Path, str], password: str = PASSWORD, **kw) -> Client:
         client = Client(self.url, timeout=5)
         client.application_uri = cert[2]
