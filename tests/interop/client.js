@@ -1,6 +1,6 @@
 // A second OPC UA stack against edge-inspect's server: SignAndEncrypt, a user, browse
 // ResultManagement, collect ResultReadyEvents, read the handshake, call Confirm.
-// Usage: node client.js SPEC.json  (prints one JSON line with what it saw)
+// Usage: node client.js SPEC.json  (writes what it saw to seen.json beside SPEC.json)
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -69,7 +69,7 @@ async function main() {
     inputArguments: [spec.confirm, "", "MAYBE", "node-client"].map(
       (value) => ({ dataType: opcua.DataType.String, value })),
   });
-  console.log(JSON.stringify({
+  fs.writeFileSync(path.join(spec.work, "seen.json"), JSON.stringify({
     children, events, handshake,
     confirm: { status: confirm.statusCode.name, out: confirm.outputArguments.map((a) => a.value) },
     bad: bad.statusCode.name,
