@@ -73,6 +73,11 @@ class JournalFollower:
             self.last_rowid = rows[-1]["rowid"]
         return [BoardResult.from_row(row) for row in rows]
 
+    def counts(self) -> dict[str, int]:
+        """Results journaled per camera (what the handshake counters start from)."""
+        rows = self._db.execute("SELECT camera, COUNT(*) FROM inspections GROUP BY camera")
+        return {camera or "": count for camera, count in rows.fetchall()}
+
     def by_id(self, result_id: str) -> BoardResult | None:
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM inspections WHERE result_id = ?", (result_id,)

@@ -87,6 +87,7 @@ class StationServer:
         self.recent: list[BoardResult] = []
         self.cameras: dict[str, dict[str, Any]] = {}
         self.events = 0
+        self.counts: dict[str, int] = {}
 
     async def start(self) -> None:
         settings = self.settings
@@ -156,7 +157,12 @@ class StationServer:
         self.handshake = await vision.add_object(self.ns, "Handshake")
         self.generator = await server.get_event_generator(self.event_type, rm)
         self.follower = JournalFollower(self.journal_path)
-        for result in await asyncio.to_thread(self.follower.latest, self.settings.last_results):
+        counts = await asyncio.to_thread(self.follower.counts)
+        loaded = await asyncio.to_thread(self.follower.latest, self.settings.last_results)
+        # The counters go on from the journal's count, so a restart of this server never
+        # shows a PLC the counter of a result it already saw.
+        self.counts = {c: n - sum(r.camera == c for r in loaded) for c, n in counts.items()}
+        for result in loaded:
             await self._show(result, event=False)
 
     async def _camera(self, name: str) -> dict[str, Any]:
@@ -175,7 +181,7 @@ class StationServer:
                 "ResultCounter": await node.add_variable(
                     self.ns, "ResultCounter", ua.Variant(0, ua.VariantType.UInt32)
                 ),
-                "count": 0,
+                "count": self.counts.get(name, 0),
             }
         return self.cameras[name]
 
