@@ -4,7 +4,7 @@
 #   ./run.sh test [pytest args]   the whole test suite (what CI runs), ruff check and
 #                             ruff format --check included (tests/test_code_style.py)
 #   ./run.sh setup            only install (.venv with pinned packages; mosquitto, chromium,
-#                             systemd-analyze and shellcheck from Debian)
+#                             systemd-analyze, shellcheck and npm from Debian; node-opcua)
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${EDGE_INSPECT_VENV:-.venv}"
@@ -27,6 +27,13 @@ setup() {
     need_package chromium /usr/bin/chromium "browser for the console tests"
     need_package systemd /usr/bin/systemd-analyze "systemd-analyze checks the service units"
     need_package shellcheck /usr/bin/shellcheck "checks the install script"
+    need_package npm /usr/bin/npm "node-opcua, the second OPC UA stack of the interop test"
+    if [ ! -d tests/interop/node_modules ] \
+        || [ tests/interop/package-lock.json -nt tests/interop/node_modules ]; then
+        echo "installing node-opcua into tests/interop" >&2
+        (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error) && \
+            touch tests/interop/node_modules
+    fi
     if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
         echo "installing Python packages into $VENV" >&2
         python3 -m venv "$VENV"

@@ -11,7 +11,7 @@ readonly VAR=/var/lib/edge-inspect
 readonly DROP=/srv/edge-inspect/drop
 readonly UNIT_DIR=/etc/systemd/system
 readonly UNITS=(edge-inspect-agent.service edge-inspect-trainer.service
-    edge-inspect-console.service)
+    edge-inspect-console.service edge-inspect-opcua.service)
 readonly OLD_TIMER=edge-inspect-trainer.timer
 
 usage() {
@@ -21,8 +21,9 @@ usage: $(basename "$0") [--config STATION.toml] [--repo DIR] [--wheelhouse DIR]
 
 Installs edge-inspect as the systemd service edge-inspect-agent, the retraining
 service edge-inspect-trainer (on retrain.schedule of the config) and the operator console
-(edge-inspect-console, http://127.0.0.1:8788/). Run as root; running it again upgrades and
-keeps existing settings.
+(edge-inspect-console, http://127.0.0.1:8788/), and the OPC UA server edge-inspect-opcua
+(started when [opcua] enabled = true; its certificate is made here). Run as root; running
+it again upgrades and keeps existing settings.
 
   --config FILE     station config to install as $CONF (only when that file does not
                     exist yet; default: the annotated template config.toml of the checkout)
@@ -171,6 +172,15 @@ while IFS=$'\t' read -r kind camera folder; do
     esac
 done <<<"$config_report"
 
+# The OPC UA server's certificate (made once; clients trust it) and its folders.
+install -d -m 0750 -o root -g "$APP_USER" "$ETC/opcua" "$ETC/opcua/trusted"
+"$VENV/bin/edge-inspect" opcua --config "$CONF" --make-cert
+[[ -e $ETC/opcua/users ]] || install -m 0640 /dev/null "$ETC/opcua/users"
+chgrp -R "$APP_USER" "$ETC/opcua" && chmod -R g+rX,o-rwx "$ETC/opcua"
+opcua_enabled="$("$VENV/bin/python" -c 'import sys
+from edge_agent.contracts.config import load_config
+print(int(load_config(__import__("pathlib").Path(sys.argv[1])).opcua.enabled))' "$CONF")"
+
 for unit in "${UNITS[@]}"; do
     install -m 0644 "$repo/systemd/$unit" "$UNIT_DIR/$unit"
 done
@@ -192,9 +202,12 @@ if ((enable)); then
     systemctl enable edge-inspect-agent.service
     systemctl enable --now edge-inspect-trainer.service
     systemctl enable --now edge-inspect-console.service
+    if ((opcua_enabled)); then
+        systemctl enable --now edge-inspect-opcua.service
+    fi
 fi
 systemctl try-restart edge-inspect-agent.service edge-inspect-trainer.service \
-    edge-inspect-console.service
+    edge-inspect-console.service edge-inspect-opcua.service
 note "done; start the agent with: systemctl start edge-inspect-agent"
 note "check it with: $VENV/bin/edge-inspect health --config $CONF"
 note "operator console: http://127.0.0.1:8788/ (systemctl status edge-inspect-console)"

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "check the journal's integrity, or recover a damaged one into a fresh file",
     ),
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
+    "opcua": ("edge_agent.commands.opcua", "the OPC UA server: results, events, PLC handshake"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
     "trainer": (
         "trainer.commands.trainer_service",

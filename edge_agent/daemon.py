@@ -35,6 +35,7 @@ from edge_agent.inspect.registration import Registrar
 from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops import sdnotify
 from edge_agent.ops.health import HealthServer
+from edge_agent.ops.opcua_status import opcua_report
 from edge_agent.ops.readiness import Check, ReadinessWatch, Reason, assess
 from edge_agent.ops.station_reasons import (
     connector_reasons,
@@ -306,6 +307,8 @@ class Agent:
             "outbox_depth": depth,
             "mqtt_connected": bool(self.link and self.link.connected),
             "storage": storage,
+            # The OPC UA server's heartbeat (its own unit): shown, never a reason.
+            "opcua": opcua_report(self.config.paths.state, self.config.opcua.enabled),
         }
         return reasons, details
 

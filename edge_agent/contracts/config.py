@@ -249,6 +249,38 @@ class HealthSettings(Section):
     )
 
 
+OpcUaPolicy = Literal["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "None"]
+
+
+class OpcUaSettings(Section):
+    """The OPC UA server (`edge-inspect opcua`, its own process beside the agent)."""
+
+    enabled: bool = False
+    host: str = Field(default="0.0.0.0", description="listen address")
+    port: int = Field(default=4840, ge=1, le=65535)
+    path: str = Field(default="edge-inspect", pattern=r"^[A-Za-z0-9._-]*$")
+    policies: list[OpcUaPolicy] = Field(
+        default=["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt"],
+        min_length=1,
+        description="security policies offered; None only when asked for",
+    )
+    allow_anonymous: bool = False
+    certificate: Path = Path("opcua/server-cert.der")
+    private_key: Path = Path("opcua/server-key.pem")
+    trusted_certs: Path = Field(
+        default=Path("opcua/trusted"),
+        description="client certificates (DER or PEM) allowed to open a channel and to log in",
+    )
+    users_file: Path = Field(
+        default=Path("opcua/users"),
+        description="`name:pbkdf2 hash` lines (edge-inspect opcua --add-user); none: no users",
+    )
+    last_results: int = Field(default=100, ge=1, le=10_000)
+    poll_interval_s: float = Field(default=0.2, gt=0)
+    max_sessions: int = Field(default=20, ge=1)
+    max_queue: int = Field(default=1000, ge=1, description="notifications kept per monitored item")
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
@@ -274,6 +306,7 @@ class StationConfig(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    opcua: OpcUaSettings = Field(default_factory=OpcUaSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
