@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.atomic import move_atomic, temporary_name, write_json_atomic
 
 KEPT_BACKUPS = 10
 BACKUP_DIR = "config-backups"
@@ -49,9 +48,9 @@ def keep_backup(config_path: Path, by: str, changes: list[str], written_sha256: 
     now = dt.datetime.now(dt.UTC)
     name = now.strftime("%Y%m%dT%H%M%S%fZ")
     target = folder / f"{name}.toml"
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp = temporary_name(target)
     shutil.copy2(config_path, tmp)
-    os.replace(tmp, target)
+    move_atomic(tmp, target)
     saved_at = now.isoformat(timespec="seconds")
     record = {"saved_at": saved_at, "by": by, "changes": changes, "written_sha256": written_sha256}
     write_json_atomic(folder / f"{name}.json", record)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from tomlkit.items import Table
 
 from edge_agent.console.setup_backups import file_sha256, find_backup, keep_backup, who_changed
-from edge_agent.contracts.atomic import write_json_atomic
+from edge_agent.contracts.atomic import move_atomic, temporary_name, write_json_atomic
 from edge_agent.contracts.bundle import BundleError, active_dir, read_manifest
 from edge_agent.contracts.config import ConfigError, StationConfig, load_config
 from edge_agent.contracts.names import ConnectorId
@@ -168,7 +168,7 @@ def _edited(text: str, layout: Layout, roi_name: str | None) -> str:
 
 def _write(path: Path, text: str) -> Path:
     """Write beside `path` under a temporary name (fsync'd); returns that name."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_name(path)
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
@@ -288,7 +288,7 @@ def save_layout(
     write_json_atomic(roi_path, rois)
     written_sha = file_sha256(tmp)
     backup = keep_backup(config_path, by, changes, written_sha)
-    os.replace(tmp, config_path)
+    move_atomic(tmp, config_path)
     return Saved(config_path, backup.path, roi_path, written_sha, changes)
 
 
@@ -326,5 +326,5 @@ def restore_backup(
     tmp = _write(config_path, backup.path.read_text(encoding="utf-8"))
     written_sha = file_sha256(tmp)
     kept = keep_backup(config_path, by, [f"restored the backup of {backup.saved_at}"], written_sha)
-    os.replace(tmp, config_path)
+    move_atomic(tmp, config_path)
     return Saved(config_path, kept.path, roi_file_path(restored, config_path), written_sha, [])

@@ -24,7 +24,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _temporary_name(path: Path) -> Path:
+def temporary_name(path: Path) -> Path:
     """A fresh hidden name beside `path`, unique across processes and threads."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -35,7 +35,7 @@ def _temporary_name(path: Path) -> Path:
 def replacing(path: Path) -> Iterator[Path]:
     """A temporary path to fill; on success it replaces `path` (file and folder fsync'd)."""
     path = Path(path)
-    tmp = _temporary_name(path)
+    tmp = temporary_name(path)
     try:
         yield tmp
         _fsync(tmp)
@@ -64,7 +64,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def replace_symlink(link: Path, target: str) -> None:
     """Point `link` at `target`: a new symlink renamed over the old one, the folder fsync'd."""
     link = Path(link)
-    tmp = _temporary_name(link)
+    tmp = temporary_name(link)
     tmp.unlink()  # the name stays ours: mkstemp made it with a random part
     os.symlink(target, tmp)
     os.replace(tmp, link)

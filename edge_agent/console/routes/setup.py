@@ -6,6 +6,9 @@ from an older version of the file is refused (409)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -136,7 +139,7 @@ def save(request: Request, layout: Layout) -> JSONResponse:
             state.reload()
         except ConfigError as exc:
             raise HTTPException(409, f"{exc}: {UNREADABLE}") from None
-        try:
+        with _save_refusals():
             saved = save_layout(
                 state.config_path,
                 state.config,
@@ -146,31 +149,31 @@ def save(request: Request, layout: Layout) -> JSONResponse:
                 by=operator(request),
             )
             state.reload()
-        except StaleConfig as exc:
-            raise HTTPException(409, str(exc)) from None
-        except (SetupError, ConfigError) as exc:
-            raise HTTPException(422, str(exc)) from None
-        except ImageUnavailable as exc:
-            raise HTTPException(409, str(exc)) from None
     return _saved_reply(request, saved, "restart the agent to inspect with the new boxes")
+
+
+@contextmanager
+def _save_refusals() -> Iterator[None]:
+    """A refused save as its HTTP answer: 409 for a stale page or a missing image, else 422."""
+    try:
+        yield
+    except (StaleConfig, ImageUnavailable) as exc:
+        raise HTTPException(409, str(exc)) from None
+    except (SetupError, ConfigError) as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.post("/api/setup/restore")
 def restore(request: Request, body: Restore) -> JSONResponse:
     """Put a kept backup back; itself a save (the file it replaces is kept too)."""
     state = console(request)
-    with state.lock:
-        try:
-            saved = restore_backup(
-                state.config_path,
-                body.name,
-                body.base_sha256,
-                models_root=state.config.paths.models,
-                by=operator(request),
-            )
-            state.reload()
-        except StaleConfig as exc:
-            raise HTTPException(409, str(exc)) from None
-        except (SetupError, ConfigError) as exc:
-            raise HTTPException(422, str(exc)) from None
+    with state.lock, _save_refusals():
+        saved = restore_backup(
+            state.config_path,
+            body.name,
+            body.base_sha256,
+            models_root=state.config.paths.models,
+            by=operator(request),
+        )
+        state.reload()
     return _saved_reply(request, saved, "restart the agent to inspect with the restored boxes")
