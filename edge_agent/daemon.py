@@ -136,6 +136,7 @@ class Agent:
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
         self.stats = BoardStats()
         self.model_errors: dict[str, str] = {}
+        self._model_notices: dict[str, str] = {}  # as last published in the retained status
         self._stopping = threading.Event()
         self._ready = False
         self._workers: list[threading.Thread] = []
@@ -281,7 +282,7 @@ class Agent:
         Every assessment is followed (log, gauges, STATUS=, retained status), so that what
         /readyz answers and what /metrics and the log say never disagree."""
         reasons, details = self._readiness_report()
-        self._follow_readiness(reasons)
+        self._follow_readiness(reasons, details["model_notices"])
         return not reasons, details
 
     def _readiness_report(self) -> tuple[list[Reason], dict]:
@@ -307,6 +308,8 @@ class Agent:
             "outbox_depth": depth,
             "mqtt_connected": bool(self.link and self.link.connected),
             "storage": storage,
+            # Files changed under a running model (it keeps inspecting): shown, never a reason.
+            "model_notices": self.registry.notices(),
             # The OPC UA server's heartbeat (its own unit): shown, never a reason.
             "opcua": opcua_report(self.config.paths.state, self.config.opcua.enabled),
         }
@@ -326,10 +329,12 @@ class Agent:
         report["ok"] = report["ok"] and not backlog
         return report
 
-    def _follow_readiness(self, reasons: list[Reason]) -> None:
+    def _follow_readiness(self, reasons: list[Reason], notices: dict[str, str]) -> None:
         """Log, count, tell systemd (STATUS=) and re-publish (retained status) each change of
-        the readiness reasons."""
-        if not self.readiness_watch.follow(reasons):
+        the readiness reasons or of the model notices."""
+        changed = self.readiness_watch.follow(reasons)
+        notices_changed, self._model_notices = notices != self._model_notices, notices
+        if not (changed or notices_changed):
             return
         sdnotify.status("; ".join(f"not ready: {r.reason}" for r in reasons) or "ready")
         if self.link is not None:
@@ -343,6 +348,7 @@ class Agent:
             "ready": ready,
             "reasons": details["reasons"],
             "storage": details["storage"],
+            "model_notices": details["model_notices"],
             "node": self.node,
             "session": self.session,
             "station": self.config.station.name,

@@ -5,6 +5,7 @@ verdicts, and the agent is ready again once a fitting bundle is active (no resta
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def test_a_bundle_of_another_crop_size_is_refused_and_named_in_readiness(
         wait_until(lambda: log_events(agent, "model_refused"), 30, "the misfit refused")
         (refused,) = log_events(agent, "model_refused")
         assert refused["path"] == str(misfit) and "does not fit its connector" in refused["error"]
+        assert "keeps inspecting" in model_notices(agent)["J2"]  # shown, the old model runs
         during = boards_get_verdicts(station, listener)
         assert all(v["connectors"] for v in during)
         assert len(log_events(agent, "model_refused")) == 1
@@ -121,3 +123,42 @@ def test_an_agent_started_on_a_misfit_bundle_reports_model_mismatch(
     finally:
         listener.close()
         agent.stop()
+
+
+def model_notices(agent: AgentProcess) -> dict[str, str]:
+    answer = readyz(agent)
+    return answer[1].get("model_notices", {}) if answer else {}
+
+
+def test_a_model_changed_or_unlinked_under_the_agent_is_noticed_while_it_keeps_inspecting(
+    station: Path, agent: AgentProcess, broker: MosquittoBroker
+) -> None:
+    listener = VerdictListener(broker.port, PREFIX)
+    models = station.parent / "models"
+    try:
+        bundle = (models / "J1" / ACTIVE_LINK).resolve()
+        model_file = next(p for p in bundle.iterdir() if p.suffix == ".onnx")
+        original, stamp = model_file.read_bytes(), model_file.stat()
+        model_file.write_bytes(original + b"\0")  # replaced in place
+        wait_until(lambda: "J1" in model_notices(agent), 30, "the change noticed")
+        assert "changed on disk after it was verified" in model_notices(agent)["J1"]
+        assert readyz(agent)[0] == 200  # the verified model in memory still inspects
+        rows = boards_get_verdicts(station, listener)[-1]["connectors"]
+        assert {row["id"]: row["evaluation"] for row in rows} == {"J1": "OK", "J2": "OK"}
+
+        model_file.write_bytes(original)
+        os.utime(model_file, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        wait_until(lambda: not model_notices(agent), 30, "the notice cleared")
+
+        link = models / "J2" / ACTIVE_LINK
+        target = os.readlink(link)
+        link.unlink()  # the active link removed
+        wait_until(lambda: "J2" in model_notices(agent), 30, "the removed link noticed")
+        assert "restart would find no model" in model_notices(agent)["J2"]
+        rows = boards_get_verdicts(station, listener)[-1]["connectors"]
+        assert {row["id"]: row["evaluation"] for row in rows} == {"J1": "OK", "J2": "OK"}
+        link.symlink_to(target)
+        wait_until(lambda: not model_notices(agent), 30, "the notice cleared")
+        assert len(log_events(agent, "model_changed_on_disk")) == 2  # each logged once
+    finally:
+        listener.close()

@@ -182,6 +182,8 @@ class ModelRegistry:
         self.threads = threads
         self._models: dict[str, ConnectorModel] = {}
         self._refused: dict[str, tuple[Path, tuple[int, ...], str]] = {}
+        self._verified: dict[str, tuple[int, ...]] = {}  # signature of each loaded bundle
+        self._notices: dict[str, str] = {}  # connector -> what changed on disk under it
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         # How a bundle is loaded (a bundle folder, onnxruntime threads); tests slow it down.
@@ -219,10 +221,50 @@ class ModelRegistry:
                     changes.append(change)
         return changes
 
+    def notices(self) -> dict[str, str]:
+        """connector -> what changed on disk under its running model (it keeps inspecting)."""
+        with self._lock:
+            return dict(self._notices)
+
+    def _notice(self, connector: str, text: str | None) -> None:
+        """Record (logged once) or clear what changed under a connector's running model."""
+        with self._lock:
+            before = self._notices.get(connector)
+            if text is None:
+                self._notices.pop(connector, None)
+            else:
+                self._notices[connector] = text
+        if text is not None and text != before:
+            log.warning("model_changed_on_disk", connector=connector, notice=text)
+        elif text is None and before is not None:
+            log.info("model_notice_cleared", connector=connector)
+
+    def _watch_running(self, connector: str, current: ConnectorModel, target: Path | None) -> None:
+        """Notice an `active` link removed, or the running bundle's files changed in place."""
+        if target is None:
+            link = connector_dir(self.models_root, connector) / ACTIVE_LINK
+            self._notice(
+                connector,
+                f"{link} was removed; the verified model {current.version} in memory keeps "
+                f"inspecting, but a restart would find no model: point the link at a bundle",
+            )
+        elif _signature(target) != self._verified.get(connector):
+            self._notice(
+                connector,
+                f"{target} changed on disk after it was verified; the verified model in memory "
+                f"keeps inspecting, but a restart would load the changed files: put the bundle "
+                f"back or activate a fresh version",
+            )
+        else:
+            self._notice(connector, None)
+
     def _refresh_one(self, connector: str) -> ModelChange | None:
         target = active_dir(self.models_root, connector)
         current = self.get(connector)
-        if target is None or (current is not None and current.path == target):
+        if current is not None and (target is None or current.path == target):
+            self._watch_running(connector, current, target)
+            return None
+        if target is None:
             return None
         signature = _signature(target)
         refused = self._refused.get(connector)
@@ -247,10 +289,14 @@ class ModelRegistry:
                 kept_version=old_version,
                 error=error,
             )
+            if current is not None:
+                self._notice(connector, f"{error}; the model {old_version} keeps inspecting")
             return ModelChange(connector, target, old_version, target.name, error)
         with self._lock:
             self._models[connector] = model
+            self._verified[connector] = signature
         self._refused.pop(connector, None)
+        self._notice(connector, None)
         log.info(
             "model_loaded",
             connector=connector,
