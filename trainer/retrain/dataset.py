@@ -246,18 +246,17 @@ class Assembler:
         new_ok = [c for c in confirmed_ok if c.name not in known_ok]
         held += [c for c in new_ok if self._held_out(c.name)]
         ko += confirmed_ko
-        ok_labels = {n for n, labels in self._pool.confirmed.items() if labels == {"OK"}}
-        ko_names = {n for n, labels in self._pool.confirmed.items() if "KO" in labels}
+        confirmed = self._pool.confirmed
+        ok_labels = {n for n, labels in confirmed.items() if labels == {"OK"}}
         ko = _unique(c for c in ko if c.name not in ok_labels)
-        ko_names |= {c.name for c in ko}
+        ko_names = {c.name for c in ko} | {n for n, labels in confirmed.items() if "KO" in labels}
         held = sorted(_unique(c for c in held if c.name not in ko_names), key=lambda c: c.name)
         held = held[: self.max_holdout]
         held_names = {c.name for c in held}
         excluded = ko_names | held_names
         old = _unique(c for c in old_train if c.name not in excluded)
-        fresh = _unique(
-            c for c in new_ok if c.name not in excluded and c.name not in {o.name for o in old}
-        )
+        taken = excluded | {c.name for c in old}
+        fresh = _unique(c for c in new_ok if c.name not in taken)
         train, dropped = self._sample(old, fresh)
         fresh_names = {c.name for c in fresh}
         calibration, gate = self._split(held)
