@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -22,6 +23,7 @@ from edge_agent.contracts.atomic import write_json_atomic
 from edge_agent.contracts.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
+    Calibration,
     InputSpec,
     Manifest,
     TrainingInfo,
@@ -34,6 +36,7 @@ from edge_agent.contracts.bundle import (
 from edge_agent.contracts.clock import utc_now
 from edge_agent.contracts.config import ConfigError
 from edge_agent.contracts.names import check_connector_id
+from edge_agent.inspect.scoring import ConnectorModel
 from trainer.calibration import calibrate
 from trainer.datasets import (
     ConnectorData,
@@ -154,6 +157,65 @@ def remove_stale_staging(models_root: Path, connector: str) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+@dataclass
+class Fitted:
+    """A detector fitted on a connector's training crops, as the exported graph runs it."""
+
+    inputs: torch.Tensor
+    backbone: torch.nn.Module
+    backbone_info: Any
+    weights: np.ndarray
+    graph: AnomalyGraph
+
+
+def fit(
+    data: ConnectorData, settings: TrainingSettings, roi: tuple | None, connector: str
+) -> Fitted:
+    """Backbone, preprocessing, weight mask and the method's core, fitted on the training crops."""
+    if settings.method not in DETECTORS:
+        raise ValueError(f"unknown method {settings.method!r}; known: {sorted(DETECTORS)}")
+    torch.manual_seed(settings.seed)
+    log.info("training", connector=connector, n_train=len(data.train), method=settings.method)
+    backbone, backbone_info = build_backbone(
+        settings.backbone, settings.input_size, settings.backbone_weights
+    )
+    preprocess = Preprocess(
+        settings.input_size, settings.color_mode, backbone_info.mean, backbone_info.std
+    )
+    inputs = preprocess_all(preprocess, data.train.images)
+    weights = build_weight_mask(inputs, settings, roi, connector)
+    core = DETECTORS[settings.method](inputs, backbone, settings)
+    graph = AnomalyGraph(
+        preprocess, core, Postprocess(settings.input_size, torch.from_numpy(weights))
+    )
+    return Fitted(inputs, backbone, backbone_info, weights, graph)
+
+
+def calibrate_model(
+    model_path: Path, data: ConnectorData, fitted: Fitted, settings: TrainingSettings
+) -> Calibration:
+    """The threshold, set on the scores of the file the agent will run; without KO the OK tail
+    alone sets it, widened by out-of-fold scores where a fit is cheap."""
+    ok_scores = onnx_scores(model_path, data.holdout_ok.images)
+    ko_scores = onnx_scores(model_path, data.holdout_ko.images)
+    extra = (
+        cross_fit_scores(
+            fitted.inputs, data, fitted.backbone, fitted.graph, settings, model_path.parent
+        )
+        if not len(ko_scores) and settings.method in CROSS_FITTED
+        else None
+    )
+    return calibrate(
+        ok_scores,
+        ko_scores,
+        settings.target_false_reject,
+        extra,
+        settings.ok_only_margin,
+        settings.ko_side,
+        settings.ok_only_spread,
+    )
+
+
 def train_connector(
     data_dir: Path,
     models_root: Path,
@@ -177,80 +239,16 @@ def train_connector(
         check_connector_id(connector)  # it names the bundle's folder and its MQTT topics
     except ValueError as exc:
         raise ConfigError(f"{data_dir}: {exc}") from None
-    if settings.method not in DETECTORS:
-        raise ValueError(f"unknown method {settings.method!r}; known: {sorted(DETECTORS)}")
-    torch.manual_seed(settings.seed)
-    log.info("training", connector=connector, n_train=len(data.train), method=settings.method)
-    backbone, backbone_info = build_backbone(
-        settings.backbone, settings.input_size, settings.backbone_weights
-    )
-    preprocess = Preprocess(
-        settings.input_size, settings.color_mode, backbone_info.mean, backbone_info.std
-    )
-    inputs = preprocess_all(preprocess, data.train.images)
-    weights = build_weight_mask(inputs, settings, roi, connector)
-    core = DETECTORS[settings.method](inputs, backbone, settings)
-    graph = AnomalyGraph(
-        preprocess, core, Postprocess(settings.input_size, torch.from_numpy(weights))
-    )
-
+    fitted = fit(data, settings, roi, connector)
     models_root = Path(models_root)
     remove_stale_staging(models_root, connector)
     version = version or next_version(models_root, connector)
     staging = connector_dir(models_root, connector) / f"{STAGING_PREFIX}{version}-{os.getpid()}"
     staging.mkdir(parents=True)
     try:
-        model_path = staging / MODEL_FILE
-        written = write_model(
-            graph, model_path, data.train.images, data.holdout_ok.images[:8], settings
+        manifest, metrics = _stage_bundle(
+            staging, data, settings, fitted, connector, version, started
         )
-        # The threshold is set on the scores of the file the agent will run.
-        ok_scores = onnx_scores(model_path, data.holdout_ok.images)
-        ko_scores = onnx_scores(model_path, data.holdout_ko.images)
-        # Without KO, the OK tail alone sets the threshold: widen the evidence by cross-fitting
-        # where a fit is cheap.
-        extra = (
-            cross_fit_scores(inputs, data, backbone, graph, settings, staging)
-            if not len(ko_scores) and settings.method in CROSS_FITTED
-            else None
-        )
-        calibration = calibrate(
-            ok_scores,
-            ko_scores,
-            settings.target_false_reject,
-            extra,
-            settings.ok_only_margin,
-            settings.ko_side,
-            settings.ok_only_spread,
-        )
-        train_seconds = time.perf_counter() - started
-        log.info(
-            "calibrated",
-            connector=connector,
-            mode=calibration.mode,
-            seconds=round(train_seconds, 1),
-        )
-        manifest = _write_bundle(
-            staging,
-            data,
-            settings,
-            calibration,
-            weights,
-            backbone_info,
-            written,
-            connector=connector,
-            version=version,
-            train_seconds=train_seconds,
-        )
-        extra = _report_extra(data, manifest, train_seconds)
-        if len(data.test_ok):
-            extra |= synthetic_metrics(staging, data.test_ok.images, staging / "report")
-        metrics = evaluate_bundle(staging, data, staging / "report", extra)
-        manifest.metrics = {
-            k: metrics.get(k)
-            for k in (*REPORTED_METRICS, "synthetic_recall", "n_test_ok", "n_test_ko")
-        }
-        write_json_atomic(staging / MANIFEST_FILE, manifest.dump())
         if record_sets:
             write_bundle_record(
                 staging, connector, Path(data_dir), data.train, data.holdout_ok, data.holdout_ko
@@ -265,26 +263,59 @@ def train_connector(
     return TrainOutcome(connector, version, bundle_dir, metrics, manifest)
 
 
-def _write_bundle(
+def _stage_bundle(
     staging: Path,
     data: ConnectorData,
     settings: TrainingSettings,
-    calibration,
-    weights: np.ndarray,
-    backbone_info,
+    fitted: Fitted,
+    connector: str,
+    version: str,
+    started: float,
+) -> tuple[Manifest, dict]:
+    """Export, calibrate and evaluate into `staging`; the manifest, metrics included, is written
+    once at the end (the evaluation opens the staged model as the agent would)."""
+    model_path = staging / MODEL_FILE
+    written = write_model(
+        fitted.graph, model_path, data.train.images, data.holdout_ok.images[:8], settings
+    )
+    calibration = calibrate_model(model_path, data, fitted, settings)
+    train_seconds = time.perf_counter() - started
+    log.info(
+        "calibrated", connector=connector, mode=calibration.mode, seconds=round(train_seconds, 1)
+    )
+    np.save(staging / WEIGHT_MASK_FILE, fitted.weights, allow_pickle=False)
+    manifest = _manifest(
+        data, settings, calibration, fitted, written, model_path, connector, version, train_seconds
+    )
+    model = ConnectorModel.open(staging, manifest, threads=2)
+    extra = _report_extra(data, manifest, train_seconds)
+    if len(data.test_ok):
+        extra |= synthetic_metrics(staging, data.test_ok.images, staging / "report", model)
+    metrics = evaluate_bundle(staging, data, staging / "report", extra, model)
+    manifest.metrics = {
+        k: metrics.get(k) for k in (*REPORTED_METRICS, "synthetic_recall", "n_test_ok", "n_test_ko")
+    }
+    write_json_atomic(staging / MANIFEST_FILE, manifest.dump())
+    return manifest, metrics
+
+
+def _manifest(
+    data: ConnectorData,
+    settings: TrainingSettings,
+    calibration: Calibration,
+    fitted: Fitted,
     written: dict[str, float | int],
-    *,
+    model_path: Path,
     connector: str,
     version: str,
     train_seconds: float,
 ) -> Manifest:
-    model_path = staging / MODEL_FILE
-    np.save(staging / WEIGHT_MASK_FILE, weights, allow_pickle=False)
+    """What the bundle states about its model."""
     height, width = data.crop_size
     params = settings.model_dump(mode="json", exclude={"roi_file"})
-    params["backbone_weights_sha256"] = backbone_info.weights_sha256
+    params["backbone_weights_sha256"] = fitted.backbone_info.weights_sha256
     params.update(written)
-    manifest = Manifest(
+    return Manifest(
         connector=connector,
         version=version,
         method=settings.method,
@@ -292,7 +323,7 @@ def _write_bundle(
         model_input_size=settings.input_size,
         color_mode=settings.color_mode,
         input=InputSpec(height=height, width=width),
-        roi_mask_id=mask_id(weights),
+        roi_mask_id=mask_id(fitted.weights),
         calibration=calibration,
         training=TrainingInfo(
             data_sha256=data_fingerprint(data.train.paths),
@@ -311,8 +342,6 @@ def _write_bundle(
             "onnx": onnx.__version__,
         },
     )
-    write_json_atomic(staging / MANIFEST_FILE, manifest.dump())
-    return manifest
 
 
 def _report_extra(data: ConnectorData, manifest: Manifest, train_seconds: float) -> dict:

@@ -99,9 +99,15 @@ class ConnectorModel:
 
     @classmethod
     def load(cls, bundle_dir: Path, threads: int) -> ConnectorModel:
-        """Verify a bundle, open it in onnxruntime, check its graph and run one warm-up crop."""
+        """Verify a bundle (manifest and sha256) and `open` it."""
         bundle_dir = Path(bundle_dir)
-        manifest = verify_bundle(bundle_dir)
+        return cls.open(bundle_dir, verify_bundle(bundle_dir), threads)
+
+    @classmethod
+    def open(cls, bundle_dir: Path, manifest: Manifest, threads: int) -> ConnectorModel:
+        """Open the bundle's model file as `manifest` describes it (its sha256 checked) in
+        onnxruntime, check its graph and run one warm-up crop."""
+        bundle_dir = Path(bundle_dir)
         model_path = bundle_dir / MODEL_FILE
         try:
             data = model_path.read_bytes()

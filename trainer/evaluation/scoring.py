@@ -42,9 +42,16 @@ def score_set(
     return samples
 
 
-def evaluate_bundle(bundle_dir: Path, data: ConnectorData, out_dir: Path, extra: dict) -> dict:
-    """Score the test split with the bundle and write the report; returns the metrics."""
-    model = ConnectorModel.load(Path(bundle_dir), threads=2)
+def evaluate_bundle(
+    bundle_dir: Path,
+    data: ConnectorData,
+    out_dir: Path,
+    extra: dict,
+    model: ConnectorModel | None = None,
+) -> dict:
+    """Score the test split with the bundle (`model`: the bundle already opened) and write the
+    report; returns the metrics."""
+    model = model or ConnectorModel.load(Path(bundle_dir), threads=2)
     weights = np.load(Path(bundle_dir) / WEIGHT_MASK_FILE, allow_pickle=False)
     samples = score_set(model, data.test_ok, "OK", weights) + score_set(
         model, data.test_ko, "KO", weights, data.test_ko_masks

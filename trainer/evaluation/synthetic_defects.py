@@ -51,15 +51,17 @@ def synthetic_recall(
     per_kind: int = 25,
     seed: int = 0,
     examples_png: Path | None = None,
+    model: ConnectorModel | None = None,
 ) -> dict[str, float]:
     """The share of pasted defects the bundle calls KO at its own threshold: per kind and "all".
 
     Each kind is pasted on `per_kind` crops taken in turn from `ok_crops` (N, H, W, 3 uint8).
-    `examples_png` gets the first crop clean and with each kind, each with its score.
+    `examples_png` gets the first crop clean and with each kind, each with its score; `model`:
+    the bundle already opened.
     """
     if not len(ok_crops):
         raise ValueError("no OK crops to paste synthetic defects on")
-    model = ConnectorModel.load(Path(bundle_dir), threads=2)
+    model = model or ConnectorModel.load(Path(bundle_dir), threads=2)
     weights = np.load(Path(bundle_dir) / WEIGHT_MASK_FILE, allow_pickle=False)
     rng = np.random.default_rng(seed)
     caught: dict[str, float] = {}
@@ -78,11 +80,18 @@ def synthetic_recall(
     return caught
 
 
-def synthetic_metrics(bundle_dir: Path, ok_crops: np.ndarray, report_dir: Path) -> dict:
+def synthetic_metrics(
+    bundle_dir: Path,
+    ok_crops: np.ndarray,
+    report_dir: Path,
+    model: ConnectorModel | None = None,
+) -> dict:
     """The estimate as report metrics (`synthetic_recall`, `synthetic_by_kind`), with the example
     strip written to `report_dir / EXAMPLES_FILE`."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    recall = synthetic_recall(bundle_dir, ok_crops, examples_png=report_dir / EXAMPLES_FILE)
+    recall = synthetic_recall(
+        bundle_dir, ok_crops, examples_png=report_dir / EXAMPLES_FILE, model=model
+    )
     return {
         "synthetic_recall": round(recall["all"], 3),
         "synthetic_by_kind": {kind: round(recall[kind], 3) for kind in KINDS},
