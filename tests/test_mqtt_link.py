@@ -18,7 +18,9 @@ from mqtt_broker import MosquittoBroker, MqttRecorder, Received, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.comms.mqtt_link import MessageProperties, MqttLink, read_password
+from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
+from edge_agent.comms.mqtt_security import read_password
+from edge_agent.comms.paho_internals import forget_unacknowledged
 from edge_agent.contracts.config import ConfigError, MqttSettings, TlsSettings
 from edge_agent.store.journal import Journal, OutboxMessage
 
@@ -511,3 +513,16 @@ def test_missing_secret_files_are_named(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(ConfigError, match=re.escape("ca.pem")):
         MqttLink(MqttSettings(tls=tls), journal, "aoi2", 1, dict, {}, 1000)
     journal.close()
+
+
+def test_the_paho_internals_the_link_relies_on_are_there() -> None:
+    """paho offers no public call for these two (comms/paho_internals.py); a paho upgrade that
+    renames them fails here, not on a line PC after a reconnect."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    assert callable(client._send_disconnect)
+    client._out_messages[1] = object()
+    client._inflight_messages = 1
+
+    forget_unacknowledged(client)
+
+    assert (len(client._out_messages), client._inflight_messages) == (0, 0)

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,22 +13,19 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.comms.link_health import LinkHealth
-from edge_agent.contracts.config import ConfigError, MqttSettings, TlsSettings
+from edge_agent.comms.mqtt_security import configure_tls, read_password
+from edge_agent.comms.outbox_pump import MQTT_MAX_PACKET, WINDOW, OutboxPump
+from edge_agent.comms.paho_internals import forget_unacknowledged
+from edge_agent.contracts.config import MqttSettings
 from edge_agent.contracts.names import SAFE_NAME
-from edge_agent.store.journal import Journal, PendingMessage, compact_json
+from edge_agent.store.journal import Journal, compact_json
 
 log = structlog.get_logger()
 
-WINDOW = 50
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 10
-IDLE_POLL_S = 1.0
 STOP_TIMEOUT_S = 5.0
-PUBLISH_OVERHEAD = 16
 SESSION_EXPIRY_S = 3600
-REDELIVER_MIN_S = 1.0
-REDELIVER_MAX_S = 30.0
-MQTT_MAX_PACKET = 268_435_455
 DISCONNECT_WITH_WILL = 4
 
 
@@ -74,184 +65,6 @@ Handler = Callable[[str, bytes, MessageProperties], bool | None]
 """An inbound topic's handler; returning False leaves the message unacknowledged (redelivered)."""
 
 
-def read_password(settings: MqttSettings) -> str | None:
-    """The broker password: `password_file`, else $CREDENTIALS_DIRECTORY/mqtt_password."""
-    if settings.password_file is not None:
-        if not settings.username:
-            raise ConfigError("mqtt.password_file is set but mqtt.username is empty")
-        path, origin = Path(settings.password_file), "mqtt.password_file"
-    elif settings.username and os.environ.get("CREDENTIALS_DIRECTORY"):
-        path = Path(os.environ["CREDENTIALS_DIRECTORY"]) / "mqtt_password"
-        origin = "systemd credential mqtt_password"
-    else:
-        return None
-    try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the MQTT password ({origin}): {exc.strerror}"
-        ) from None
-
-
-def configure_tls(client: mqtt.Client, tls: TlsSettings) -> None:
-    if not tls.enabled:
-        return
-    files = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
-    for key, path in files.items():
-        if path is not None and not Path(path).is_file():
-            raise ConfigError(f"{path}: mqtt.tls.{key} not found")
-    if (tls.cert_file is None) != (tls.key_file is None):
-        raise ConfigError("mqtt.tls: cert_file and key_file must be set together")
-    try:
-        client.tls_set(
-            ca_certs=str(tls.ca_file) if tls.ca_file else None,
-            certfile=str(tls.cert_file) if tls.cert_file else None,
-            keyfile=str(tls.key_file) if tls.key_file else None,
-        )
-    except (OSError, ssl.SSLError) as exc:
-        named = ", ".join(str(p) for p in files.values() if p is not None)
-        raise ConfigError(f"mqtt.tls: cannot load {named}: {exc}") from None
-
-
-class _OutboxPump:
-    """Sends outbox rows in id order while connected; owns all delivery state, in one thread.
-
-    paho's callbacks only post events ("up", "down", "ack", "wake", "hold", "stop",
-    "redeliver", "taken") to it.
-    A JSON row is marked `"historical": true` unless it was enqueued after the current
-    connection came up (id > live_after): rows of earlier sessions, rows that waited while the
-    link was down and rows re-sent after a reconnect all have smaller ids. A row larger than
-    the broker's maximum packet size can never be delivered and is dropped, not retried.
-    """
-
-    def __init__(self, client: mqtt.Client, journal: Journal) -> None:
-        self._client = client
-        self._journal = journal
-        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self._online = False
-        self._holding = False
-        self._window = WINDOW
-        self._max_packet = MQTT_MAX_PACKET
-        self._live_after = 0
-        self._cursor = 0
-        self._inflight: dict[int, int] = {}
-        self._redeliver_at: float | None = None
-        self._redeliver_wait = REDELIVER_MIN_S
-
-    def run(self) -> None:
-        """Handle events until "stop"; between events, keep the in-flight window full."""
-        while True:
-            batch = self._next_events()
-            try:
-                if self._handle(batch):
-                    return
-                if self._online and not self._holding:
-                    self._fill()
-                self._redeliver_when_due()
-            except Exception:
-                log.exception("outbox_pump_failed")
-
-    def _redeliver_when_due(self) -> None:
-        """Reconnect once a refused message's back-off has passed: the broker resends every
-        unacknowledged message of the (persistent) session on the reconnect."""
-        if self._redeliver_at is None or time.monotonic() < self._redeliver_at:
-            return
-        self._redeliver_at = None
-        if not self._online:
-            return  # a reconnect is under way anyway
-        log.info("mqtt_reconnect_for_redelivery", waited_s=self._redeliver_wait)
-        self._redeliver_wait = min(2 * self._redeliver_wait, REDELIVER_MAX_S)
-        # A normal DISCONNECT (the broker discards the will: no "offline" flash) without
-        # paho's state change, so that its loop reconnects; paho has no public call for this.
-        self._client._send_disconnect(ReasonCode(PacketTypes.DISCONNECT, identifier=0))
-
-    def _next_events(self) -> list[tuple[str, Any]]:
-        try:
-            batch = [self.events.get(timeout=IDLE_POLL_S)]
-        except queue.Empty:
-            return []
-        while True:
-            try:
-                batch.append(self.events.get_nowait())
-            except queue.Empty:
-                return batch
-
-    def _handle(self, batch: list[tuple[str, Any]]) -> bool:
-        acked: list[int] = []
-        for kind, value in batch:
-            if kind == "ack":
-                mid, reason = value
-                message_id = self._inflight.pop(mid, None)
-                if message_id is None:
-                    continue
-                if reason.is_failure:
-                    log.error("mqtt_publish_rejected", message_id=message_id, reason=str(reason))
-                else:
-                    acked.append(message_id)
-            elif kind == "up":
-                self._live_after, self._window, self._max_packet = value
-                self._online, self._cursor = True, 0
-                self._inflight.clear()
-            elif kind == "down":
-                self._online = False
-                self._inflight.clear()
-            elif kind == "hold":
-                self._holding = True
-            elif kind == "redeliver" and self._redeliver_at is None:
-                self._redeliver_at = time.monotonic() + self._redeliver_wait
-            elif kind == "taken":
-                self._redeliver_wait = REDELIVER_MIN_S
-        if acked:
-            self._journal.acknowledge_many(acked)
-        return any(kind == "stop" for kind, _ in batch)
-
-    def _fill(self) -> None:
-        room = self._window - len(self._inflight)
-        if room <= 0:
-            return
-        sent: list[int] = []
-        undeliverable: list[int] = []
-        for row in self._journal.pending(room, after=self._cursor):
-            payload = self._wire_payload(row)
-            size = len(payload) + len(row.topic.encode("utf-8")) + PUBLISH_OVERHEAD
-            if size > self._max_packet:
-                log.error(
-                    "outbox_message_dropped_too_large",
-                    message_id=row.id,
-                    topic=row.topic,
-                    size=size,
-                    broker_limit=self._max_packet,
-                )
-                undeliverable.append(row.id)
-                self._cursor = row.id
-                continue
-            info = self._client.publish(row.topic, payload, qos=row.qos, retain=row.retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                log.warning(
-                    "mqtt_publish_deferred", message_id=row.id, rc=mqtt.error_string(info.rc)
-                )
-                break
-            self._inflight[info.mid] = row.id
-            self._cursor = row.id
-            sent.append(row.id)
-        if undeliverable:
-            self._journal.acknowledge_many(undeliverable)
-        if sent:
-            self._journal.count_attempts(sent)
-
-    def _wire_payload(self, row: PendingMessage) -> bytes:
-        if not row.is_json or row.id > self._live_after:
-            return row.payload
-        try:
-            data = json.loads(row.payload)
-        except ValueError:
-            log.warning("outbox_json_unreadable", message_id=row.id, topic=row.topic)
-            return row.payload
-        if not isinstance(data, dict):
-            return row.payload
-        return compact_json({**data, "historical": True})
-
-
 class MqttLink:
     """One MQTT 5 connection to the plant broker; durable messages come from the journal outbox."""
 
@@ -279,7 +92,7 @@ class MqttLink:
         self._started = False
         self.health = LinkHealth()
         self._client = self._make_client(read_password(settings))
-        self._pump = _OutboxPump(self._client, journal)
+        self._pump = OutboxPump(self._client, journal)
         self._pump_thread = threading.Thread(target=self._pump.run, name="mqtt-outbox", daemon=True)
 
     def _topic(self, suffix: str) -> str:
@@ -337,10 +150,10 @@ class MqttLink:
         """Disconnect; clean: let the outbox drain briefly, then retain "stopped"; else the will."""
         if not self._started:
             return
-        if clean:
-            deadline = time.monotonic() + STOP_TIMEOUT_S
-            while self.connected and self._journal.outbox_depth() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        if clean and self.connected and self._journal.outbox_depth():
+            self._pump.drained.clear()
+            self._pump.events.put(("wake", None))
+            self._pump.drained.wait(STOP_TIMEOUT_S)  # the outbox emptied or the link went down
         self._pump.events.put(("hold", None))
         if clean and self.connected:
             info = self._client.publish(
@@ -396,12 +209,7 @@ class MqttLink:
             log.warning("mqtt_reply_bad_topic", topic=properties.response_topic, error=str(exc))
 
     def _forget_unacknowledged(self) -> None:
-        # paho keeps unacknowledged QoS>0 messages in memory and re-sends them itself after a
-        # reconnect; the outbox re-sends them (marked historical), so paho's copies would only
-        # be duplicates. paho has no public call for this.
-        with self._client._out_message_mutex:
-            self._client._out_messages.clear()
-            self._client._inflight_messages = 0
+        forget_unacknowledged(self._client)
 
     def _on_connect(
         self,

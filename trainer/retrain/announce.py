@@ -10,7 +10,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import structlog
 
-from edge_agent.comms.mqtt_link import configure_tls, read_password
+from edge_agent.comms.mqtt_security import configure_tls, read_password
 from edge_agent.contracts.config import ConfigError, MqttSettings
 from edge_agent.store.journal import compact_json
 
