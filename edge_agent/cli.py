@@ -13,8 +13,8 @@ import sys
 from edge_agent import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("trainer.demo.commands.demo", "run the whole loop on a generated station"),
-    "synth": ("trainer.demo.commands.synth", "generate a synthetic inspection station"),
+    "demo": ("trainer.commands.demo", "run the whole loop on a generated station"),
+    "synth": ("trainer.commands.synth", "generate a synthetic inspection station"),
     "train": ("trainer.commands.train", "train, calibrate and export one connector's model"),
     "train-all": ("trainer.commands.train_all", "train every connector of a crop data set"),
     "compare": ("trainer.commands.compare", "train several detectors on the same crops, compare"),
@@ -25,9 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("trainer.commands.evaluate", "score a data set with a bundle via onnxruntime"),
     "run": ("edge_agent.commands.run", "run the inspection agent (the line service)"),
     "health": ("edge_agent.commands.health", "exit 0 only when the agent of a config is ready"),
-    "bench": ("trainer.demo.commands.bench", "measure agent latency, throughput and memory"),
+    "bench": ("trainer.benches.commands.bench", "measure agent latency, throughput and memory"),
     "soak": (
-        "trainer.demo.commands.soak",
+        "trainer.benches.commands.soak",
         "a long mixed stream with broker outage and agent kills: lost, doubled, seq gaps",
     ),
     "confirm": ("edge_agent.commands.confirm", "label a result's connector OK or KO (journaled)"),
@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "thresholds from the line's own scores and confirmations, gated like a retrain",
     ),
     "bench-retrain": (
-        "trainer.demo.commands.bench_retrain",
+        "trainer.benches.commands.bench_retrain",
         "time a nightly retrain beside a working agent",
     ),
     "bench-quality": (

@@ -14,7 +14,7 @@ from mqtt_broker import MosquittoBroker, MqttRecorder
 from retrain_station import copy_station
 
 from edge_agent.store.journal import Journal
-from trainer.demo.station_run import AgentProcess
+from trainer.harness.station_run import AgentProcess
 
 # The property-based fuzz tests (tests/test_fuzz_*.py) keep no example database in the tree and
 # have no deadline (a shared CI machine's timing is not a property of the code); each test sets

@@ -22,8 +22,8 @@ from retrain_station import PREFIX, build_station, clone_version, copy_station
 
 from edge_agent.contracts.bundle import active_dir
 from edge_agent.contracts.config import load_config
-from trainer.demo.local_broker import free_port
-from trainer.demo.station_run import AgentProcess, Board, drop_board, load_boards
+from trainer.harness.local_broker import free_port
+from trainer.harness.station_run import AgentProcess, Board, drop_board, load_boards
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTORS = ("J1", "J3")

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from edge_agent.contracts.bundle import Manifest, read_manifest, verify_bundle
-from trainer.demo.synth.station import generate_station
 from trainer.detectors.components.backbones import build_backbone
 from trainer.export import check_parity, export_onnx, torch_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
 from trainer.settings import TrainingSettings
+from trainer.synth.station import generate_station
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 72

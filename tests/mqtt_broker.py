@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from trainer.demo.local_broker import START_TIMEOUT_S, LocalBroker
+from trainer.harness.local_broker import START_TIMEOUT_S, LocalBroker
 
 # The tests drive the same broker wrapper the demo and the benches use.
 MosquittoBroker = LocalBroker

@@ -21,8 +21,8 @@ from edge_agent.contracts.verdict import new_result_id
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
 from edge_agent.store.journal import Journal
-from trainer.demo.synth.station import generate_station
 from trainer.settings import load_config
+from trainer.synth.station import generate_station
 from trainer.train_connector import train_connector
 
 ROOT = Path(__file__).resolve().parents[1]

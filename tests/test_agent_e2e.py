@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from retrain_station import PREFIX, build_station, copy_station
 
-from trainer.demo.station_run import AgentProcess, Board, drop_board, load_boards
+from trainer.harness.station_run import AgentProcess, Board, drop_board, load_boards
 
 pytestmark = pytest.mark.slow
 

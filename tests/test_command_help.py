@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.demo.commands.demo import VERDICT_HEADER, _print_verdict
-from trainer.demo.station_run import Board
+from trainer.commands.demo import VERDICT_HEADER, _print_verdict
+from trainer.harness.station_run import Board
 from trainer.settings import RetrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from detector_checks import cli
 
-from trainer.demo.synth.station import generate_station
 from trainer.detectors import DETECTORS
+from trainer.synth.station import generate_station
 
 KO_CONNECTOR = "J1"
 OK_ONLY_CONNECTOR = "J4"

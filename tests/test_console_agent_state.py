@@ -22,7 +22,7 @@ from edge_agent.console.agent_state import drift_entries
 from edge_agent.contracts.config import HealthSettings
 from edge_agent.ops.health import HealthServer
 from edge_agent.ops.telemetry import Telemetry
-from trainer.demo.station_run import AgentProcess
+from trainer.harness.station_run import AgentProcess
 
 WITHIN_MS = 2000
 DRIFT = {

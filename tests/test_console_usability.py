@@ -36,8 +36,8 @@ from mqtt_broker import wait_until
 
 from edge_agent.contracts.atomic import write_json_atomic
 from edge_agent.contracts.config import load_config
-from trainer.demo.local_broker import free_port
-from trainer.demo.station_run import Board, drop_board
+from trainer.harness.local_broker import free_port
+from trainer.harness.station_run import Board, drop_board
 from trainer.retrain.job import STATUS_FILE, ConnectorResult, RunReport
 from trainer.retrain.runs import retrain_root
 

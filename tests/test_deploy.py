@@ -17,7 +17,7 @@ import pytest
 from onnx_fixtures import install_template_model
 
 from edge_agent.contracts.config import load_config
-from trainer.demo.local_broker import free_port
+from trainer.harness.local_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "deploy" / "install.sh"

@@ -25,7 +25,7 @@ from small_disk import fill, small_tmpfs
 
 from edge_agent.contracts.config import load_config
 from edge_agent.daemon import Agent
-from trainer.demo.station_run import drop_board
+from trainer.harness.station_run import drop_board
 
 PREFIX = "plant/line9/aoi1"
 VERDICT_TOPIC = f"{PREFIX}/verdict"

@@ -30,7 +30,7 @@ from edge_agent.contracts.config import MqttSettings, StationConfig, load_config
 from edge_agent.daemon import Agent
 from edge_agent.inputs.spool import ImageSpool
 from edge_agent.store.journal import Journal
-from trainer.demo.station_run import drop_board
+from trainer.harness.station_run import drop_board
 
 PREFIX = "plant/line9/aoi1"
 VERDICT_TOPIC = f"{PREFIX}/verdict"

@@ -30,7 +30,7 @@ from mqtt_broker import MosquittoBroker, MqttRecorder, wait_until
 from onnx_fixtures import install_template_model
 
 from edge_agent.store.journal import Journal
-from trainer.demo.station_run import AgentProcess, drop_board
+from trainer.harness.station_run import AgentProcess, drop_board
 
 pytestmark = pytest.mark.slow
 

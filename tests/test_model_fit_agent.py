@@ -18,7 +18,7 @@ from readiness_station import PREFIX, write_station
 from test_readiness_agent import readyz, wait_for_reason
 
 from edge_agent.contracts.bundle import ACTIVE_LINK
-from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board
+from trainer.harness.station_run import AgentProcess, VerdictListener, drop_board
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from edge_agent.contracts.bundle import active_dir
 from edge_agent.feedback import lifecycle
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.store.crop_store import CropStore
-from trainer.demo.station_run import AgentProcess, Board, drop_board, load_boards
+from trainer.harness.station_run import AgentProcess, Board, drop_board, load_boards
 from trainer.settings import load_config
 
 CONNECTOR = "J3"

@@ -16,8 +16,8 @@ from edge_agent.inspect.imaging import encode_png
 from edge_agent.inspect.pipeline import InspectionResult, Inspector
 from edge_agent.inspect.registration import Registrar
 from edge_agent.inspect.scoring import ModelRegistry
-from trainer.demo.synth.scene import Station
-from trainer.demo.synth.variation import Shot
+from trainer.synth.scene import Station
+from trainer.synth.variation import Shot
 
 CONNECTORS = ("J1", "J5", "J9")  # J9 sits 122 px from the right edge of the 1280 px frame
 EVERYTHING_OK = 1e6  # raw threshold above any template distance

@@ -27,7 +27,7 @@ from template_station import PREFIX, board_png, write_station
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.inputs.drop_folder import PARTIAL_UPLOAD_NOTICE_S
 from edge_agent.inputs.names import name_text
-from trainer.demo.station_run import AgentProcess
+from trainer.harness.station_run import AgentProcess
 
 VERDICT_TOPIC = f"{PREFIX}/verdict"
 NEXT_BOARDS = 10

@@ -21,7 +21,7 @@ from test_opcua import PASSWORD, USER, Events, client_cert, free_port, wait_for
 from edge_agent.contracts.config import load_config
 from edge_agent.opcua.server import RESULT_NS, VISION_NS, StationServer, make_certificate
 from edge_agent.opcua.users import add_user
-from trainer.demo.station_run import AgentProcess
+from trainer.harness.station_run import AgentProcess
 
 pytestmark = pytest.mark.slow
 BOARDS = 12

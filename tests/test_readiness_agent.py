@@ -24,7 +24,7 @@ from mqtt_broker import MosquittoBroker, MqttRecorder, wait_until
 from readiness_station import PREFIX, write_station
 
 from edge_agent.contracts.bundle import ACTIVE_LINK
-from trainer.demo.station_run import AgentProcess
+from trainer.harness.station_run import AgentProcess
 
 pytestmark = pytest.mark.slow
 

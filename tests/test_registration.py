@@ -12,8 +12,8 @@ import pytest
 from edge_agent.contracts.config import ConnectorSettings, RegistrationSettings
 from edge_agent.inspect.cropping import crop_all, crop_connector
 from edge_agent.inspect.registration import Registrar, Registration, RegistrationError
-from trainer.demo.synth.scene import Station
-from trainer.demo.synth.variation import Shot
+from trainer.synth.scene import Station
+from trainer.synth.variation import Shot
 
 SETTINGS = RegistrationSettings(max_features=1000)
 

@@ -23,7 +23,7 @@ from retrain_station import (
 from edge_agent.contracts.bundle import active_dir, list_versions
 from edge_agent.feedback.lifecycle import REASON_FILE
 from edge_agent.store.crop_store import CropStore
-from trainer.demo.station_run import AgentProcess, Board, drop_board, load_boards
+from trainer.harness.station_run import AgentProcess, Board, drop_board, load_boards
 from trainer.settings import load_config
 
 pytestmark = pytest.mark.slow

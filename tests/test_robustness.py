@@ -9,8 +9,8 @@ import pytest
 from detector_checks import cli
 
 from trainer.datasets import list_images
-from trainer.demo.synth.station import generate_station
 from trainer.studies.robustness import adapted_data, ensure_station, station_header
+from trainer.synth.station import generate_station
 
 BOARDS = 40
 CONNECTORS = ("J1", "J4")  # J1 has KO crops, J4 never has

@@ -12,9 +12,9 @@ from retrain_station import build_station
 
 from edge_agent.contracts.verdict import new_result_id
 from edge_agent.store.journal import Journal
-from trainer.demo.soak.checks import check
-from trainer.demo.soak.faults import schedule
-from trainer.demo.soak.stream import SentInput
+from trainer.benches.soak.checks import check
+from trainer.benches.soak.faults import schedule
+from trainer.benches.soak.stream import SentInput
 
 
 def journaled(journal: Journal, part_id: str) -> dict:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from test_agent_start_refusals import ROOT, write_station
 
-from trainer.demo.local_broker import free_port
+from trainer.harness.local_broker import free_port
 
 SIGNALS_IN_BURST = 200
 

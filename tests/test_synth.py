@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge_agent.cli import main
-from trainer.demo.synth.defects import KO_KINDS
-from trainer.demo.synth.plan import plan_boards, split_sizes
-from trainer.demo.synth.station import StationSummary, generate_station
 from trainer.settings import load_config
+from trainer.synth.defects import KO_KINDS
+from trainer.synth.plan import plan_boards, split_sizes
+from trainer.synth.station import StationSummary, generate_station
 
 BOARDS = 24
 SEED = 3

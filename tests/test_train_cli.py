@@ -22,9 +22,9 @@ from detector_checks import cli
 
 from edge_agent.contracts.bundle import read_manifest, verify_bundle
 from trainer.datasets import list_images
-from trainer.demo.synth.station import generate_station
 from trainer.evaluation.report import REQUIRED_KEYS
 from trainer.evaluation.synthetic_defects import EXAMPLES_FILE, KINDS
+from trainer.synth.station import generate_station
 
 pytestmark = pytest.mark.slow
 

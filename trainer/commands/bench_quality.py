@@ -9,7 +9,6 @@ from pathlib import Path
 
 from edge_agent.contracts.config import ConfigError
 from trainer.commands.options import run_guarded
-from trainer.demo.synth.plan import DEFAULT_BOARDS
 from trainer.evaluation.footprint import machine_facts
 from trainer.settings import load_config
 from trainer.studies.compare import parse_methods, select_connectors
@@ -24,6 +23,7 @@ from trainer.studies.quality import (
     user_data_sets,
     write_quality,
 )
+from trainer.synth.plan import DEFAULT_BOARDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,11 +15,11 @@ from trainer.commands.options import (
     run_guarded,
     training_settings,
 )
-from trainer.demo.synth.plan import DEFAULT_BOARDS
 from trainer.evaluation.tables import means_with_ko, write_tables
 from trainer.studies.global_model import COLUMNS as GLOBAL_COLUMNS
 from trainer.studies.global_model import POOLED, global_rows
 from trainer.studies.robustness import COLUMNS, SHIFTS, study
+from trainer.synth.plan import DEFAULT_BOARDS
 from trainer.train_all import rois_for
 from trainer.train_connector import REPORTED_METRICS
 

@@ -16,10 +16,10 @@ import cv2
 
 from edge_agent.inspect.imaging import read_image_file
 from trainer.datasets import list_images, load_connector_data
-from trainer.demo.synth.station import write_png
 from trainer.evaluation.scoring import evaluate_bundle
 from trainer.progress import bar
 from trainer.settings import TrainingSettings
+from trainer.synth.station import write_png
 from trainer.train_connector import REPORTED_METRICS, reported_metrics, train_connector
 
 SPLITS = ("train/ok", "val/ok", "val/ko", "test/ok", "test/ko")

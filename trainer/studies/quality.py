@@ -36,12 +36,12 @@ import structlog
 
 from edge_agent.inspect.imaging import DecodeError, read_image_file
 from trainer.datasets import DataError, list_images
-from trainer.demo.synth.station import generate_station
 from trainer.evaluation.metrics import recall_at_false_reject
 from trainer.evaluation.synthetic_defects import EXAMPLES_FILE, KINDS
 from trainer.evaluation.tables import write_tables
 from trainer.settings import TrainingSettings
 from trainer.studies.compare import compare
+from trainer.synth.station import generate_station
 
 log = structlog.get_logger()
 

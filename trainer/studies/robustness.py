@@ -20,12 +20,12 @@ import structlog
 
 from edge_agent.contracts.bundle import ACTIVE_LINK, connector_dir
 from trainer.datasets import DataError, list_images, load_connector_data
-from trainer.demo.synth.station import generate_station, station_comment
-from trainer.demo.synth.variation import DOMAINS
 from trainer.evaluation.scoring import evaluate_bundle
 from trainer.progress import bar
 from trainer.settings import TrainingSettings
 from trainer.studies.compare import select_connectors
+from trainer.synth.station import generate_station, station_comment
+from trainer.synth.variation import DOMAINS
 from trainer.train_connector import REPORTED_METRICS, reported_metrics, train_connector
 
 log = structlog.get_logger()

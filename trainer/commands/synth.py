@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from trainer.demo.synth.plan import DEFAULT_BOARDS
-from trainer.demo.synth.station import generate_station
-from trainer.demo.synth.variation import DOMAINS
+from trainer.synth.plan import DEFAULT_BOARDS
+from trainer.synth.station import generate_station
+from trainer.synth.variation import DOMAINS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainer.demo.synth.defects import KO_KINDS
+from trainer.synth.defects import KO_KINDS
 
 DEFAULT_BOARDS = 320
 MIN_BOARDS = 10

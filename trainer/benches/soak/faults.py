@@ -8,9 +8,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from trainer.demo.local_broker import LocalBroker
-from trainer.demo.soak.stream import ImagePublisher
-from trainer.demo.station_run import AgentProcess
+from trainer.benches.soak.stream import ImagePublisher
+from trainer.harness.local_broker import LocalBroker
+from trainer.harness.station_run import AgentProcess
 
 RESTART_DELAY_S = 2.0
 """The agent unit's `RestartSec`."""

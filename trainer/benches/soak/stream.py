@@ -16,8 +16,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from trainer.demo.local_broker import HOST
-from trainer.demo.station_run import Board, drop_board
+from trainer.harness.local_broker import HOST
+from trainer.harness.station_run import Board, drop_board
 
 ROUTES = ("drop", "mqtt")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from trainer.demo.synth.draw import Color, Pen, Sprite, composite, scaled
-from trainer.demo.synth.parts import BLACK, GOLD, HOLE, SILK, STEEL, STEEL_DARK, STEEL_HI, TIN
+from trainer.synth.draw import Color, Pen, Sprite, composite, scaled
+from trainer.synth.parts import BLACK, GOLD, HOLE, SILK, STEEL, STEEL_DARK, STEEL_HI, TIN
 
 Rect = tuple[float, float, float, float]  # x, y, w, h
 

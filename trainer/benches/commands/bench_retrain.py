@@ -31,10 +31,10 @@ from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.ops.logs import configure_logging
 from edge_agent.store.crop_store import JOURNAL_FILE
 from trainer.commands.options import DefaultsShown, run_guarded
-from trainer.demo.local_broker import LocalBroker
-from trainer.demo.station_run import AgentProcess, Board, VerdictListener, load_boards
-from trainer.demo.station_setup import ensure_models, ensure_station, trained_station
 from trainer.evaluation.footprint import machine_facts
+from trainer.harness.local_broker import LocalBroker
+from trainer.harness.station_run import AgentProcess, Board, VerdictListener, load_boards
+from trainer.harness.station_setup import ensure_models, ensure_station, trained_station
 from trainer.retrain.runs import retrain_root
 from trainer.settings import load_config
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.demo.synth.cables import Cable, coverage, curve, overlaps, random_colors
-from trainer.demo.synth.draw import Color, Sprite, coverage_in_box
-from trainer.demo.synth.layout import ConnectorPlace
-from trainer.demo.synth.variation import part_gain, part_tolerance
+from trainer.synth.cables import Cable, coverage, curve, overlaps, random_colors
+from trainer.synth.draw import Color, Sprite, coverage_in_box
+from trainer.synth.layout import ConnectorPlace
+from trainer.synth.variation import part_gain, part_tolerance
 
 KO_KINDS = ("missing", "occluded", "partial_occlusion", "displaced", "wrong_part")
 _TRIES = 40

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.demo.synth.parts import draw_part
+from trainer.synth.parts import draw_part
 
 FRAME = (1280, 960)  # the camera's image, pixels
 MARGIN = 128  # board drawn beyond the frame on every side, so a moved board fills it

@@ -22,14 +22,14 @@ from pathlib import Path
 
 from edge_agent.ops.logs import configure_logging
 from edge_agent.store.crop_store import JOURNAL_FILE
+from trainer.benches.soak.checks import check
+from trainer.benches.soak.faults import FaultRunner, Supervisor, Timeline, schedule
+from trainer.benches.soak.report import summary_lines, write_reports
+from trainer.benches.soak.stream import ImagePublisher, InputStream
 from trainer.commands.options import DefaultsShown, run_guarded
-from trainer.demo.local_broker import LocalBroker
-from trainer.demo.soak.checks import check
-from trainer.demo.soak.faults import FaultRunner, Supervisor, Timeline, schedule
-from trainer.demo.soak.report import summary_lines, write_reports
-from trainer.demo.soak.stream import ImagePublisher, InputStream
-from trainer.demo.station_run import AgentProcess, VerdictListener, load_boards
-from trainer.demo.station_setup import ensure_models, ensure_station, trained_station
+from trainer.harness.local_broker import LocalBroker
+from trainer.harness.station_run import AgentProcess, VerdictListener, load_boards
+from trainer.harness.station_setup import ensure_models, ensure_station, trained_station
 from trainer.settings import load_config
 
 SPLITS = ("train", "val", "test")

@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.contracts.atomic import replacing
-from trainer.demo.local_broker import free_port
+from trainer.harness.local_broker import free_port
 from trainer.settings import TrainerConfig, load_config
 
 SESSION_EXPIRY_S = 3600

@@ -25,11 +25,11 @@ import numpy as np
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.ops.logs import configure_logging
 from trainer.commands.options import DefaultsShown, run_guarded
-from trainer.demo.console_watch import ConsoleWatch
-from trainer.demo.local_broker import LocalBroker
-from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board, load_boards
-from trainer.demo.station_setup import ensure_models, ensure_station
 from trainer.evaluation.footprint import bundle_mb, machine_facts, time_scoring
+from trainer.harness.console_watch import ConsoleWatch
+from trainer.harness.local_broker import LocalBroker
+from trainer.harness.station_run import AgentProcess, VerdictListener, drop_board, load_boards
+from trainer.harness.station_setup import ensure_models, ensure_station
 from trainer.settings import load_config
 
 

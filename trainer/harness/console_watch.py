@@ -13,8 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from trainer.demo.local_broker import free_port
-from trainer.demo.station_run import die_with_parent
+from trainer.harness.local_broker import free_port
+from trainer.harness.station_run import die_with_parent
 
 POLL_S = 0.7  # what the feed page's script waits between two polls
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from trainer.demo.synth.draw import Color, scaled
+from trainer.synth.draw import Color, scaled
 
 WIRE_COLORS: tuple[Color, ...] = (
     (40, 40, 200),

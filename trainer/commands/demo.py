@@ -15,9 +15,15 @@ import numpy as np
 
 from edge_agent.ops.logs import configure_logging
 from trainer.commands.options import DefaultsShown, run_guarded
-from trainer.demo.local_broker import LocalBroker
-from trainer.demo.station_run import AgentProcess, Board, VerdictListener, drop_board, load_boards
-from trainer.demo.station_setup import ensure_models, ensure_station
+from trainer.harness.local_broker import LocalBroker
+from trainer.harness.station_run import (
+    AgentProcess,
+    Board,
+    VerdictListener,
+    drop_board,
+    load_boards,
+)
+from trainer.harness.station_setup import ensure_models, ensure_station
 from trainer.settings import load_config
 
 

@@ -27,10 +27,10 @@ from edge_agent.contracts.config import ConnectorSettings, RegistrationSettings
 from edge_agent.inspect.cropping import crop_all
 from edge_agent.inspect.imaging import decode_image
 from edge_agent.inspect.registration import Registrar, RegistrationError
-from trainer.demo.synth.plan import DEFAULT_BOARDS, BoardPlan, plan_boards, split_sizes
-from trainer.demo.synth.scene import Station
-from trainer.demo.synth.variation import DOMAINS
 from trainer.progress import track
+from trainer.synth.plan import DEFAULT_BOARDS, BoardPlan, plan_boards, split_sizes
+from trainer.synth.scene import Station
+from trainer.synth.variation import DOMAINS
 
 JPEG_QUALITY = 92
 PNG_COMPRESSION = 3

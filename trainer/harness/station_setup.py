@@ -11,8 +11,8 @@ from pathlib import Path
 
 from edge_agent.contracts.bundle import active_dir
 from edge_agent.contracts.config import ConfigError
-from trainer.demo.synth.station import generate_station
 from trainer.settings import load_config
+from trainer.synth.station import generate_station
 from trainer.train_all import train_all, write_summary
 
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from trainer.demo.synth.board import Footprint, render_board
-from trainer.demo.synth.cables import draw_cable, stray_cable
-from trainer.demo.synth.defects import ConnectorView, Placed, good_part, make_defect
-from trainer.demo.synth.draw import Sprite, composite
-from trainer.demo.synth.layout import FRAME, MARGIN, ConnectorPlace, make_layout
-from trainer.demo.synth.parts import draw_part
-from trainer.demo.synth.variation import (
+from trainer.synth.board import Footprint, render_board
+from trainer.synth.cables import draw_cable, stray_cable
+from trainer.synth.defects import ConnectorView, Placed, good_part, make_defect
+from trainer.synth.draw import Sprite, composite
+from trainer.synth.layout import FRAME, MARGIN, ConnectorPlace, make_layout
+from trainer.synth.parts import draw_part
+from trainer.synth.variation import (
     DOMAINS,
     Shot,
     board_tint,

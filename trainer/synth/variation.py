@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from trainer.demo.synth.draw import Color
+from trainer.synth.draw import Color
 
 BASE_BLUR = 0.6  # the lens at its best: the reference image is this sharp
 NOISE_PAD = 64  # the noise field is this much larger than the frame, for random offsets

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.demo.soak.faults import Event
-from trainer.demo.soak.stream import SentInput
+from trainer.benches.soak.faults import Event
+from trainer.benches.soak.stream import SentInput
 
 SAMPLES = 20
 """At most this many part ids listed per failing check."""

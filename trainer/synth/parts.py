@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.demo.synth.draw import Color, Pen, Sprite, scaled
+from trainer.synth.draw import Color, Pen, Sprite, scaled
 
 EDGE = 6  # sprite border around the body: room for the silkscreen outline
 
