@@ -137,12 +137,14 @@ class ConnectorWatch:
 
     # -- words ----------------------------------------------------------------------------
     def value_reference(self, measure: str | None) -> tuple[float | None, float | None]:
-        """The measure's recent value and its reference (median score; NOK share)."""
+        """The measure's recent value and its reference: the median score over the boards since
+        its test left 0 (at most `RECENT`), or the NOK share of the last `RECENT` boards."""
         if measure == "nok_rate":
             return sum(self.recent_nok) / max(1, len(self.recent_nok)), self.designs[measure].p0
         if self.quantiles is None or not self.recent:
             return None, None
-        return statistics.median(self.recent), self.quantiles[1]
+        boards = max(1, min(self.runs.get(measure or "", 0), RECENT))
+        return statistics.median(list(self.recent)[-boards:]), self.quantiles[1]
 
     def describe(self, measure: str | None) -> str:
         """Plain words: the measure, its value, the reference and the boards seen."""
