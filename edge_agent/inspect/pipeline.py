@@ -26,10 +26,11 @@ from edge_agent.contracts.verdict import (
     new_result_id,
     safe_part_id,
 )
+from edge_agent.inspect.capture import capture_measures
 from edge_agent.inspect.cropping import check_boxes, crop_all, outside_the_photo
 from edge_agent.inspect.heatmap import overlay_heatmap
 from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
-from edge_agent.inspect.registration import Registrar, RegistrationError
+from edge_agent.inspect.registration import Registrar, Registration, RegistrationError
 from edge_agent.inspect.scoring import ConnectorModel, ConnectorScore, ModelRegistry
 
 log = structlog.get_logger()
@@ -45,6 +46,8 @@ class InspectionResult:
     scores: dict[str, ConnectorScore]
     failed_stage: str | None
     error: str | None
+    capture: dict[str, float] | None = None
+    """The photo's capture measures (`inspect/capture.py`), None when it was not registered."""
 
 
 @dataclass
@@ -131,12 +134,15 @@ class Inspector:
         heatmaps: dict[str, bytes] = {}
         outcomes: list[ConnectorOutcome] = []
         outside: dict[str, float] = {}
+        capture: dict[str, float] | None = None
 
         with stages.run("decode", "decode", (DecodeError, ERROR)):
             image = decode_image(data, self._max_bytes(source_uri), self.config.limits.max_pixels)
         if stages.failure is None:
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
                 registration = self.registrar.register(image)
+        if stages.failure is None:
+            capture = _capture(registration, self.registrar.reference_size)
         if stages.failure is None:
             with stages.run("crop", "align"):
                 limit = self.config.registration.max_outside_fraction
@@ -187,6 +193,7 @@ class Inspector:
             scores=scores,
             failed_stage=failure.stage if failure else None,
             error=failure.message if failure else None,
+            capture=capture,
         )
 
     def _max_bytes(self, source_uri: str) -> int:
@@ -229,6 +236,15 @@ class Inspector:
             if outcome.evaluation in wanted:
                 overlay = overlay_heatmap(crops[outcome.id], scores[outcome.id].amap)
                 heatmaps[outcome.id] = encode_png(overlay, compression=1)
+
+
+def _capture(registration: Registration, reference_size: tuple[int, int]) -> dict | None:
+    """The photo's capture measures for the drift monitor; a fault there never fails a board."""
+    try:
+        return capture_measures(registration, reference_size)
+    except Exception:
+        log.exception("capture_measures_failed")
+        return None
 
 
 def _connector_failure(outcomes: list[ConnectorOutcome]) -> Failure | None:
