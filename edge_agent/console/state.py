@@ -35,7 +35,9 @@ class ConsoleState:
     def reload(self) -> None:
         """Read the config again and rebuild what depends on it."""
         self.config = load_config(self.config_path)
-        self.journal = JournalReader(self.config.paths.state / JOURNAL_FILE)
+        self.journal = JournalReader(
+            self.config.paths.state / JOURNAL_FILE, self.config.drift.review_head_boards
+        )
         self.images = BoardImages(self.config)
         self.heatmaps = HeatmapMaker(self.config.paths.models)
 
