@@ -13,7 +13,7 @@ from mqtt_broker import MosquittoBroker
 from retrain_station import cli_process
 from structlog.testing import capture_logs
 
-from trainer.retrain.early import early_retrains
+from trainer.retrain.early import drift_alarm, early_retrains
 from trainer.retrain.job import RetrainJob
 from trainer.retrain.runs import read_early_runs, record_early_run
 from trainer.settings import TrainerConfig, load_config
@@ -122,6 +122,17 @@ def test_the_job_retrains_only_what_drift_asks_for_and_records_it_under_its_lock
     }
     assert early_retrains(config) == []
     assert job.run(early=True).results == []  # this alarm had its early run
+
+
+def test_recalibration_is_told_of_an_alarm_and_only_of_an_alarm(
+    tmp_path: Path, line: DriftJournal
+) -> None:
+    config = station(tmp_path)
+    line.drift("J1", "warning", at(10), "J1 scores: median 0.70, reference 0.55, 80 boards")
+    line.drift("J3", "alarm", at(10), "J3 scores: median 0.81, reference 0.55, 120 boards")
+
+    assert drift_alarm(config, "J1") is None
+    assert drift_alarm(config, "J3") == "J3 scores: median 0.81, reference 0.55, 120 boards"
 
 
 @pytest.mark.slow
