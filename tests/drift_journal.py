@@ -69,7 +69,7 @@ class DriftJournal:
             "connectors": rows,
         }
         self.journal.record_inspection(verdict, [], VERDICT_TOPIC)
-        self.crops.keep(verdict, {c: np.full((8, 8, 3), 90, np.uint8) for c in scores})
+        self.crops.keep(verdict, {c: np.full((24, 32, 3), 90, np.uint8) for c in scores})
         return result_id
 
     def confirm(self, result_id: str, connector: str, label: str = "OK") -> None:
