@@ -107,6 +107,8 @@ def test_the_connector_page_shows_its_drift_state_and_statistic_over_time(statio
         ("warning", at(8)),
         ("alarm", at(9)),
     ]
+    stretches = [(g["state"], len(g["points"].split())) for g in chart["segments"]]
+    assert stretches == [("ok", 8), ("warning", 2), ("alarm", 3)]  # each joined to the last
     svg = re.search(r'<svg class="chart drift-chart".*?</svg>', section, re.S)
     assert svg is not None
     assert svg.group(0).count('class="change ') == 2

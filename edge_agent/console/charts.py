@@ -53,8 +53,9 @@ def drift_chart(
     points: list[tuple[str, float, str]], warning_level: float | None
 ) -> dict[str, Any] | None:
     """A subject's drift statistic over time in the connector page's 480 x 200 chart: the line
-    (x by time), the alarm level 1.0 and the warning level as heights, the state changes as x
-    positions. `points` are (ISO time, statistic / alarm threshold, state), oldest first."""
+    (x by time) and its stretches by state, the alarm level 1.0 and the warning level (when
+    known) as heights, the state changes as x positions. `points` are (ISO time, statistic /
+    alarm threshold, state), oldest first."""
     if not points:
         return None
     levels = [1.0] + ([warning_level] if warning_level else [])
@@ -69,8 +70,16 @@ def drift_chart(
     def y(value: float) -> float:
         return round(CHART_BASE - CHART_HEIGHT * max(value, 0.0) / top, 1)
 
+    xy = [f"{x(i)},{y(value)}" for i, (_, value, _) in enumerate(points)]
+    segments: list[dict[str, Any]] = []
+    for i, (_, _, state) in enumerate(points):
+        if segments and segments[-1]["state"] == state:
+            segments[-1]["points"].append(xy[i])
+        else:  # a new state's stretch starts where the last one ended: the line stays whole
+            segments.append({"state": state, "points": [*xy[i - 1 : i], xy[i]]})
     return {
-        "line": " ".join(f"{x(i)},{y(value)}" for i, (_, value, _) in enumerate(points)),
+        "line": " ".join(xy),
+        "segments": [{"state": g["state"], "points": " ".join(g["points"])} for g in segments],
         "top": top,
         "alarm_y": y(1.0),
         "warning_y": y(warning_level) if warning_level else None,
