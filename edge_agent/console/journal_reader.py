@@ -328,12 +328,13 @@ class JournalReader:
             rows = self._rows(
                 "SELECT i.rowid, i.result_id, i.part_id, i.created_at, i.verdict_json"
                 " FROM crops c JOIN inspections i ON i.result_id = c.result_id"
-                " WHERE c.connector = ? AND c.evaluation IN ('OK', 'NOK') AND i.created_at >= ?"
+                " WHERE c.connector = ? AND c.evaluation IN ('OK', 'NOK')"
+                " AND c.created_at >= ? AND i.created_at >= ?"
                 " AND json_extract(i.verdict_json, '$.duplicate_of') IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM confirmations f"
                 "   WHERE f.result_id = c.result_id AND f.connector = c.connector)"
                 " ORDER BY i.rowid DESC LIMIT ?",
-                (connector, since, self.drift_head),
+                (connector, since, since, self.drift_head),
             )
             for row in rows:
                 verdict = json.loads(row["verdict_json"])
@@ -414,9 +415,10 @@ class JournalReader:
         time format) carry a confirmation, whatever its label."""
         rows = self._rows(
             "SELECT COUNT(*) AS n FROM crops c JOIN inspections i ON i.result_id = c.result_id"
-            " WHERE c.connector = ? AND i.created_at >= ? AND EXISTS (SELECT 1 FROM confirmations"
-            " f WHERE f.result_id = c.result_id AND f.connector = c.connector)",
-            (connector, since),
+            " WHERE c.connector = ? AND c.created_at >= ? AND i.created_at >= ? AND EXISTS"
+            " (SELECT 1 FROM confirmations f"
+            "  WHERE f.result_id = c.result_id AND f.connector = c.connector)",
+            (connector, since, since),
         )
         return rows[0]["n"] if rows else 0
 
