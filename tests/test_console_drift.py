@@ -170,3 +170,23 @@ def test_every_page_banner_shows_drift_alarms_and_warnings_apart_in_chromium(
     finally:
         context.close()
     assert not errors, errors
+
+
+def test_the_review_page_marks_the_drift_heads_crops_in_chromium(station, browser: Any) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    line, client = station
+    nok = line.board(1, {"J1": 1.5, "J3": 0.2})
+    drifted = line.board(10, {"J1": 0.2, "J3": 0.3})
+    line.drift("J3", "alarm", at(5), REASON)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=client.base)
+    try:
+        shown = context.new_page()
+        shown.goto("/review")
+        expect(shown.locator("#r-conn")).to_have_text("J3")
+        expect(shown.locator("#r-board")).to_have_attribute("href", f"/board/{drifted}#c-J3")
+        expect(shown.locator("#r-drift")).to_be_visible()
+        shown.locator("#b-skip").click()
+        expect(shown.locator("#r-board")).to_have_attribute("href", f"/board/{nok}#c-J1")
+        expect(shown.locator("#r-drift")).to_be_hidden()
+    finally:
+        context.close()
