@@ -115,6 +115,10 @@ def test_the_connector_page_shows_its_drift_state_and_statistic_over_time(statio
     assert 'class="alarm-level"' in svg.group(0) and 'class="warning-level"' in svg.group(0)
     assert summary["state"]["state"] == "alarm" and summary["state"]["since"] == at(9)
 
+    listed = re.findall(r'<td class="drift-state">(.*?)</td>', page(client, "/connectors"))
+    assert [re.sub(r"<[^>]+>", "", cell) for cell in listed] == ["—", "alarm"]  # J1, J3
+    assert f'title="{REASON}"' in listed[1]
+
 
 def test_a_journal_without_drift_data_says_so_on_the_connector_page(station) -> None:
     line, client = station

@@ -164,13 +164,22 @@ def retrain_view(
 def connectors_page(request: Request) -> HTMLResponse:
     state = console(request)
     models = state.config.paths.models
+    drift = state.journal.drift_states()
     rows = []
     for cid, settings in state.config.connectors.items():
         try:
             current = lifecycle.state(models, cid).as_dict()
         except lifecycle.LifecycleError as exc:
             current = {"problem": str(exc)}
-        rows.append({"id": cid, "enabled": settings.enabled, **current})
+        seen = drift.get(cid)
+        rows.append(
+            {
+                "id": cid,
+                "enabled": settings.enabled,
+                "drift": seen.as_dict() if seen else None,
+                **current,
+            }
+        )
     return render(request, "connectors.html", rows=rows)
 
 
