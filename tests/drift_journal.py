@@ -1,6 +1,6 @@
 """A real journal with drift states for the console and trainer tests: boards with kept crops at
-chosen times, confirmations, and the drift monitor's two tables as the drift contract declares
-them (created here when the journal does not declare them itself)."""
+chosen times, confirmations, and rows of the journal's drift tables as the drift monitor writes
+them."""
 
 from __future__ import annotations
 
@@ -15,14 +15,6 @@ from edge_agent.store.crop_store import CropStore
 from edge_agent.store.journal import Journal
 
 VERDICT_TOPIC = "plant/t/verdict"
-DRIFT_TABLES = """
-CREATE TABLE IF NOT EXISTS drift_states (subject TEXT PRIMARY KEY,
-    state TEXT NOT NULL CHECK(state IN ('ok','warning','alarm')), reason TEXT NOT NULL,
-    since TEXT NOT NULL, measure TEXT, statistic REAL, value REAL, reference REAL,
-    boards INTEGER NOT NULL, result_id TEXT, model_version TEXT, detail TEXT);
-CREATE TABLE IF NOT EXISTS drift_history (id INTEGER PRIMARY KEY, at TEXT NOT NULL,
-    subject TEXT NOT NULL, measure TEXT, statistic REAL NOT NULL, state TEXT NOT NULL);
-"""
 START = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
 
 
@@ -40,8 +32,6 @@ class DriftJournal:
         self.journal = Journal(self.path)
         self.journal.start_session()
         self.crops = CropStore(state)
-        with sqlite3.connect(self.path) as db:
-            db.executescript(DRIFT_TABLES)
 
     def close(self) -> None:
         self.crops.close()
@@ -78,22 +68,30 @@ class DriftJournal:
     def drift(
         self, subject: str, state: str, since: str, reason: str = "", detail: str | None = None
     ) -> None:
-        """The subject's current drift state, as the monitor writes it."""
-        with sqlite3.connect(self.path) as db:
-            db.execute(
-                "INSERT OR REPLACE INTO drift_states (subject, state, reason, since, measure,"
-                " statistic, boards, detail) VALUES (?, ?, ?, ?, 'scores_up', ?, 120, ?)",
-                (subject, state, reason or f"{subject} {state}", since, 1.3, detail),
-            )
+        """The subject's current drift state, written as the monitor writes it."""
+        row = {
+            "subject": subject,
+            "state": state,
+            "reason": reason or f"{subject} {state}",
+            "since": since,
+            "measure": "scores_up",
+            "statistic": 1.3,
+            "value": None,
+            "reference": None,
+            "boards": 120,
+            "result_id": None,
+            "model_version": None,
+            "detail": detail,
+        }
+        self.journal.record_drift([row], [], [])
 
     def history(self, subject: str, rows: list[tuple[str, float, str]]) -> None:
         """Drift history rows (time, statistic, state) of a subject."""
-        with sqlite3.connect(self.path) as db:
-            db.executemany(
-                "INSERT INTO drift_history (at, subject, measure, statistic, state)"
-                " VALUES (?, ?, 'scores_up', ?, ?)",
-                [(when, subject, value, state) for when, value, state in rows],
-            )
+        history = [
+            {"at": when, "subject": subject, "measure": "scores_up", "statistic": value, "state": s}
+            for when, value, s in rows
+        ]
+        self.journal.record_drift([], history, [])
 
 
 def drop_drift_tables(path: Path) -> None:
