@@ -88,6 +88,11 @@ class _Runner:
             code = self._child.wait()
             log.info("retrain_finished", trigger=trigger, exit_code=code)
 
+    @property
+    def busy(self) -> bool:
+        """A run is going on (or waiting for the one going on)."""
+        return self._one_at_a_time.locked()
+
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
@@ -105,6 +110,8 @@ def early_check(config: TrainerConfig, runner: _Runner) -> Callable[[], None]:
     """The periodic drift check: `retrain --now --early` when a drift alarm asks for it."""
 
     def check() -> None:
+        if runner.busy:  # a run is going on: a check after it asks again
+            return
         try:
             due = early_retrains(config)
         except (OSError, sqlite3.Error) as exc:
@@ -161,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=DRIFT_CHECK_S,
         id="drift",
         next_run_time=now,
+        max_instances=2,  # a check while its early run goes on finds the runner busy and ends
     )
     missed = missed_run(trigger, read_last_run(config), now, grace)
     if missed is not None:
