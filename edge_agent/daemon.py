@@ -119,7 +119,7 @@ class Agent:
             config.paths.models,
             connectors,
             config.scoring.threads,
-            crop_sizes={cid: (c.box[3], c.box[2]) for cid, c in config.connectors.items()},
+            crop_sizes={cid: c.crop_size for cid, c in config.connectors.items()},
         )
         self.feedback = FeedbackLoop(config, self.journal, connectors)
         self.loader = ModelLoader(self._follow_model_links)

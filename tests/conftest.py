@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -19,11 +22,42 @@ from trainer.demo.station_run import AgentProcess
 settings.register_profile("edge-inspect", database=None, deadline=None, print_blob=True)
 settings.load_profile("edge-inspect")
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright, one per test module; skipped where either is
+    missing (`./run.sh setup` installs both)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (./run.sh setup installs it)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A fresh mosquitto on a free loopback port, stopped after the test."""
     server = MosquittoBroker(tmp_path / "broker")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A mosquitto as `deploy/mosquitto.conf` sets it up: no anonymous access, a password file
+    with the user `agent` (password `s3cret`)."""
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "agent", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    server = MosquittoBroker(tmp_path / "secured", password_file=passwords)
     server.start()
     yield server
     server.stop()

@@ -7,7 +7,6 @@ real console, and every open page follows within 2 s, the health page without a 
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ from edge_agent.ops.health import HealthServer
 from edge_agent.ops.telemetry import Telemetry
 from trainer.demo.station_run import AgentProcess
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WITHIN_MS = 2000
 SINCE = "2026-12-06T18:00:00.000Z"
 DRIFT = {
@@ -119,17 +117,6 @@ def test_drift_entries_are_read_whatever_their_shape() -> None:
 
 
 # -- in Chromium, beside a real agent -----------------------------------------------------------
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (./run.sh setup installs it)")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def banner_shows(page: Any, text: str, timeout_ms: float) -> None:

@@ -7,7 +7,6 @@ else to the test's temporary folder.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import tomllib
 from collections.abc import Iterator
@@ -34,7 +33,6 @@ from trainer.settings import load_config as load_trainer_config
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FED_BOARDS = 4
 
 
@@ -46,16 +44,6 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
     )
     yield running
     stop_line(running)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (./run.sh setup installs it)")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

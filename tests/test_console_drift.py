@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from console_station import ConsoleProcess, HttpClient, env_without_auth
 from drift_journal import DriftJournal, at, drop_drift_tables
-from test_console_agent_state import CHROMIUM
 
 from edge_agent.contracts.config import HealthSettings
 from edge_agent.ops.health import HealthServer
@@ -33,17 +32,6 @@ READYZ_DRIFT = {  # the /readyz body's `drift` mapping, as the contract shapes i
     "J1": {"state": "ok", "reason": "J1 scores within the reference", "since": at(0),
            "measure": None, "statistic": 0.1},
 }  # fmt: skip
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (./run.sh setup installs it)")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

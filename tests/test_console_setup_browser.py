@@ -3,9 +3,7 @@ page refused, backups listed and one restored."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from console_station import Line, built_station, start_line, stop_line
@@ -13,7 +11,6 @@ from console_station import Line, built_station, start_line, stop_line
 from edge_agent.contracts.config import load_config
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +21,10 @@ def line(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Line]:
 
 
 @pytest.fixture
-def context(line: Line) -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (./run.sh setup installs it)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        opened = browser.new_context(
-            viewport={"width": 1440, "height": 900}, base_url=line.console.url
-        )
-        yield opened
-        browser.close()
+def context(line: Line, browser) -> Iterator:
+    opened = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=line.console.url)
+    yield opened
+    opened.close()
 
 
 def drag(page, locator, dx: float, dy: float) -> None:

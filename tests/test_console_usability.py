@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -45,7 +44,6 @@ from trainer.retrain.runs import retrain_root
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 RESHOT = "RESHOT-0001"
 SHIFTED = "SHIFTED-0001"
@@ -73,16 +71,6 @@ def shifted_down(image: Path, out: Path, pixels: int = 160) -> Board:
     moved = cv2.warpAffine(photo, np.float32([[1, 0, 0], [0, 1, pixels]]), (width, height))
     cv2.imwrite(str(out), moved)
     return Board(out, "test", {}, {})
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (./run.sh setup installs it)")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def opened(browser, line: Line, viewport: dict) -> Iterator:

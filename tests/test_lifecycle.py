@@ -142,3 +142,28 @@ def test_model_announcement_info_names_candidate_rollback_and_last_event(models:
 
     assert (info["candidate"], info["rollback_to"]) == ("2026-09-03.1", "2026-09-01.1")
     assert info["last_event"]["event"] == "candidate" and info["last_event"]["by"] == "trainer"
+
+
+def test_a_version_that_does_not_fit_is_never_offered_for_rollback_nor_promoted(
+    models: Path,
+) -> None:
+    # Copied in by hand: another connector's bundle and one made for another crop size, both
+    # older than a fitting version activated without history (as `edge-inspect train` does).
+    other = install_bundle(
+        models, make_manifest("J2", "2026-09-02.1", 24, 32, 16, 10.0), b"J2", make_active=False
+    )
+    other.rename(models / CID / "2026-09-02.1")
+    install_bundle(
+        models, make_manifest(CID, "2026-09-03.1", 30, 50, 16, 10.0), b"wide", make_active=False
+    )
+    add(models, "2026-09-04.1", active=True)
+    crop = (24, 32)  # (height, width) of the crop J1's box cuts
+
+    assert lifecycle.state(models, CID, crop).rollback_to == "2026-09-01.1"
+    assert lifecycle.lifecycle_info(models, CID, crop)["rollback_to"] == "2026-09-01.1"
+    assert lifecycle.rollback(models, CID, "anna", crop)["version"] == "2026-09-01.1"
+    with pytest.raises(LifecycleError, match="connector 'J2'"):
+        lifecycle.promote(models, CID, "2026-09-02.1", crop_size=crop)
+    with pytest.raises(LifecycleError, match="50x30"):
+        lifecycle.promote(models, CID, "2026-09-03.1", crop_size=crop)
+    assert lifecycle.state(models, CID).active == "2026-09-01.1"

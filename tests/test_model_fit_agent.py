@@ -96,12 +96,15 @@ def test_a_bundle_of_another_crop_size_is_refused_and_named_in_readiness(
 
 
 def test_an_agent_started_on_a_misfit_bundle_reports_model_mismatch(
-    tmp_path: Path, station: Path, broker: MosquittoBroker
+    tmp_path: Path, station: Path, broker: MosquittoBroker, recorder
 ) -> None:
     models = station.parent / "models"
     reference = cv2.imread(str(station.parent / "reference.png"))
     other = reference[0:30, 0:50].astype(np.float32)
+    # an older misfit lying beside the fitting version, never to be offered as a rollback
+    install_template_model(models, "J2", "2025-12-31.1", other, 16, 1e4, make_active=False)
     misfit = install_template_model(models, "J2", "2026-01-02.1", other, 16, 1e4)
+    announced = recorder(f"{PREFIX}/model/J2")
     agent = AgentProcess(station, broker.port, tmp_path / "agent.log").start()
     listener = VerdictListener(broker.port, PREFIX)
     try:
@@ -115,6 +118,9 @@ def test_an_agent_started_on_a_misfit_bundle_reports_model_mismatch(
         (models / "J2" / ACTIVE_LINK).unlink()
         (models / "J2" / ACTIVE_LINK).symlink_to("2026-01-01.1")
         wait_until(lambda: readyz(agent)[0] == 200, 30, "ready once J2's model fits")
+        (message,) = announced.wait_for(lambda ms: len(ms) >= 1, timeout=30)[-1:]
+        assert message.json()["version"] == "2026-01-01.1"
+        assert message.json()["rollback_to"] is None  # not the misfit 2025-12-31.1
         after = boards_get_verdicts(station, listener)
         assert {row["id"]: row["evaluation"] for row in after[-1]["connectors"]} == {
             "J1": "OK",

@@ -3,11 +3,8 @@ metrics; the broker's refusal and a long outage seen by a real MQTT link on a re
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from mqtt_broker import MosquittoBroker, wait_until
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -123,21 +120,6 @@ def test_a_failing_journal_and_a_low_disk_are_reasons() -> None:
     codes = [(r.code, r.reason) for r in storage_reasons(report)]
     assert [c for c, _ in codes] == ["journal_failing", "disk_low"]
     assert "disk I/O error" in codes[0][1] and "200 MB" in codes[1][1]
-
-
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A mosquitto as deploy/mosquitto.conf sets it up: no anonymous access, a password file."""
-    passwords = tmp_path / "passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(passwords), "agent", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    broker = MosquittoBroker(tmp_path / "secured", password_file=passwords)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def test_a_broker_refusing_anonymous_access_is_a_reason_with_the_credentials_remedy(

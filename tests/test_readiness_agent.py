@@ -108,21 +108,6 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
         agent.stop()
 
 
-@pytest.fixture
-def secured(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    """A mosquitto as `deploy/mosquitto.conf` sets it up: no anonymous access, a password file."""
-    passwords = tmp_path / "passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(passwords), "agent", "s3cret"],
-        check=True,
-        capture_output=True,
-    )
-    broker = MosquittoBroker(tmp_path / "secured", password_file=passwords)
-    broker.start()
-    yield broker
-    broker.stop()
-
-
 def test_a_broker_refusing_anonymous_access_makes_the_agent_not_ready(
     tmp_path: Path, secured: MosquittoBroker, start_agent: Callable[..., AgentProcess]
 ) -> None:

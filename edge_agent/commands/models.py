@@ -58,7 +58,10 @@ def _check_station(config: StationConfig, path: Path | None) -> None:
 
 
 def _list(config: StationConfig, as_json: bool) -> int:
-    states = [lifecycle.state(config.paths.models, c) for c in config.enabled_connectors()]
+    states = [
+        lifecycle.state(config.paths.models, c, config.connectors[c].crop_size)
+        for c in config.enabled_connectors()
+    ]
     if as_json:
         print(json.dumps([s.as_dict() for s in states], indent=2))
         return 0
@@ -135,10 +138,11 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "show":
             return _show(config, args.connector, args.version)
         models, by = config.paths.models, f"cli:{args.by or current_user()}"
+        crop_size = config.connectors[args.connector].crop_size
         if args.action == "promote":
-            event = lifecycle.promote(models, args.connector, args.version, by)
+            event = lifecycle.promote(models, args.connector, args.version, by, crop_size=crop_size)
         else:
-            event = lifecycle.rollback(models, args.connector, by)
+            event = lifecycle.rollback(models, args.connector, by, crop_size)
     except (ConfigError, lifecycle.LifecycleError, BundleError) as exc:
         print(f"edge-inspect models: error: {exc}", file=sys.stderr)
         return 2

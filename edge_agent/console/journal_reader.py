@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.store.journal import inspection_record
+from edge_agent.store.sqlite_files import connect
 
 RESULT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 EVALUATIONS = ("OK", "NOK", "ERROR", "NOT_DECIDABLE")
@@ -221,8 +222,7 @@ class JournalReader:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        uri = f"{self.path.resolve().as_uri()}?mode=ro"
-        db = sqlite3.connect(uri, uri=True, timeout=5.0, check_same_thread=False)
+        db = connect(self.path, read_only=True)
         db.row_factory = sqlite3.Row
         try:
             yield db

@@ -128,6 +128,20 @@ def read_manifest(bundle_dir: Path) -> Manifest:
         raise BundleError(f"{path}: invalid manifest: {exc.errors()[0]}") from None
 
 
+def misfit(manifest: Manifest, connector: str, crop_size: tuple[int, int] | None) -> str | None:
+    """Why a bundle cannot score `connector` (another connector's, or an input other than the
+    (height, width) crop its box cuts); None when it fits."""
+    if manifest.connector != connector:
+        return f"{MISFIT}: manifest is for connector {manifest.connector!r}, not {connector!r}"
+    spec = manifest.input
+    if crop_size is not None and (spec.height, spec.width) != tuple(crop_size):
+        return (
+            f"{MISFIT}: the manifest's input is {spec.width}x{spec.height} (width x height), "
+            f"connectors.{connector}.box cuts {crop_size[1]}x{crop_size[0]}"
+        )
+    return None
+
+
 def verify_bundle(bundle_dir: Path) -> Manifest:
     """Load and check a bundle: manifest valid, model present and matching its sha256."""
     bundle_dir = Path(bundle_dir)

@@ -50,6 +50,11 @@ class ConnectorSettings(Section):
             raise ValueError(f"box {list(box)} needs x, y >= 0 and width, height > 0")
         return box
 
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """(height, width) of the crop the box cuts: the input its model must take."""
+        return self.box[3], self.box[2]
+
 
 class StationSettings(Section):
     name: str = "line/aoi"

@@ -89,10 +89,14 @@ class FeedbackLoop:
                 changed = True
         return changed
 
+    def _crop_size(self, connector: str) -> tuple[int, int]:
+        """(height, width) of the crop the connector's box cuts: the input its model takes."""
+        return self.config.connectors[connector].crop_size
+
     def model_info(self, connector: str) -> dict[str, Any]:
         """Candidate, rollback target and last lifecycle event, for `model/<connector>`."""
         try:
-            return lifecycle.lifecycle_info(self.models_root, connector)
+            return lifecycle.lifecycle_info(self.models_root, connector, self._crop_size(connector))
         except lifecycle.LifecycleError as exc:
             return {"lifecycle_error": str(exc)}
 
@@ -107,10 +111,13 @@ class FeedbackLoop:
             if version is not None and not isinstance(version, str):
                 raise ValueError(f"version {version!r} must be a string (none: the candidate)")
             by = str(request.get("by") or "mqtt")
+            crop_size = self._crop_size(connector)
             if name == "promote":
-                event = lifecycle.promote(self.models_root, connector, version, by)
+                event = lifecycle.promote(
+                    self.models_root, connector, version, by, crop_size=crop_size
+                )
             else:
-                event = lifecycle.rollback(self.models_root, connector, by)
+                event = lifecycle.rollback(self.models_root, connector, by, crop_size)
         except (ValueError, lifecycle.LifecycleError, BundleError, OSError) as exc:
             log.warning("model_command_refused", command=name, error=str(exc))
             return {"command": name, "ok": False, "error": str(exc)}

@@ -24,9 +24,12 @@ from edge_agent.contracts.atomic import move_atomic, replace_symlink, write_json
 from edge_agent.contracts.bundle import (
     ACTIVE_LINK,
     REJECTED_DIR,
+    BundleError,
     activate,
     connector_dir,
     list_versions,
+    misfit,
+    read_manifest,
     verify_bundle,
     version_key,
 )
@@ -107,8 +110,21 @@ def _event(history: dict[str, list], event: str, version: str | None, by: str, *
     return entry
 
 
+def unfit_reason(
+    models_root: Path, connector: str, version: str, crop_size: tuple[int, int] | None
+) -> str | None:
+    """Why `version` cannot score `connector` (unreadable manifest, another connector's bundle,
+    another input size than the box's `crop_size`); None when it fits."""
+    try:
+        manifest = read_manifest(connector_dir(models_root, connector) / version)
+    except (BundleError, OSError) as exc:
+        return str(exc)
+    return misfit(manifest, connector, crop_size)
+
+
 def _rollback_target(history: dict[str, list], versions: list[str], active: str) -> str | None:
-    """The version before `active` on the stack, else the newest older one that was ever active."""
+    """The version before `active` on the stack, else the newest older one that was ever active
+    (`versions`: only those a rollback could load)."""
     stack = [v for v in history["stack"] if v in versions]
     if len(stack) >= 2 and stack[-1] == active:
         return stack[-2]
@@ -122,9 +138,13 @@ def _rollback_target(history: dict[str, list], versions: list[str], active: str)
     return older[-1] if older else None
 
 
-def state(models_root: Path, connector: str) -> ModelState:
-    """Active, candidate, the version a rollback would restore, installed and refused versions."""
+def state(
+    models_root: Path, connector: str, crop_size: tuple[int, int] | None = None
+) -> ModelState:
+    """Active, candidate, the version a rollback would restore, installed and refused versions.
+    A version that does not fit the connector (`unfit_reason`) is never the rollback target."""
     versions = list_versions(models_root, connector)
+    usable = [v for v in versions if unfit_reason(models_root, connector, v, crop_size) is None]
     active = link_target(models_root, connector, ACTIVE_LINK)
     history = read_history(models_root, connector)
     rejected_dir = connector_dir(models_root, connector) / REJECTED_DIR
@@ -136,7 +156,7 @@ def state(models_root: Path, connector: str) -> ModelState:
         connector=connector,
         active=active,
         candidate=link_target(models_root, connector, CANDIDATE_LINK),
-        rollback_to=_rollback_target(history, versions, active) if active else None,
+        rollback_to=_rollback_target(history, usable, active) if active else None,
         versions=versions,
         rejected=rejected,
         last_event=history["events"][-1] if history["events"] else None,
@@ -175,8 +195,10 @@ def promote(
     version: str | None = None,
     by: str = "operator",
     expect_candidate: str | None = None,
+    crop_size: tuple[int, int] | None = None,
 ) -> dict:
-    """Activate `version`, or the candidate when None; with `expect_candidate`, only that one."""
+    """Activate `version`, or the candidate when None; with `expect_candidate`, only that one.
+    A version that does not fit the connector (`crop_size`: its box's crop) is refused."""
     with connector_lock(models_root, connector):
         candidate = link_target(models_root, connector, CANDIDATE_LINK)
         if expect_candidate is not None and candidate != expect_candidate:
@@ -190,13 +212,21 @@ def promote(
             raise LifecycleError(f"{connector}: version {target!r} is not installed")
         if target == link_target(models_root, connector, ACTIVE_LINK):
             raise LifecycleError(f"{connector}: version {target} is already active")
+        unfit = unfit_reason(models_root, connector, target, crop_size)
+        if unfit is not None:
+            raise LifecycleError(f"{connector}: version {target} {unfit}")
         return _switch(models_root, connector, target, "promoted", by)
 
 
-def rollback(models_root: Path, connector: str, by: str = "operator") -> dict:
-    """Restore the version that was active before the current one."""
+def rollback(
+    models_root: Path,
+    connector: str,
+    by: str = "operator",
+    crop_size: tuple[int, int] | None = None,
+) -> dict:
+    """Restore the version that was active before the current one (one that fits)."""
     with connector_lock(models_root, connector):
-        current = state(models_root, connector)
+        current = state(models_root, connector, crop_size)
         if current.active is None:
             raise LifecycleError(f"{connector}: no active model to roll back")
         if current.rollback_to is None:
@@ -260,9 +290,11 @@ def prune_versions(models_root: Path, connector: str, keep: int) -> list[str]:
     return removed
 
 
-def lifecycle_info(models_root: Path, connector: str) -> dict[str, Any]:
+def lifecycle_info(
+    models_root: Path, connector: str, crop_size: tuple[int, int] | None = None
+) -> dict[str, Any]:
     """What the retained `model/<connector>` message adds to the active version."""
-    current = state(models_root, connector)
+    current = state(models_root, connector, crop_size)
     return {
         "candidate": current.candidate,
         "rollback_to": current.rollback_to,

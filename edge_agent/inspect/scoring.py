@@ -20,6 +20,7 @@ from edge_agent.contracts.bundle import (
     Manifest,
     active_dir,
     connector_dir,
+    misfit,
     verify_bundle,
 )
 
@@ -273,12 +274,14 @@ class ModelRegistry:
         old_version = current.version if current else None
         try:
             model = self.load_bundle(target, self.threads)
-            if (model.connector, model.version) != (connector, target.name):
+            if model.version != target.name:
                 raise BundleError(
-                    f"{target}: {MISFIT}: manifest is for connector {model.connector!r} version "
-                    f"{model.version!r}, not {connector!r} {target.name!r}"
+                    f"{target}: {MISFIT}: manifest is for version {model.version!r}, "
+                    f"not {target.name!r}"
                 )
-            self._check_fit(connector, target, model.manifest)
+            unfit = misfit(model.manifest, connector, self.crop_sizes.get(connector))
+            if unfit is not None:
+                raise BundleError(f"{target}: {unfit}")
         except Exception as exc:  # any broken bundle is refused; the running model stays
             error = str(exc) if isinstance(exc, BundleError) else f"{target}: {exc!r}"
             self._refused[connector] = (target, signature, error)
@@ -305,16 +308,6 @@ class ModelRegistry:
             sha256=model.sha256,
         )
         return ModelChange(connector, target, old_version, model.version)
-
-    def _check_fit(self, connector: str, target: Path, manifest: Manifest) -> None:
-        """Refuse a model whose input is not the crop the connector's box cuts."""
-        size = self.crop_sizes.get(connector)
-        spec = manifest.input
-        if size is not None and (spec.height, spec.width) != size:
-            raise BundleError(
-                f"{target}: {MISFIT}: the manifest's input is {spec.width}x{spec.height} "
-                f"(width x height), connectors.{connector}.box cuts {size[1]}x{size[0]}"
-            )
 
 
 def _signature(bundle_dir: Path) -> tuple[int, ...]:

@@ -1,5 +1,6 @@
-"""The one way the agent opens `journal.sqlite`: autocommit, shared between threads, waiting
-on a busy file, foreign keys on; or read-only, for checks and for copying out of a damaged file.
+"""The one way the product opens `journal.sqlite`: autocommit, shared between threads, waiting
+on a busy file, foreign keys on; or read-only, for checks, for copying out of a damaged file and
+for the console's pages.
 """
 
 from __future__ import annotations

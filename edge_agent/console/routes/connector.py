@@ -92,7 +92,9 @@ def connector_summary(request: Request, connector: str) -> dict[str, Any]:
     threshold = next((r.threshold for r in reversed(recent) if r.threshold), 1.0)
     day = _since(HISTORY_HOURS)
     try:
-        current = lifecycle.state(state.config.paths.models, connector)
+        current = lifecycle.state(
+            state.config.paths.models, connector, state.config.connectors[connector].crop_size
+        )
         history = lifecycle.read_history(state.config.paths.models, connector)["events"]
         problem = None
     except lifecycle.LifecycleError as exc:
@@ -168,7 +170,7 @@ def connectors_page(request: Request) -> HTMLResponse:
     rows = []
     for cid, settings in state.config.connectors.items():
         try:
-            current = lifecycle.state(models, cid).as_dict()
+            current = lifecycle.state(models, cid, settings.crop_size).as_dict()
         except lifecycle.LifecycleError as exc:
             current = {"problem": str(exc)}
         seen = drift.get(cid)
@@ -203,10 +205,15 @@ def _lifecycle_reply(connector: str, event: dict[str, Any]) -> JSONResponse:
 @router.post("/api/connector/{connector}/promote")
 def promote(request: Request, connector: str, body: PromoteRequest) -> JSONResponse:
     """`edge-inspect models promote CONNECTOR [VERSION]`; the running agent follows."""
-    models = console(request).config.paths.models
+    config = console(request).config
+    cid = _connector(request, connector, True)
     try:
         event = lifecycle.promote(
-            models, _connector(request, connector, True), body.version, operator(request)
+            config.paths.models,
+            cid,
+            body.version,
+            operator(request),
+            crop_size=config.connectors[cid].crop_size,
         )
     except (lifecycle.LifecycleError, BundleError) as exc:
         raise HTTPException(409, str(exc)) from None
@@ -216,9 +223,12 @@ def promote(request: Request, connector: str, body: PromoteRequest) -> JSONRespo
 @router.post("/api/connector/{connector}/rollback")
 def rollback(request: Request, connector: str) -> JSONResponse:
     """`edge-inspect models rollback CONNECTOR`; the running agent follows."""
-    models = console(request).config.paths.models
+    config = console(request).config
+    cid = _connector(request, connector, True)
     try:
-        event = lifecycle.rollback(models, _connector(request, connector, True), operator(request))
+        event = lifecycle.rollback(
+            config.paths.models, cid, operator(request), config.connectors[cid].crop_size
+        )
     except (lifecycle.LifecycleError, BundleError) as exc:
         raise HTTPException(409, str(exc)) from None
     return _lifecycle_reply(connector, event)
