@@ -132,6 +132,22 @@ def test_the_review_page_puts_the_alarmed_connectors_crops_first_marked_drift(st
     assert 'id="r-drift"' in page(client, "/review")
 
 
+def test_with_drift_off_an_alarm_left_in_the_journal_heads_no_review(station, tmp_path) -> None:
+    line, _ = station
+    nok = line.board(1, {"J1": 1.5, "J3": 0.2})
+    line.board(10, {"J1": 0.2, "J3": 0.3})
+    line.drift("J3", "alarm", at(5), REASON)
+    off = {**env_without_auth(), "EDGE_INSPECT_DRIFT__ENABLED": "false"}
+    console = ConsoleProcess(tmp_path / "config.toml", off, tmp_path / "console-off.log")
+    try:
+        queue = HttpClient(console.url).get_json("/api/review")
+    finally:
+        console.stop()
+    assert [(i["result_id"], i["connector"], i["drift"]) for i in queue["items"]] == [
+        (nok, "J1", False)
+    ]
+
+
 def test_every_page_banner_shows_drift_alarms_and_warnings_apart_in_chromium(
     station, browser: Any, tmp_path: Path
 ) -> None:
