@@ -9,6 +9,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from edge_agent.store.journal import SCHEMA_VERSION, Journal, OutboxMessage
 from edge_agent.store.journal_retention import InspectionPruner
 
@@ -48,6 +50,19 @@ def test_states_are_replaced_per_subject_and_read_back_with_their_messages(
         assert db.execute("SELECT subject, state FROM drift_history").fetchall() == [
             ("capture", "alarm")
         ]
+
+
+def test_deferred_rows_ride_in_the_next_inspection_and_survive_its_failure(
+    journal: Journal,
+) -> None:
+    journal.record_inspection({"result_id": "r1", "evaluation": "OK"}, [], "p/verdict")
+    journal.defer_drift([state_row("J1", "ok", 0.2)], [])
+    assert journal.drift_states() == {}  # no commit of their own
+    with pytest.raises(sqlite3.IntegrityError):  # the same result id again: rolled back
+        journal.record_inspection({"result_id": "r1", "evaluation": "OK"}, [], "p/verdict")
+    assert journal.drift_states() == {}
+    journal.record_inspection({"result_id": "r2", "evaluation": "OK"}, [], "p/verdict")
+    assert journal.drift_states()["J1"]["statistic"] == 0.2
 
 
 def test_a_schema_3_journal_gets_the_drift_tables(tmp_path: Path) -> None:
