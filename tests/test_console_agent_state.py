@@ -25,8 +25,15 @@ from edge_agent.ops.telemetry import Telemetry
 from trainer.harness.station_run import AgentProcess
 
 WITHIN_MS = 2000
+SINCE = "2026-12-06T18:00:00.000Z"
 DRIFT = {
-    "capture": {"state": "alarm", "reason": "sharpness 41, reference 97, 60 boards"},
+    "capture": {
+        "state": "alarm",
+        "reason": "sharpness 41, reference 97, 60 boards",
+        "since": SINCE,
+        "measure": "sharpness",
+        "statistic": 1.4,
+    },
     "J1": {"state": "ok", "reason": "scores within the reference"},
 }
 REASON = {
@@ -80,8 +87,8 @@ def test_the_agent_state_says_live_not_ready_and_unreachable_since_when(
     live = console.get_json("/api/agent-state")
     assert live["state"] == "live" and live["reasons"] == []
     assert sorted(live["drift"], key=lambda d: d["name"]) == [
-        {"name": "J1", "state": "ok", "reason": DRIFT["J1"]["reason"]},
-        {"name": "capture", "state": "alarm", "reason": DRIFT["capture"]["reason"]},
+        {"name": "J1", "state": "ok", "reason": DRIFT["J1"]["reason"], "since": ""},
+        {"name": "capture", "state": "alarm", "reason": DRIFT["capture"]["reason"], "since": SINCE},
     ]
 
     answers.ready, answers.details = False, {"reasons": [REASON]}
@@ -100,9 +107,11 @@ def test_the_agent_state_says_live_not_ready_and_unreachable_since_when(
 
 def test_drift_entries_are_read_whatever_their_shape() -> None:
     listed = {"drift": [{"connector": "J3", "state": "warning", "reason": "J3 scores up", "x": 1}]}
-    assert drift_entries(listed) == [{"name": "J3", "state": "warning", "reason": "J3 scores up"}]
+    assert drift_entries(listed) == [
+        {"name": "J3", "state": "warning", "reason": "J3 scores up", "since": ""}
+    ]
     assert drift_entries({"drift": {"capture": {"state": "ok"}}}) == [
-        {"name": "capture", "state": "ok", "reason": ""}
+        {"name": "capture", "state": "ok", "reason": "", "since": ""}
     ]
     assert drift_entries({}) == [] and drift_entries({"drift": "alarm"}) == []
 

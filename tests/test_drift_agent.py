@@ -17,7 +17,7 @@ from onnx_fixtures import install_template_model
 from readiness_station import BOXES, PREFIX, write_station
 from test_readiness_agent import metrics, readyz
 
-from trainer.demo.station_run import AgentProcess, VerdictListener, drop_board
+from trainer.harness.station_run import AgentProcess, VerdictListener, drop_board
 
 pytestmark = pytest.mark.slow
 

@@ -55,8 +55,9 @@ def look(config: StationConfig) -> tuple[str, Entries, Entries, str | None]:
 
 
 def drift_entries(details: dict[str, Any]) -> Entries:
-    """The body's `drift` entries as (name, state, reason), whatever their shape: a mapping of
-    name -> {state, reason, ...}, or a list of objects naming themselves."""
+    """The body's `drift` entries as (name, state, reason, since), whatever their shape: the
+    agent's mapping of subject -> {state, reason, since, ...}, or a list of objects naming
+    themselves."""
     drift = details.get("drift")
     if isinstance(drift, dict):
         items = list(drift.items())
@@ -73,6 +74,7 @@ def drift_entries(details: dict[str, Any]) -> Entries:
             "name": str(name),
             "state": str(entry.get("state", "?")),
             "reason": str(entry.get("reason", "")),
+            "since": str(entry.get("since") or ""),
         }
         for name, entry in items
         if isinstance(entry, dict)

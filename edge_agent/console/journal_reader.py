@@ -1,9 +1,11 @@
 """The journal as the console sees it: a read-only SQLite connection (WAL readers never block
-the agent), queries for the feed, one board, the review queue and a connector's recent scores.
+the agent), queries for the feed, one board, the review queue, a connector's recent scores and
+the drift monitor's states and history (`drift_states`, `drift_history`; none in an older journal).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import sqlite3
@@ -20,6 +22,7 @@ RESULT_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 EVALUATIONS = ("OK", "NOK", "ERROR", "NOT_DECIDABLE")
 BORDERLINE = 0.8  # an OK connector scoring at least this share of its threshold is reviewed
 REVIEW_WINDOW = 2000  # boards scanned for the review queue, newest first
+CAPTURE = "capture"  # the drift subject of the whole photo (every other subject is a connector)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class ReviewItem:
     score: float | None
     threshold: float | None
     version: str | None
+    drift: bool = False  # put first: the connector's drift alarm is on
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -109,6 +113,32 @@ class ReviewQueue:
 
     def as_dict(self) -> dict[str, Any]:
         return {"items": [item.as_dict() for item in self.items], "total": self.total}
+
+
+@dataclass(frozen=True)
+class DriftState:
+    """A subject's (a connector's or "capture") current drift state, as the agent keeps it."""
+
+    subject: str
+    state: str  # ok | warning | alarm
+    reason: str
+    since: str
+    measure: str | None
+    statistic: float | None
+    boards: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DriftPoint:
+    """One row of a subject's drift history: its statistic (1.0 = alarm level) and state."""
+
+    at: str
+    measure: str | None
+    statistic: float
+    state: str
 
 
 @dataclass
@@ -153,11 +183,42 @@ def _board_row(row: sqlite3.Row) -> BoardRow:
     )
 
 
-class JournalReader:
-    """Opens `journal.sqlite` read-only for each query; a missing journal reads as empty."""
+def _item(row: sqlite3.Row, c: dict[str, Any], drift: bool = False) -> ReviewItem:
+    """The review item of connector row `c` of the board `row`."""
+    return ReviewItem(
+        result_id=row["result_id"],
+        part_id=row["part_id"],
+        created_at=row["created_at"],
+        connector=c.get("id"),
+        evaluation=c.get("evaluation"),
+        score=c.get("score"),
+        threshold=c.get("threshold"),
+        version=(c.get("model") or {}).get("version"),
+        drift=drift,
+    )
 
-    def __init__(self, path: Path) -> None:
+
+def _utc(moment: str) -> str:
+    """An ISO 8601 time as the journal writes it (UTC, milliseconds, `Z`): comparable as text."""
+    try:
+        parsed = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return moment
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    stamp = parsed.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+class JournalReader:
+    """Opens `journal.sqlite` read-only for each query; a missing journal reads as empty.
+
+    `drift_head`: at most this many unconfirmed crops of each connector in drift alarm go first
+    in the review queue (`drift.review_head_boards`; 0: none)."""
+
+    def __init__(self, path: Path, drift_head: int = 0) -> None:
         self.path = Path(path)
+        self.drift_head = drift_head
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -227,9 +288,13 @@ class JournalReader:
         return [dict(r) for r in rows]
 
     def _to_review(self) -> Iterator[ReviewItem]:
-        """What "to review" means, everywhere: connectors of recent boards that nobody
-        confirmed, NOK or OK at least `BORDERLINE` of the threshold, newest first; a re-shot
-        board (`duplicate_of`) is not among them, its original is."""
+        """What "to review" means, everywhere: first the drift head (`_drift_head`), then the
+        connectors of recent boards that nobody confirmed, NOK or OK at least `BORDERLINE` of
+        the threshold, newest first; a re-shot board (`duplicate_of`) is not among them, its
+        original is."""
+        head = list(self._drift_head())
+        yield from head
+        taken = {(item.result_id, item.connector) for item in head}
         rows = self._rows(
             "SELECT i.result_id, i.part_id, i.created_at, i.verdict_json FROM inspections i"
             " WHERE i.evaluation IN ('OK', 'NOK')"
@@ -250,17 +315,32 @@ class JournalReader:
                     and threshold
                     and score >= BORDERLINE * threshold
                 )
-                if wanted and (row["result_id"], c.get("id")) not in confirmed:
-                    yield ReviewItem(
-                        result_id=row["result_id"],
-                        part_id=row["part_id"],
-                        created_at=row["created_at"],
-                        connector=c.get("id"),
-                        evaluation=c.get("evaluation"),
-                        score=score,
-                        threshold=threshold,
-                        version=(c.get("model") or {}).get("version"),
-                    )
+                key = (row["result_id"], c.get("id"))
+                if wanted and key not in confirmed and key not in taken:
+                    yield _item(row, c)
+
+    def _drift_head(self) -> Iterator[ReviewItem]:
+        """Each connector in drift alarm: its kept, scored, unconfirmed crops of boards inspected
+        since the alarm began, the newest `drift_head` of them; all of them newest first. What
+        the operators confirm here is what an early retrain learns from."""
+        found: list[tuple[int, ReviewItem]] = []
+        for connector, since in self.drift_alarms().items() if self.drift_head > 0 else ():
+            rows = self._rows(
+                "SELECT i.rowid, i.result_id, i.part_id, i.created_at, i.verdict_json"
+                " FROM crops c JOIN inspections i ON i.result_id = c.result_id"
+                " WHERE c.connector = ? AND c.evaluation IN ('OK', 'NOK')"
+                " AND c.created_at >= ? AND i.created_at >= ?"
+                " AND json_extract(i.verdict_json, '$.duplicate_of') IS NULL"
+                " AND NOT EXISTS (SELECT 1 FROM confirmations f"
+                "   WHERE f.result_id = c.result_id AND f.connector = c.connector)"
+                " ORDER BY i.rowid DESC LIMIT ?",
+                (connector, since, since, self.drift_head),
+            )
+            for row in rows:
+                verdict = json.loads(row["verdict_json"])
+                c = next(c for c in verdict.get("connectors", []) if c.get("id") == connector)
+                found.append((row["rowid"], _item(row, c, drift=True)))
+        return (item for _, item in sorted(found, key=lambda f: f[0], reverse=True))
 
     def review_queue(self, limit: int = 200) -> ReviewQueue:
         """The first `limit` connectors to review and how many there are in all."""
@@ -312,6 +392,56 @@ class JournalReader:
             for r in rows
             if r["score"] is not None
         ]
+
+    def drift_states(self) -> dict[str, DriftState]:
+        """Every subject's current drift state; none before the agent's drift monitor ran."""
+        rows = self._rows(
+            "SELECT subject, state, reason, since, measure, statistic, boards FROM drift_states"
+            " ORDER BY subject"
+        )
+        return {r["subject"]: DriftState(**dict(r)) for r in rows}
+
+    def drift_alarms(self) -> dict[str, str]:
+        """Connector -> when its alarm began (journal time format), for every connector in
+        drift alarm (the capture is not a connector: its crops are every connector's)."""
+        return {
+            subject: _utc(state.since)
+            for subject, state in self.drift_states().items()
+            if state.state == "alarm" and subject != CAPTURE
+        }
+
+    def confirmed_since(self, connector: str, since: str) -> int:
+        """How many of the connector's kept crops of boards inspected since `since` (journal
+        time format) carry a confirmation, whatever its label."""
+        rows = self._rows(
+            "SELECT COUNT(*) AS n FROM crops c JOIN inspections i ON i.result_id = c.result_id"
+            " WHERE c.connector = ? AND c.created_at >= ? AND i.created_at >= ? AND EXISTS"
+            " (SELECT 1 FROM confirmations f"
+            "  WHERE f.result_id = c.result_id AND f.connector = c.connector)",
+            (connector, since, since),
+        )
+        return rows[0]["n"] if rows else 0
+
+    def drift_history(self, subject: str, limit: int = 2000) -> list[DriftPoint]:
+        """The subject's newest `limit` drift history rows, oldest first."""
+        rows = self._rows(
+            "SELECT at, measure, statistic, state FROM"
+            " (SELECT id, at, measure, statistic, state FROM drift_history"
+            "  WHERE subject = ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (subject, limit),
+        )
+        return [DriftPoint(**dict(r)) for r in rows]
+
+    def drift_warning_level(self, subject: str) -> float | None:
+        """The subject's warning level on its statistic's scale (the alarm level is 1.0), as
+        the monitor's `detail` states it (`warning_level`); None where it does not."""
+        rows = self._rows("SELECT detail FROM drift_states WHERE subject = ?", (subject,))
+        try:
+            detail = json.loads(rows[0]["detail"]) if rows and rows[0]["detail"] else {}
+        except ValueError:
+            return None
+        level = detail.get("warning_level") if isinstance(detail, dict) else None
+        return float(level) if isinstance(level, int | float) and 0 < level < 1 else None
 
     def counts(self, since: str) -> JournalCounts:
         """Boards since `since` by evaluation, the last verdict, outbox depth, confirmations."""

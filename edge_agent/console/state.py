@@ -35,7 +35,9 @@ class ConsoleState:
     def reload(self) -> None:
         """Read the config again and rebuild what depends on it."""
         self.config = load_config(self.config_path)
-        self.journal = JournalReader(self.config.paths.state / JOURNAL_FILE)
+        drift = self.config.drift  # off: an alarm left in the journal is no longer watched
+        head = drift.review_head_boards if drift.enabled else 0
+        self.journal = JournalReader(self.config.paths.state / JOURNAL_FILE, head)
         self.images = BoardImages(self.config)
         self.heatmaps = HeatmapMaker(self.config.paths.models)
 

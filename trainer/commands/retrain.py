@@ -1,6 +1,7 @@
-"""`edge-inspect retrain --now [--connector ID]`: the nightly retraining job, once, right now.
+"""`edge-inspect retrain --now [--connector ID] [--early]`: the nightly retraining job, once, now.
 
-What the systemd timer runs, and what `edge-inspect trainer` starts on its schedule.
+What the systemd timer runs, and what `edge-inspect trainer` starts on its schedule (and with
+`--early` when a drift alarm asks for an early retrain).
 Exit code 0 when every connector ended (installed, candidate, refused or unchanged),
 1 when one failed or another run holds the lock, 2 for a bad config or option.
 """
@@ -24,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--connector", action="append", help="only this connector (repeatable; default: all)"
     )
     parser.add_argument("--force", action="store_true", help="train even without new data")
+    parser.add_argument(
+        "--early",
+        action="store_true",
+        help="only connectors whose drift alarm asks for an early retrain "
+        "(drift.retrain_after_confirmed of their crops since the alarm confirmed)",
+    )
     parser.add_argument("--trigger", default="manual", help=argparse.SUPPRESS)
 
 
@@ -40,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(config.logging.level, config.logging.format)
     lower_priority(config.retrain.nice, config.retrain.threads)
     try:
-        report = RetrainJob(config, trigger=args.trigger).run(args.connector, force=args.force)
+        job = RetrainJob(config, trigger=args.trigger)
+        report = job.run(args.connector, force=args.force, early=args.early)
     except ValueError as exc:
         print(f"edge-inspect retrain: error: {exc}", file=sys.stderr)
         return 2

@@ -3,14 +3,16 @@
 APScheduler 3 runs `edge-inspect retrain --now` as a child process at `retrain.schedule`
 (coalesced, one at a time, `misfire_grace_s` late at most). A run missed while the service was
 down is caught up at start when it is still within the grace, as systemd's `Persistent=true`
-does for the timer alternative. On SIGTERM a running job is stopped; it leaves nothing half
-done behind.
+does for the timer alternative. Every `DRIFT_CHECK_S` it asks the journal whether a drift alarm
+asks for an early retrain (`trainer.retrain.early`) and then runs `retrain --now --early`. One
+run at a time. On SIGTERM a running job is stopped; it leaves nothing half done behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,13 +29,15 @@ from apscheduler.triggers.cron import CronTrigger
 from edge_agent.contracts.config import ConfigError
 from edge_agent.ops.logs import configure_logging
 from edge_agent.ops.stop_signals import on_stop_signal
+from trainer.retrain.early import early_retrains
 from trainer.retrain.runs import lower_priority, read_last_run
-from trainer.settings import load_config
+from trainer.settings import TrainerConfig, load_config
 
 log = structlog.get_logger()
 
 MAX_STEPS = 10_000
 STOP_TIMEOUT_S = 30
+DRIFT_CHECK_S = 60  # how often the journal is asked whether a drift alarm wants an early retrain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,25 +65,33 @@ def missed_run(
 
 
 class _Runner:
-    """Starts one `retrain --now` child at a time and stops it on shutdown."""
+    """Starts one `retrain --now` child at a time (a second waits) and stops it on shutdown."""
 
     def __init__(self, config_path: Path | None) -> None:
         self.config_path = config_path
         self._child: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._one_at_a_time = threading.Lock()
         self._stopping = False
 
-    def __call__(self, trigger: str) -> None:
+    def __call__(self, trigger: str, *options: str) -> None:
         command = [sys.executable, "-m", "edge_agent.cli", "retrain", "--now", "--trigger", trigger]
+        command += options
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
-        with self._lock:
-            if self._stopping:
-                return
-            self._child = subprocess.Popen(command)
-        log.info("retrain_started", trigger=trigger, pid=self._child.pid)
-        code = self._child.wait()
-        log.info("retrain_finished", trigger=trigger, exit_code=code)
+        with self._one_at_a_time:
+            with self._lock:
+                if self._stopping:
+                    return
+                self._child = subprocess.Popen(command)
+            log.info("retrain_started", trigger=trigger, pid=self._child.pid)
+            code = self._child.wait()
+            log.info("retrain_finished", trigger=trigger, exit_code=code)
+
+    @property
+    def busy(self) -> bool:
+        """A run is going on (or waiting for the one going on)."""
+        return self._one_at_a_time.locked()
 
     def stop(self) -> None:
         with self._lock:
@@ -92,6 +104,25 @@ class _Runner:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+
+
+def early_check(config: TrainerConfig, runner: _Runner) -> Callable[[], None]:
+    """The periodic drift check: `retrain --now --early` when a drift alarm asks for it."""
+
+    def check() -> None:
+        if runner.busy:  # a run is going on: a check after it asks again
+            return
+        try:
+            due = early_retrains(config)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("drift_check_failed", error=str(exc))
+            return
+        if due:
+            for early in due:
+                log.info("retrain_early_asked", connector=early.connector, reason=early.reason)
+            runner("drift", "--early")
+
+    return check
 
 
 def stopper(scheduler: BlockingScheduler, runner: _Runner) -> Callable[[int], None]:
@@ -131,6 +162,14 @@ def run(args: argparse.Namespace) -> int:
     runner = _Runner(args.config)
     scheduler.add_job(runner, trigger, args=("schedule",), id="retrain")
     now = dt.datetime.now(trigger.timezone)
+    scheduler.add_job(
+        early_check(config, runner),
+        "interval",
+        seconds=DRIFT_CHECK_S,
+        id="drift",
+        next_run_time=now,
+        max_instances=2,  # a check while its early run goes on finds the runner busy and ends
+    )
     missed = missed_run(trigger, read_last_run(config), now, grace)
     if missed is not None:
         log.info("retrain_catching_up", missed=missed.isoformat())

@@ -43,9 +43,10 @@ from trainer.retrain.dataset import (
     materialise,
     read_record,
 )
+from trainer.retrain.early import drift_alarm, early_retrains
 from trainer.retrain.gate import check_model, decide
 from trainer.retrain.recalibrate import Recalibration, recalibrate
-from trainer.retrain.runs import LAST_RUN_FILE, retrain_root
+from trainer.retrain.runs import LAST_RUN_FILE, record_early_run, retrain_root
 from trainer.settings import TrainerConfig
 from trainer.train_connector import train_connector
 
@@ -162,16 +163,30 @@ class RetrainJob:
         with self._lock():
             store = CropStore(self.config.paths.state)
             try:
-                return [recalibrate(self.config, c, store, dry_run=dry_run) for c in chosen]
+                return [
+                    recalibrate(
+                        self.config, c, store, dry_run=dry_run, drift_alarm=self._drift_alarm
+                    )
+                    for c in chosen
+                ]
             finally:
                 store.close()
 
-    def run(self, connectors: Sequence[str] | None = None, force: bool = False) -> RunReport:
+    def run(
+        self, connectors: Sequence[str] | None = None, force: bool = False, early: bool = False
+    ) -> RunReport:
         """Retrain the given (default: every enabled) connectors, one after another; one with
-        nothing new to learn from is recalibrated from the line instead (`retrain.recalibrate`)."""
+        nothing new to learn from is recalibrated from the line instead (`retrain.recalibrate`).
+        `early`: only those of them whose drift alarm asks for an early retrain now, decided and
+        recorded under the job's lock (one early run per alarm)."""
         chosen = self._chosen(connectors)
         report = RunReport(f"run-{secrets.token_hex(4)}", self.trigger, utc_now())
         with self._lock():
+            if early:
+                chosen = self._early(chosen, report.run_id)
+                if not chosen:
+                    report.finished_at = utc_now()
+                    return report
             self._clear_scratch()
             write_json_atomic(
                 self.root / LAST_RUN_FILE,
@@ -191,6 +206,17 @@ class RetrainJob:
             report.finished_at = utc_now()
             self._status(report, "idle")
         return report
+
+    def _early(self, chosen: Sequence[str], run_id: str) -> list[str]:
+        """The chosen connectors whose drift alarm asks for an early retrain, each recorded as
+        this run's and logged with its reason."""
+        due = [e for e in early_retrains(self.config) if e.connector in chosen]
+        for early in due:
+            record_early_run(self.config, early.connector, early.since, run_id)
+            log.info("retrain_early", connector=early.connector, reason=early.reason)
+        if not due:
+            log.info("retrain_early_none", reason="no drift alarm asks for an early retrain")
+        return [e.connector for e in due]
 
     def _status(self, report: RunReport, state: str, pending: Sequence[str] = ()) -> None:
         status = report.status(state, pending)
@@ -220,10 +246,13 @@ class RetrainJob:
         )
         return result
 
+    def _drift_alarm(self, connector: str) -> str | None:
+        return drift_alarm(self.config, connector)
+
     def _recalibrate(self, unchanged: ConnectorResult, store: CropStore) -> ConnectorResult:
         """The line's threshold for a connector that was not retrained; reported as its result
         when it changed something (rolled out or refused by the gate)."""
-        line = recalibrate(self.config, unchanged.connector, store)
+        line = recalibrate(self.config, unchanged.connector, store, drift_alarm=self._drift_alarm)
         if line.outcome == "unchanged":
             unchanged.reason += f"; recalibration: {line.reason}"
             return unchanged

@@ -1,6 +1,6 @@
 """Connectors (`/connectors`, `/connector/<id>`): recent scores against the threshold, NOK per
-hour, model versions and history, promote / rollback through the `models` lifecycle code, and
-the last retrain's outcome and gate reason."""
+hour, the drift state and its statistic over time, model versions and history, promote /
+rollback through the `models` lifecycle code, and the last retrain's outcome and gate reason."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from edge_agent.console.agent_health import recalibration, retrain_status
-from edge_agent.console.charts import histogram, hourly_rates
+from edge_agent.console.charts import drift_chart, histogram, hourly_rates
+from edge_agent.console.journal_reader import CAPTURE, JournalReader
 from edge_agent.console.rendering import console, operator, render
 from edge_agent.contracts.bundle import REJECTED_DIR, BundleError, connector_dir, read_manifest
 from edge_agent.feedback import lifecycle
@@ -111,8 +112,26 @@ def connector_summary(request: Request, connector: str) -> dict[str, Any]:
         "versions": versions,
         "history": list(reversed(history))[:20],
         "lifecycle_problem": problem,
+        "drift": drift_view(state.journal, connector),
         "recalibration": recalibration(state.config, connector),
         "retrain": retrain_view(retrain_status(state.config), connector, versions),
+    }
+
+
+def drift_view(journal: JournalReader, connector: str) -> dict[str, Any] | None:
+    """The connector's drift state, its statistic over time and the capture's state when that is
+    not ok (a capture change is what the connector follows); None before any drift data."""
+    states = journal.drift_states()
+    history = journal.drift_history(connector)
+    current = states.get(connector)
+    if current is None and not history:
+        return None
+    capture = states.get(CAPTURE)
+    points = [(p.at, p.statistic, p.state) for p in history]
+    return {
+        "state": current.as_dict() if current else None,
+        "chart": drift_chart(points, journal.drift_warning_level(connector)),
+        "capture": capture.as_dict() if capture and capture.state != "ok" else None,
     }
 
 
@@ -147,13 +166,22 @@ def retrain_view(
 def connectors_page(request: Request) -> HTMLResponse:
     state = console(request)
     models = state.config.paths.models
+    drift = state.journal.drift_states()
     rows = []
     for cid, settings in state.config.connectors.items():
         try:
             current = lifecycle.state(models, cid, settings.crop_size).as_dict()
         except lifecycle.LifecycleError as exc:
             current = {"problem": str(exc)}
-        rows.append({"id": cid, "enabled": settings.enabled, **current})
+        seen = drift.get(cid)
+        rows.append(
+            {
+                "id": cid,
+                "enabled": settings.enabled,
+                "drift": seen.as_dict() if seen else None,
+                **current,
+            }
+        )
     return render(request, "connectors.html", rows=rows)
 
 

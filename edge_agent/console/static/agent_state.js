@@ -1,6 +1,6 @@
 // Every page: the agent's state (live / not ready and why / unreachable since ...) and its drift
 // states, asked of the console every POLL_MS: a badge in the corner always, and the banner under
-// the header while the agent is not live or a drift state is not ok.
+// the header while the agent is not live or a drift state is not ok (alarms and warnings apart).
 "use strict";
 
 (function () {
@@ -56,11 +56,15 @@
       }
       (agent.reasons || []).forEach((r) => item(list, r.reason, r.remedy));
     }
-    const drifting = (agent.drift || []).filter((d) => d.state !== "ok");
-    if (drifting.length) {
-      const list = section("Drift", drifting.some((d) => d.state === "alarm") ? "alarm" : "warning");
-      drifting.forEach((d) => item(list, `${d.name}: ${d.state} · ${d.reason}`));
-    }
+    ["alarm", "warning"].forEach((level) => {
+      const drifting = (agent.drift || []).filter((d) => d.state === level);
+      if (!drifting.length) return;
+      const list = section(`Drift ${level}`, `drift ${level}`);
+      drifting.forEach((d) => {
+        const named = d.reason.startsWith(d.name) ? d.reason : `${d.name}: ${d.reason || level}`;
+        item(list, `${named}${d.since ? ` · since ${utcTime(d.since)}` : ""}`);
+      });
+    });
     banner.hidden = !banner.children.length;
     const up = agent.state === "live";
     badge.className = up ? "live" : "down";

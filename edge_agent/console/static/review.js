@@ -35,6 +35,7 @@
     $("r-pill").className = `pill ${item.evaluation.toLowerCase()}`;
     $("r-pill").textContent = item.evaluation;
     $("r-conn").textContent = item.connector;
+    $("r-drift").hidden = !item.drift;
     $("r-board").textContent = item.part_id || item.result_id;
     $("r-board").href = `/board/${item.result_id}#c-${item.connector}`;
     $("r-time").textContent = `${item.created_at.slice(0, 19).replace("T", " ")} UTC`;
