@@ -4,6 +4,8 @@ clear after `clear_after_boards`, and the ARL computation agrees with a simulati
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -132,6 +134,8 @@ def test_one_connector_drifting_up_is_that_connector_within_30_boards(settled: t
     assert first < 30 and row["subject"] == "J2" and row["measure"] == "scores_up"
     assert row["reason"].startswith("J2 scores: median 0.8") and "reference 0.50" in row["reason"]
     assert {row["subject"] for _, row in changes} == {"J2"}
+    # the row states its deciding test's warning level (over the alarm level) for the chart
+    assert 0 < json.loads(row["detail"])["warning_level"] < 1
 
 
 def test_scores_drifting_down_are_found_too(settled: tuple) -> None:

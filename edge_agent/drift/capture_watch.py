@@ -131,6 +131,12 @@ class CaptureWatch:
                 best, measure, ratio = level, name, value / alarm
         return best, measure, ratio
 
+    def warning_level(self, measure: str | None) -> float | None:
+        """The measure's warning level over its alarm level (what a chart of `level`'s ratio
+        marks)."""
+        levels = self.thresholds.get(measure) if measure else None
+        return levels[0] / levels[1] if levels else None
+
     def value_reference(self, measure: str | None) -> tuple[float | None, float | None]:
         """The measure's median over the boards since its test left 0 (at most `RECENT`) and
         its reference (the reference image's own value for light and focus, the line's for

@@ -143,6 +143,11 @@ class ConnectorWatch:
                 best, measure, ratio = level, name, value / design.alarm
         return best, measure, ratio
 
+    def warning_level(self, measure: str | None) -> float | None:
+        """The test's warning level over its alarm level (what a chart of `level`'s ratio marks)."""
+        design = self.designs.get(measure) if measure else None
+        return design.warning / design.alarm if design else None
+
     # -- words ----------------------------------------------------------------------------
     def value_reference(self, measure: str | None) -> tuple[float | None, float | None]:
         """The measure's recent value and its reference: the median score over the boards since

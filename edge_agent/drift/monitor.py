@@ -152,7 +152,8 @@ class DriftMonitor:
         return [self._row(subject) for subject in self.states]
 
     def _row(self, subject: str) -> dict[str, Any]:
-        return self.states[subject].row(self.watches[subject].detail())
+        state, watch = self.states[subject], self.watches[subject]
+        return state.row({**watch.detail(), "warning_level": watch.warning_level(state.measure)})
 
     # -- per board ------------------------------------------------------------------------
     def board(self, verdict: dict[str, Any], capture: dict[str, float] | None) -> list[Change]:
