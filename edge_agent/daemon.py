@@ -1,7 +1,8 @@
 """The agent process: wires inputs -> worker threads -> journal/outbox -> MQTT, health, reloads.
 
 Each stage lives in its package (`inputs/`, `inspect/`, `store/`, `comms/`, `feedback/`,
-`ops/`); this module owns their order of start and stop and hands each board through them.
+`ops/`); one board's way through them is `boards.py`. This module owns their order of start and
+stop, the worker threads, readiness and the retained status.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ import hashlib
 import itertools
 import queue
 import socket
-import sqlite3
 import threading
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
 from edge_agent import __version__
+from edge_agent.boards import STORAGE_ERRORS, BoardHandler, BoardWork, as_internal_error
 from edge_agent.comms.dispatch import dispatch
 from edge_agent.comms.drift_publisher import DriftPublisher
 from edge_agent.comms.link_health import link_reasons
@@ -26,10 +26,9 @@ from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
 from edge_agent.contracts.config import StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
 from edge_agent.feedback.model_loader import ModelLoader
-from edge_agent.inputs.drop_folder import DropFile, DropFolderWatcher
-from edge_agent.inputs.filing import DISK_FULL, file_or_leave
+from edge_agent.inputs.drop_folder import DropFolderWatcher
 from edge_agent.inputs.names import name_text
-from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool, describe
+from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.inspect.pipeline import Inspector
 from edge_agent.inspect.registration import Registrar
@@ -44,12 +43,10 @@ from edge_agent.ops.station_reasons import (
     pipeline_reasons,
     storage_reasons,
 )
-from edge_agent.ops.stats import BoardStats
 from edge_agent.ops.storage import StorageHealth
 from edge_agent.ops.telemetry import Telemetry
-from edge_agent.store.dedup import file_if_seen
 from edge_agent.store.integrity_monitor import IntegrityMonitor
-from edge_agent.store.journal import Journal, JournalError, OutboxMessage
+from edge_agent.store.journal import Journal
 from edge_agent.store.journal_retry import JournalRetry
 from edge_agent.store.lost_writes import reinspect_lost_inputs
 from edge_agent.store.retention import Retention
@@ -57,30 +54,7 @@ from edge_agent.store.retention import Retention
 log = structlog.get_logger()
 
 _STOP = object()
-# What a journal or disk failure raises: the board waits for a retry, in arrival order.
-STORAGE_ERRORS = (OSError, sqlite3.Error, JournalError)
 TRANSPORT_FACTOR = 4
-SQLITE_FULL = 13
-
-
-@dataclass(frozen=True)
-class _Work:
-    drop: DropFile
-    spooled: bool
-    arrival: int
-
-
-def _as_internal_error(work: _Work, exc: Exception, what: str = "internal error") -> _Work:
-    """The same input, to be recorded as an ERROR verdict that names the fault."""
-    error = name_text(f"{what} while handling the input: {type(exc).__name__}: {exc}")
-    return replace(work, drop=replace(work.drop, data=b"", error=error))
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    """A write refused for want of space: the journal takes no write at all until there is."""
-    if isinstance(exc, OSError):
-        return exc.errno in DISK_FULL
-    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) == SQLITE_FULL
 
 
 class Agent:
@@ -100,14 +74,6 @@ class Agent:
             self.journal.path,
             config.storage.integrity_check_interval_s,
             self.storage.journal_checked,
-        )
-        self.retry: JournalRetry[_Work] = JournalRetry(
-            self._journal,
-            max_delay_s=config.storage.retry_max_s,
-            backlog=self.telemetry.set_journal_backlog,
-            give_up_after_s=config.storage.give_up_after_s,
-            give_up=self._give_up,
-            describe=lambda work: name_text(work.drop.path),
         )
         self._arrivals = itertools.count()
         self.readiness_watch = ReadinessWatch(self.telemetry)
@@ -130,6 +96,26 @@ class Agent:
         self.drift = DriftPublisher(
             config, self.journal, self.registry, self.telemetry, self._publish_status
         )
+        self.boards = BoardHandler(
+            config,
+            self.journal,
+            self.inspector,
+            self.drift,
+            self.feedback,
+            self.storage,
+            self.integrity,
+            self.telemetry,
+            self.watchdog,
+            wake_outbox=lambda: self.link.wake() if self.link is not None else None,
+        )
+        self.retry: JournalRetry[BoardWork] = JournalRetry(
+            self.boards.journal,
+            max_delay_s=config.storage.retry_max_s,
+            backlog=self.telemetry.set_journal_backlog,
+            give_up_after_s=config.storage.give_up_after_s,
+            give_up=self.boards.give_up,
+            describe=lambda work: name_text(work.drop.path),
+        )
         self.spool = ImageSpool(
             config.paths.state / "inbox",
             config.image_cameras(),
@@ -138,7 +124,6 @@ class Agent:
             journal_floor=(config.paths.state, self.storage.min_free_bytes),
         )
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, 2 * config.scoring.workers))
-        self.stats = BoardStats()
         self.model_errors: dict[str, str] = {}
         self._model_notices: dict[str, str] = {}  # as last published in the retained status
         self._stopping = threading.Event()
@@ -221,7 +206,7 @@ class Agent:
         watcher = DropFolderWatcher(
             camera.removeprefix(MQTT_CAMERA),
             folder,
-            lambda drop: self._submit(_Work(drop, spooled, next(self._arrivals))),
+            lambda drop: self._submit(BoardWork(drop, spooled, next(self._arrivals))),
             poll=self.config.inputs.poll and not spooled,
             poll_interval_s=self.config.inputs.poll_interval_s,
             settle_s=0.0 if spooled else self.config.inputs.settle_s,
@@ -399,7 +384,7 @@ class Agent:
 
     def _publish_stats(self) -> None:
         if self.link is not None:
-            payload = self.stats.payload(self.session, self.journal.outbox_depth())
+            payload = self.boards.stats.payload(self.session, self.journal.outbox_depth())
             self.link.publish_volatile("stats", payload)
 
     def _on_image(self, topic: str, payload: bytes, properties: MessageProperties) -> bool:
@@ -422,7 +407,7 @@ class Agent:
             self.link.reply(properties, reply)
 
     # -- inputs ---------------------------------------------------------------------------
-    def _submit(self, work: _Work) -> None:
+    def _submit(self, work: BoardWork) -> None:
         """Called by a watcher thread; blocks while the workers are busy (back-pressure)."""
         if not self._stopping.is_set():
             self.queue.put(work)
@@ -436,7 +421,7 @@ class Agent:
             if not self.retry.wait_turn():  # stopping: the file stays for the next start
                 continue
             try:
-                self._journal(work)
+                self.boards.journal(work)
             except STORAGE_ERRORS:
                 # The file stays where it arrived; retried with back-off, in arrival order.
                 self.retry.stall(work.arrival, work)
@@ -444,99 +429,4 @@ class Agent:
                 # A fault in handling this one input, not the storage: it gets an ERROR verdict
                 # naming the fault instead of holding up every board behind it.
                 log.exception("board handling failed", path=name_text(work.drop.path))
-                self._journal_or_stall(_as_internal_error(work, exc))
-
-    def _give_up(self, work: _Work, error: Exception) -> bool:
-        """An input retried without progress for `storage.give_up_after_s`: its ERROR verdict
-        (True), or False while the disk is full (waiting for space, not a restart loop)."""
-        if _is_disk_full(error) or self.storage.free_bytes() < self.storage.min_free_bytes:
-            return False
-        after_s = self.config.storage.give_up_after_s
-        log.error(
-            "input given up after retries without progress: it gets an ERROR verdict",
-            input=name_text(work.drop.path),
-            after_s=after_s,
-            error=name_text(str(error)),
-        )
-        try:
-            self._journal(_as_internal_error(work, error, f"no progress for {after_s:.0f} s"))
-        except Exception as exc:
-            if _is_disk_full(exc):
-                return False
-            raise
-        return True
-
-    def _journal_or_stall(self, work: _Work) -> None:
-        try:
-            self._journal(work)
-        except Exception:
-            self.retry.stall(work.arrival, work)
-
-    def _journal(self, work: _Work) -> None:
-        """Handle one board, telling storage health whether its journal write went through."""
-        try:
-            self.handle(work)
-        except STORAGE_ERRORS as exc:
-            self.storage.journal_failed(exc)
-            if type(exc) is sqlite3.DatabaseError:  # "malformed": the file, not the disk
-                self.integrity.check_soon()
-            raise
-        self.storage.journal_worked()
-
-    def handle(self, work: _Work) -> None:
-        """Inspect one input, journal the verdict, then (only then) move the file."""
-        drop = work.drop
-        if file_if_seen(self.journal, drop):
-            return
-        started = time.perf_counter()
-        part_id, uri, captured_at = describe(drop, work.spooled, self.config.mqtt.prefix)
-        source = {
-            "camera": drop.camera,
-            "source_uri": uri,
-            "source_sha256": drop.sha256,
-            "part_id": part_id,
-            "captured_at": captured_at,
-        }
-        if drop.error is not None:
-            result = self.inspector.refuse(drop.error or "unreadable input", **source)
-        else:
-            result = self.inspector.inspect(drop.data, **source)
-        verdict, heatmaps, error = result.verdict, result.heatmaps, result.error
-        verdict["historical"] = False
-        prefix = self.config.mqtt.prefix
-        messages = [
-            OutboxMessage(f"{prefix}/heatmap/{verdict['result_id']}/{cid}", png, qos=0)
-            for cid, png in heatmaps.items()
-        ]
-        seq = self.journal.record_inspection(
-            verdict, messages, f"{prefix}/verdict", source_path=name_text(drop.path)
-        )
-        if self.link is not None:
-            self.link.wake()
-        self.drift.board(verdict, result.capture)
-        # A repeat's crops are the first verdict's crops again: kept once, not twice.
-        self.feedback.board_done(verdict, {} if verdict.get("duplicate_of") else result.crops)
-        evaluation = verdict["evaluation"]
-        file_or_leave(drop, "processed" if error is None else "failed", verdict["result_id"], error)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        self.stats.board(elapsed_ms)
-        self.telemetry.observe_board(
-            evaluation,
-            [(c["id"], c["evaluation"]) for c in verdict.get("connectors", [])],
-            {k: v / 1000 for k, v in verdict.get("processing_ms", {}).items()},
-        )
-        if error is not None:
-            self.telemetry.input_error(verdict.get("error", {}).get("stage", "input"))
-        self.watchdog.progress()
-        log.info(
-            "verdict",
-            result_id=verdict["result_id"],
-            seq=seq,
-            part_id=part_id,
-            camera=drop.camera,
-            evaluation=evaluation,
-            duplicate_of=verdict.get("duplicate_of"),
-            nok=[c["id"] for c in verdict.get("connectors", []) if c["evaluation"] == "NOK"],
-            ms=round(elapsed_ms, 1),
-            error=error,
-        )
+                self.boards.journal_or_stall(as_internal_error(work, exc), self.retry.stall)

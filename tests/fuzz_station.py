@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from onnx_fixtures import install_template_model
 from test_pipeline import BOXES, MAP_SIZE, RAW_THRESHOLD, textured_reference
 
+from edge_agent.boards import BoardWork
 from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
 from edge_agent.contracts.config import load_config
-from edge_agent.daemon import Agent, _Work
+from edge_agent.daemon import Agent
 from edge_agent.feedback import lifecycle
 from edge_agent.inputs.drop_folder import DropFile
 from edge_agent.inspect.imaging import encode_png
@@ -70,7 +71,7 @@ def inspect_file(agent: Agent, path: Path, camera: str = CAMERA, spooled: bool =
     """Hand one input file to the agent as its watcher would; its journaled verdict."""
     data = path.read_bytes()
     drop = DropFile(camera, path, hashlib.sha256(data).hexdigest(), data)
-    agent.handle(_Work(drop, spooled, arrival=0))
+    agent.boards.handle(BoardWork(drop, spooled, arrival=0))
     with sqlite3.connect(agent.journal.path) as db:
         rows = db.execute(
             "SELECT verdict_json FROM inspections WHERE source_path = ?", (str(path),)

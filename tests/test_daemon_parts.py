@@ -9,7 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent import daemon
+from edge_agent import boards, daemon
 from edge_agent.comms.dispatch import dispatch
 from edge_agent.contracts.verdict import build_verdict, new_result_id
 from edge_agent.inputs.drop_folder import DropFile
@@ -23,8 +23,9 @@ from edge_agent.store.journal import Journal
 def test_the_daemon_module_wires_the_stage_parts() -> None:
     assert daemon.ImageSpool is ImageSpool
     assert daemon.dispatch is dispatch
-    assert daemon.BoardStats is BoardStats
-    assert daemon.file_if_seen is file_if_seen
+    assert daemon.BoardHandler is boards.BoardHandler
+    assert boards.BoardStats is BoardStats
+    assert boards.file_if_seen is file_if_seen
 
 
 def _never_journaled(sha: str, path_prefix: str) -> bool:
