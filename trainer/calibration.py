@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.contracts.bundle import Calibration
+from edge_agent.contracts.bundle import OK_QUANTILE_LEVELS, Calibration
 
 TAIL_SHARE = 0.2
 """The top share of the OK scores that the tail fit uses."""
@@ -108,6 +108,14 @@ def ok_only_threshold(
     return threshold, rule + (f"; + {margin:.0%} guard band" if margin else "")
 
 
+def ok_quantiles(ok_scores: np.ndarray) -> list[float] | None:
+    """The held-out OK scores at `OK_QUANTILE_LEVELS` (raw scale), the drift test's reference;
+    None without scores."""
+    if not len(ok_scores):
+        return None
+    return [float(q) for q in np.quantile(ok_scores, OK_QUANTILE_LEVELS)]
+
+
 def calibrate(
     ok_scores: np.ndarray,
     ko_scores: np.ndarray,
@@ -141,6 +149,7 @@ def calibrate(
                 f"no KO available: threshold by {rule}. "
                 "Recall on KO is unknown until KO examples are collected."
             ),
+            ok_quantiles=ok_quantiles(ok_scores),
         )
     ok_threshold, rule = ok_only_threshold(ok_scores, target_false_reject)
     weakest_ko = float(ko_scores.min())
@@ -171,6 +180,7 @@ def calibrate(
         margin=(weakest_ko - float(ok_scores.max())) / threshold,
         target_false_reject=target_false_reject,
         guarantee=guarantee,
+        ok_quantiles=ok_quantiles(ok_scores),
     )
 
 

@@ -26,6 +26,8 @@ REJECTED_DIR = "rejected"
 # In a refusal's text: the bundle is sound but made for another connector or crop size.
 MISFIT = "does not fit its connector"
 _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\.\d+$")
+OK_QUANTILE_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+"""The levels of `Calibration.ok_quantiles`: the reference the agent's drift test compares to."""
 
 
 class BundleError(RuntimeError):
@@ -59,6 +61,10 @@ class Calibration(_Strict):
     margin: float | None = None
     target_false_reject: float | None = None
     guarantee: str
+    ok_quantiles: list[float] | None = Field(
+        default=None, min_length=len(OK_QUANTILE_LEVELS), max_length=len(OK_QUANTILE_LEVELS)
+    )
+    """Raw held-out OK scores at `OK_QUANTILE_LEVELS`; None in bundles made before drift."""
 
 
 class TrainingInfo(_Strict):

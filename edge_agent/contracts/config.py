@@ -249,6 +249,33 @@ class HealthSettings(Section):
     )
 
 
+class DriftSettings(Section):
+    """The drift monitor: sequential tests of each connector's scores and of the photo."""
+
+    enabled: bool = True
+    baseline_boards: int = Field(
+        default=150, ge=10, description="boards that set a reference measured on the line"
+    )
+    clear_after_boards: int = Field(default=50, ge=1, description="boards back in bounds: ok")
+    history_every: int = Field(default=10, ge=1, description="boards between history rows")
+    alarm_arl_boards: float = Field(default=1e6, gt=1, description="in-control boards per alarm")
+    warning_arl_boards: float = Field(
+        default=1e5, gt=1, description="in-control boards per warning"
+    )
+    review_head_boards: int = Field(
+        default=50, ge=0, description="crops of an alarmed connector put first in review"
+    )
+    retrain_after_confirmed: int = Field(
+        default=30, ge=1, description="confirmed crops of an alarmed connector: early retrain"
+    )
+
+    @model_validator(mode="after")
+    def _warning_before_alarm(self) -> Self:
+        if self.warning_arl_boards > self.alarm_arl_boards:
+            raise ValueError("warning_arl_boards must not exceed alarm_arl_boards")
+        return self
+
+
 OpcUaPolicy = Literal["Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "None"]
 
 
@@ -306,6 +333,7 @@ class StationConfig(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     opcua: OpcUaSettings = Field(default_factory=OpcUaSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 

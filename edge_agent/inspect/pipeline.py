@@ -26,6 +26,7 @@ from edge_agent.contracts.verdict import (
     new_result_id,
     safe_part_id,
 )
+from edge_agent.inspect.capture import capture_measures
 from edge_agent.inspect.cropping import check_boxes, crop_all, outside_the_photo
 from edge_agent.inspect.heatmap import overlay_heatmap
 from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
@@ -45,6 +46,8 @@ class InspectionResult:
     scores: dict[str, ConnectorScore]
     failed_stage: str | None
     error: str | None
+    capture: dict[str, float] | None = None
+    """The photo's capture measures (`inspect/capture.py`), None when it was not registered."""
 
 
 @dataclass
@@ -131,12 +134,16 @@ class Inspector:
         heatmaps: dict[str, bytes] = {}
         outcomes: list[ConnectorOutcome] = []
         outside: dict[str, float] = {}
+        capture: dict[str, float] | None = None
 
         with stages.run("decode", "decode", (DecodeError, ERROR)):
             image = decode_image(data, self._max_bytes(source_uri), self.config.limits.max_pixels)
         if stages.failure is None:
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
                 registration = self.registrar.register(image)
+        if stages.failure is None:
+            with stages.run("capture", "align"):
+                capture = capture_measures(registration, self.registrar.reference_size)
         if stages.failure is None:
             with stages.run("crop", "align"):
                 limit = self.config.registration.max_outside_fraction
@@ -187,6 +194,7 @@ class Inspector:
             scores=scores,
             failed_stage=failure.stage if failure else None,
             error=failure.message if failure else None,
+            capture=capture,
         )
 
     def _max_bytes(self, source_uri: str) -> int:

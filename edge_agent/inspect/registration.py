@@ -41,6 +41,14 @@ class Registration:
     inliers: int
     rotation_deg: float
     shift_px: float
+    inlier_share: float = 1.0
+    """Share of the plausible feature matches that agree on the placement."""
+    residual_px: float = 0.0
+    """RMS distance of the agreeing matches from the placement, full-size pixels."""
+    scale: float = 1.0
+    gray: np.ndarray | None = None
+    """The photo in gray at working size (what the capture measures read; not a copy)."""
+    gray_full: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,14 @@ def _peak_offset(scores: np.ndarray) -> tuple[float, float] | None:
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray, tolerance: float) -> tuple[np.ndarray, int]:
+    matrix, mask, _ = _similarity_fit(src, dst, tolerance)
+    return matrix, int(mask.sum()) if mask is not None else 0
+
+
+def _similarity_fit(
+    src: np.ndarray, dst: np.ndarray, tolerance: float
+) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    """RANSAC similarity, its inlier mask and the RMS residual of the inliers."""
     matrix, mask = cv2.estimateAffinePartial2D(
         src,
         dst,
@@ -106,7 +122,12 @@ def _similarity(src: np.ndarray, dst: np.ndarray, tolerance: float) -> tuple[np.
         confidence=0.999,
         refineIters=20,
     )
-    return matrix, int(mask.sum()) if mask is not None else 0
+    if matrix is None or mask is None or not mask.any():
+        return matrix, mask, 0.0
+    inside = mask.ravel().astype(bool)
+    moved = src[inside] @ matrix[:, :2].T + matrix[:, 2]
+    residual = float(np.sqrt(np.mean(np.sum((moved - dst[inside]) ** 2, axis=1))))
+    return matrix, mask, residual
 
 
 class Registrar:
@@ -149,7 +170,7 @@ class Registrar:
         """Align a photo to the reference, or raise RegistrationError saying why not."""
         settings = self.settings
         frame = _Frame.of(image_bgr, settings.working_width)
-        work, inliers = self._coarse(frame)
+        work, inliers, share, residual = self._coarse(frame)
         # Scale in full-resolution pixels: both frames are resized to the working width, so
         # the working-scale affine cannot see a photo taken at another resolution.
         coarse = (np.linalg.inv(frame.to_work) @ _rows3(work) @ self._reference.to_work)[:2]
@@ -174,7 +195,18 @@ class Registrar:
                 f"aligned image matches the reference poorly (quality {quality:.2f} < "
                 f"{settings.min_quality:g}): another board or a bad photo?"
             )
-        return Registration(matrix, quality, inliers, rotation, shift)
+        return Registration(
+            matrix,
+            quality,
+            inliers,
+            rotation,
+            shift,
+            inlier_share=share,
+            residual_px=residual * frame.full.shape[1] / frame.work.shape[1],
+            scale=math.hypot(matrix[0, 0], matrix[1, 0]),
+            gray=frame.work,
+            gray_full=frame.full,
+        )
 
     def _check_scale(self, matrix: np.ndarray, shape: tuple[int, ...]) -> None:
         """A fixed camera sees the board at the reference's size; refuse any other scale."""
@@ -187,8 +219,9 @@ class Registrar:
                 "another camera, resolution or board?"
             )
 
-    def _coarse(self, frame: _Frame) -> tuple[np.ndarray, int]:
-        """RANSAC similarity from reference to image from ORB matches, at working scale."""
+    def _coarse(self, frame: _Frame) -> tuple[np.ndarray, int, float, float]:
+        """RANSAC similarity from reference to image from ORB matches, at working scale, with
+        its inlier count, the inliers' share of the plausible matches and their RMS residual."""
         settings = self.settings
         points, descriptors = _features(frame.work, settings.max_features)
         if descriptors is None or len(points) < settings.min_inliers:
@@ -213,13 +246,14 @@ class Registrar:
                 f"only {len(src)} plausible feature matches (need {settings.min_inliers}): "
                 "another board, or a bad photo?"
             )
-        work, inliers = _similarity(src, dst, _RANSAC_PX)
+        work, mask, residual = _similarity_fit(src, dst, _RANSAC_PX)
+        inliers = int(mask.sum()) if mask is not None else 0
         if work is None or inliers < settings.min_inliers:
             raise RegistrationError(
                 f"only {inliers} of {len(src)} matches agree on one placement "
                 f"(need {settings.min_inliers}): another board, or a bad photo?"
             )
-        return work, inliers
+        return work, inliers, inliers / len(src), residual
 
     def _fine(self, gray: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """Refine at full resolution from the patches found again near where `coarse` puts them.

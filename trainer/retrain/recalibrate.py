@@ -163,6 +163,7 @@ def _recalibrate(
         ko_recall=found.ko_recall,
         target_false_reject=target,
         guarantee=found.guarantee,
+        ok_quantiles=manifest.calibration.ok_quantiles,  # raw scale: the threshold moves
     )
     return _roll_out(config, connector, store, active, calibration, result, by)
 

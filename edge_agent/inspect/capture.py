@@ -1,0 +1,69 @@
+"""What a photo looks like as a whole: light, contrast, focus and pose, read off its registration.
+
+Cheap by design (well under a millisecond): the working-size gray copy the registration made
+already, and one fixed-size full-resolution patch at the reference's centre for the focus.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge_agent.inspect.registration import Registration
+
+FOCUS_PATCH = 256  # side of the full-resolution patch the sharpness is measured on, pixels
+MEASURES = (
+    "brightness",
+    "contrast",
+    "sharpness",
+    "inliers",
+    "residual",
+    "offset",
+    "rotation",
+    "scale",
+)
+
+
+def photometric(gray: np.ndarray, gray_full: np.ndarray, centre: tuple[float, float]) -> dict:
+    """Brightness (mean gray), contrast (its sd) and sharpness: the Laplacian's variance over
+    the patch's own variance at `centre` (full-size pixels), so a gain change leaves it be."""
+    mean, sd = cv2.meanStdDev(gray)
+    height, width = gray_full.shape
+    half = min(FOCUS_PATCH, height, width) // 2
+    x = int(np.clip(round(centre[0]), half, width - half))
+    y = int(np.clip(round(centre[1]), half, height - half))
+    patch = gray_full[y - half : y + half, x - half : x + half]
+    _, patch_sd = cv2.meanStdDev(patch)
+    _, laplacian_sd = cv2.meanStdDev(cv2.Laplacian(patch, cv2.CV_32F))
+    spread = float(patch_sd[0, 0]) ** 2
+    return {
+        "brightness": float(mean[0, 0]),
+        "contrast": float(sd[0, 0]),
+        "sharpness": float(laplacian_sd[0, 0]) ** 2 / spread if spread > 0 else 0.0,
+    }
+
+
+def capture_measures(registration: Registration, reference_size: tuple[int, int]) -> dict:
+    """Every measure of `MEASURES` for one registered photo (no second registration)."""
+    if registration.gray is None or registration.gray_full is None:
+        raise ValueError("the registration kept no gray image to measure")
+    centre = registration.matrix @ ((reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2, 1)
+    return {
+        **photometric(registration.gray, registration.gray_full, (centre[0], centre[1])),
+        "inliers": registration.inlier_share,
+        "residual": registration.residual_px,
+        "offset": registration.shift_px,
+        "rotation": registration.rotation_deg,
+        "scale": registration.scale,
+    }
+
+
+def reference_measures(reference_bgr: np.ndarray, working_width: int) -> dict:
+    """The photometric measures of the reference image itself (what "x reference" compares to)."""
+    gray_full = cv2.cvtColor(reference_bgr, cv2.COLOR_BGR2GRAY)
+    height, width = gray_full.shape
+    gray = gray_full
+    if width > working_width:
+        size = (working_width, max(1, round(height * working_width / width)))
+        gray = cv2.resize(gray_full, size, interpolation=cv2.INTER_AREA)
+    return photometric(gray, gray_full, ((width - 1) / 2, (height - 1) / 2))
