@@ -57,7 +57,7 @@ def plot(
     if shown in series:
         boards, values = series[shown]
         axes.plot(boards, values, color="tab:blue", linewidth=1.6, label=f"{shown}")
-    axes.plot([], [], color="0.75", linewidth=0.8, label="other subjects")
+    axes.plot([], [], color="0.75", linewidth=0.8, label="other subjects" if shown else "subjects")
     axes.axhline(1.0, color="tab:red", linestyle="--", linewidth=1, label="alarm level")
     if scenario.change is not None:
         axes.axvspan(scenario.prefix, scenario.boards, color="tab:orange", alpha=0.08)
@@ -66,6 +66,11 @@ def plot(
             axes.axvline(
                 scenario.reference_index, color="tab:orange", linestyle=":", label="ramp ends"
             )
+    for delay, colour, what in ((row.warning_delay, "tab:olive", "first warning"),
+                                (row.alarm_delay, "tab:red", "first alarm")):  # fmt: skip
+        if delay is not None:
+            board = scenario.reference_index + delay - 1
+            axes.axvline(board, color=colour, linewidth=1, alpha=0.7, label=what)
     if not series:
         axes.text(0.5, 0.5, "no drift history in the journal", ha="center",
                   transform=axes.transAxes)  # fmt: skip
