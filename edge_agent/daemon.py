@@ -20,6 +20,7 @@ import structlog
 
 from edge_agent import __version__
 from edge_agent.comms.dispatch import dispatch
+from edge_agent.comms.drift_publisher import DriftPublisher
 from edge_agent.comms.link_health import link_reasons
 from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
 from edge_agent.contracts.config import StationConfig
@@ -126,6 +127,9 @@ class Agent:
             read_image_file(config.station.reference_image), config.registration
         )
         self.inspector = Inspector(config, self.registry, self.registrar)
+        self.drift = DriftPublisher(
+            config, self.journal, self.registry, self.telemetry, self._publish_status
+        )
         self.spool = ImageSpool(
             config.paths.state / "inbox",
             config.image_cameras(),
@@ -152,6 +156,7 @@ class Agent:
         for connector, error in self.model_errors.items():
             log.error("model not loaded", connector=connector, error=error)
         self._announce_models()
+        self.drift.start()
         folders = dict(self.config.inputs.drop_folders)
         if self.mqtt_images:
             folders |= self.spool.folders()  # made before the first image can arrive
@@ -312,6 +317,8 @@ class Agent:
             "model_notices": self.registry.notices(),
             # The OPC UA server's heartbeat (its own unit): shown, never a reason.
             "opcua": opcua_report(self.config.paths.state, self.config.opcua.enabled),
+            # Drift states (a drifting station still inspects): shown, never a reason.
+            "drift": self.drift.summaries(),
         }
         return reasons, details
 
@@ -349,6 +356,7 @@ class Agent:
             "reasons": details["reasons"],
             "storage": details["storage"],
             "model_notices": details["model_notices"],
+            "drift": details["drift"],
             "node": self.node,
             "session": self.session,
             "station": self.config.station.name,
@@ -357,8 +365,14 @@ class Agent:
             "models": self.registry.versions(),
         }
 
+    def _publish_status(self) -> None:
+        if self.link is not None:
+            self.link.publish_state("status", self._birth())
+
     def _announce_models(self) -> None:
-        for connector, info in self.registry.versions().items():
+        versions = self.registry.versions()
+        self.drift.models({connector: info["version"] for connector, info in versions.items()})
+        for connector, info in versions.items():
             self.telemetry.set_model(connector, info["version"], info["sha256"])
             if self.link is not None:
                 payload = {"connector": connector, **info, **self.feedback.model_info(connector)}
@@ -498,6 +512,7 @@ class Agent:
         )
         if self.link is not None:
             self.link.wake()
+        self.drift.board(verdict, result.capture)
         # A repeat's crops are the first verdict's crops again: kept once, not twice.
         self.feedback.board_done(verdict, {} if verdict.get("duplicate_of") else result.crops)
         evaluation = verdict["evaluation"]

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.store.journal import Journal, JournalError, OutboxMessage, immediate_transaction
+from edge_agent.store.journal import (
+    SCHEMA_VERSION,
+    Journal,
+    JournalError,
+    OutboxMessage,
+    immediate_transaction,
+)
 
 VERDICT_TOPIC = "plant/line3/aoi2/verdict"
 
@@ -238,7 +244,7 @@ def test_a_schema_2_journal_ties_its_waiting_messages_to_their_inspections(
 
     with sqlite3.connect(path) as db:
         tied = db.execute("SELECT topic, result_id FROM outbox ORDER BY id").fetchall()
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert tied == [(VERDICT_TOPIC, "r1"), ("plant/line3/aoi2/heatmap/r1/J1", "r1")]
 
 

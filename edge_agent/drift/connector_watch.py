@@ -15,7 +15,6 @@ from edge_agent.drift.cusum import (
     BernoulliDesign,
     bernoulli_design,
     rate_upper_bound,
-    shifted_rate,
 )
 
 RECENT = 50  # scores the reason's median is taken over
@@ -74,13 +73,13 @@ class ConnectorWatch:
         """Each tail's rate bounded above by its estimate's uncertainty (n reference scores)."""
         p_high = rate_upper_bound(1 - HIGH, self.n_reference)
         p_low = rate_upper_bound(LOW, self.n_reference)
-        self.designs["scores_up"] = bernoulli_design(p_high, shifted_rate(p_high), *self._arls())
-        self.designs["scores_down"] = bernoulli_design(p_low, shifted_rate(p_low), *self._arls())
+        self.designs["scores_up"] = bernoulli_design(p_high, *self._arls())
+        self.designs["scores_down"] = bernoulli_design(p_low, *self._arls())
 
     def _design_nok(self, n: int) -> None:
         rate = rate_upper_bound(self.baseline_nok / n, n)
         p0 = max(rate, self.false_reject, NOK_FLOOR)
-        self.designs["nok_rate"] = bernoulli_design(p0, shifted_rate(p0), *self._arls())
+        self.designs["nok_rate"] = bernoulli_design(p0, *self._arls())
 
     @property
     def learning(self) -> bool:
@@ -138,12 +137,14 @@ class ConnectorWatch:
 
     # -- words ----------------------------------------------------------------------------
     def value_reference(self, measure: str | None) -> tuple[float | None, float | None]:
-        """The measure's recent value and its reference (median score; NOK share)."""
+        """The measure's recent value and its reference: the median score over the boards since
+        its test left 0 (at most `RECENT`), or the NOK share of the last `RECENT` boards."""
         if measure == "nok_rate":
             return sum(self.recent_nok) / max(1, len(self.recent_nok)), self.designs[measure].p0
         if self.quantiles is None or not self.recent:
             return None, None
-        return statistics.median(self.recent), self.quantiles[1]
+        boards = max(1, min(self.runs.get(measure or "", 0), RECENT))
+        return statistics.median(list(self.recent)[-boards:]), self.quantiles[1]
 
     def describe(self, measure: str | None) -> str:
         """Plain words: the measure, its value, the reference and the boards seen."""

@@ -18,7 +18,9 @@ import numpy as np
 
 Z_UPPER = 1.645
 """One-sided 95 % normal quantile: the confidence of the in-control rate's upper bound."""
-MAX_STATES = 400  # Markov chain size (Brook-Evans); the threshold then has ~0.3 % resolution
+MAX_STATES = 500  # Markov chain size (Brook-Evans): a solve takes milliseconds
+STEP_UNITS = 6  # the smaller step in chain units (when the states allow): rounding <= 1/6
+RATE_GRID = 0.005  # in-control rates are rounded up to this grid (conservative; designs shared)
 
 
 def rate_upper_bound(rate: float, n: int) -> float:
@@ -36,13 +38,11 @@ def bernoulli_arl(p: float, up: float, down: float, h: float) -> float:
     """In-control ARL of the CUSUM S = max(0, S + (up if x else down)), x ~ Bernoulli(p),
     signalling at S >= h, by the Brook-Evans Markov chain from S = 0.
 
-    The chain's unit divides `down` exactly and rounds `up` up, so every path climbs at least
-    as fast as the real statistic: the ARL is never overstated (the stated rate is an upper
-    bound on the false signals)."""
-    unit = max(-down / 2, h / MAX_STATES)
-    if unit > -down:
-        unit = -down
-    fall = max(1, math.floor(-down / unit))
+    The chain's steps round `up` up and `down` towards 0, so every path climbs at least as
+    fast as the real statistic: the ARL is never overstated (the stated rate is an upper bound
+    on the false signals)."""
+    unit = max(min(up, -down) / STEP_UNITS, h / MAX_STATES)
+    fall = max(1, math.floor(-down / unit + 1e-9))
     rise = math.ceil(up / unit - 1e-9)
     states = max(1, math.ceil(h / unit - 1e-9))
     index = np.arange(states)
@@ -77,20 +77,26 @@ def _threshold(arl: float, run_length: object) -> float:
     low, high = 0.0, 1.0
     while run_length(high) < arl:  # type: ignore[operator]
         low, high = high, 2 * high
-    for _ in range(30):
+    while high - low > 0.01 * high:
         middle = (low + high) / 2
         if run_length(middle) < arl:  # type: ignore[operator]
             low = middle
         else:
             high = middle
-        if high - low < 1e-3 * high:
-            break
     return high
 
 
+def bernoulli_design(p0: float, warning_arl: float, alarm_arl: float) -> BernoulliDesign:
+    """The CUSUM of an in-control rate p0 (rounded up to `RATE_GRID`) against `shifted_rate`,
+    with thresholds for the two stated in-control ARLs."""
+    grid = min(0.5, math.ceil(p0 / RATE_GRID - 1e-9) * RATE_GRID)
+    return _bernoulli_design(grid, shifted_rate(grid), warning_arl, alarm_arl)
+
+
 @lru_cache(maxsize=256)
-def bernoulli_design(p0: float, p1: float, warning_arl: float, alarm_arl: float) -> BernoulliDesign:
-    """The CUSUM of p0 against p1 with thresholds for the two stated in-control ARLs."""
+def _bernoulli_design(
+    p0: float, p1: float, warning_arl: float, alarm_arl: float
+) -> BernoulliDesign:
     up = math.log(p1 / p0)
     down = math.log((1 - p1) / (1 - p0))
     warning = _threshold(warning_arl, lambda h: bernoulli_arl(p0, up, down, h))

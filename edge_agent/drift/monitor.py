@@ -28,6 +28,7 @@ CAPTURE = "capture"
 STATES = ("ok", "warning", "alarm")
 FOLD_BACK_BOARDS = 30
 SCORED = ("OK", "NOK")
+FOLLOWS = "follows the capture change"
 
 Watch = ConnectorWatch | CaptureWatch
 
@@ -204,14 +205,14 @@ class DriftMonitor:
             state.result_id, state.raised_at, state.quiet = result_id, watch.boards, 0
             changed = True
         elif level > current:
-            state.reason = f"{watch.describe(measure)}: follows the capture change"
+            state.reason = f"{watch.describe(measure)}: {FOLLOWS}"
             state.quiet = 0
         elif level == 0:
             state.quiet += 1
             if state.state != "ok" and state.quiet >= self.settings.clear_after_boards:
                 self._clear(subject, result_id)
                 changed = True
-            elif state.state == "ok":
+            elif state.state == "ok" and not (held and state.reason.endswith(FOLLOWS)):
                 state.reason = watch.describe(None)
         else:
             state.quiet = 0
@@ -237,7 +238,7 @@ class DriftMonitor:
                 continue
             if watch.boards - state.raised_at <= FOLD_BACK_BOARDS:
                 state.state, state.since = "ok", utc_now()
-                state.reason = f"{state.reason}: follows the capture change"
+                state.reason = f"{state.reason}: {FOLLOWS}"
                 state.measure, state.raised_at, state.quiet = None, None, 0
                 changes[subject] = Change(self._row(subject), True, True)
         return changes

@@ -47,7 +47,10 @@ _METRICS = (
      {}),
     ("not_ready_reason", Gauge, "Reasons the agent is not ready, by code (0 once cleared).",
      ["code"], {}),
+    ("drift_state", Gauge, "Drift state per connector and of the photo (connector=\"capture\"): "
+     "0 ok, 1 warning, 2 alarm.", ["connector"], {}),
 )  # fmt: skip
+DRIFT_LEVELS = {"ok": 0, "warning": 1, "alarm": 2}
 
 
 class Telemetry:
@@ -81,6 +84,7 @@ class Telemetry:
         self._state_free = metrics["state_free_bytes"]
         self._ready = metrics["ready"]
         self._not_ready = metrics["not_ready_reason"]
+        self._drift = metrics["drift_state"]
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:
@@ -159,6 +163,10 @@ class Telemetry:
         for code in known | counts.keys():
             self._not_ready.labels(code=code).set(counts[code])
         self._ready.set(0 if codes else 1)
+
+    def set_drift(self, subject: str, state: str) -> None:
+        """Record a drift subject's state (ok, warning, alarm)."""
+        self._drift.labels(connector=subject).set(DRIFT_LEVELS[state])
 
 
 def _code(reason: str) -> str:

@@ -18,7 +18,7 @@ from edge_agent.store.integrity import describe_damage, problems_of
 from edge_agent.store.session_mark import highest_session, mark_session
 from edge_agent.store.sqlite_files import connect
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 LABELS = ("OK", "KO")
 
 _SCHEMA = """
@@ -90,7 +90,44 @@ CREATE TABLE IF NOT EXISTS crops (
     PRIMARY KEY (result_id, connector)
 );
 CREATE INDEX IF NOT EXISTS crops_created_at ON crops(created_at);
+CREATE TABLE IF NOT EXISTS drift_states (
+    subject TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('ok', 'warning', 'alarm')),
+    reason TEXT NOT NULL,
+    since TEXT NOT NULL,
+    measure TEXT,
+    statistic REAL,
+    value REAL,
+    reference REAL,
+    boards INTEGER NOT NULL,
+    result_id TEXT,
+    model_version TEXT,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS drift_history (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    measure TEXT,
+    statistic REAL NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS drift_history_at ON drift_history(at);
 """
+DRIFT_COLUMNS = (
+    "subject",
+    "state",
+    "reason",
+    "since",
+    "measure",
+    "statistic",
+    "value",
+    "reference",
+    "boards",
+    "result_id",
+    "model_version",
+    "detail",
+)
 
 
 def create_tables(db: sqlite3.Connection) -> None:
@@ -223,6 +260,7 @@ class Journal:
                 )
             if version < 3:
                 _tie_outbox_to_inspections(self._db)
+            # Schema 4 added the drift tables only (created above).
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -345,6 +383,43 @@ class Journal:
             )
         verdict.update(stamps)
         return seq
+
+    def record_drift(
+        self,
+        states: Sequence[dict[str, Any]],
+        history: Sequence[dict[str, Any]],
+        messages: Sequence[OutboxMessage],
+    ) -> None:
+        """Write drift state rows (replacing each subject's), history rows and their messages
+        in one transaction (`DRIFT_COLUMNS`; history: at, subject, measure, statistic, state)."""
+        now = utc_now()
+        with self._transaction() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO drift_states ({', '.join(DRIFT_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(DRIFT_COLUMNS))})",
+                [tuple(row[c] for c in DRIFT_COLUMNS) for row in states],
+            )
+            db.executemany(
+                "INSERT INTO drift_history (at, subject, measure, statistic, state)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (h["at"], h["subject"], h["measure"], h["statistic"], h["state"])
+                    for h in history
+                ],
+            )
+            db.executemany(
+                "INSERT INTO outbox (topic, payload, qos, retain, is_json, created_at, session)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (m.topic, m.payload, m.qos, m.retain, m.is_json, now, self._session)
+                    for m in messages
+                ],
+            )
+
+    def drift_states(self) -> dict[str, dict[str, Any]]:
+        """subject -> its `drift_states` row, as the last run left them."""
+        rows = self._query(f"SELECT {', '.join(DRIFT_COLUMNS)} FROM drift_states")
+        return {row["subject"]: dict(row) for row in rows}
 
     def find_from_path(self, sha: str, source_path: str) -> tuple[str, str] | None:
         """(result_id, evaluation) of an inspection of this content read from this path, if any."""

@@ -5,6 +5,7 @@ and while any of its crops is kept (the crops' own retention decides: the retrai
 confirmations through them); a row is never removed in its first hour (its crops are written
 after its commit). With a row go its confirmations (and those taken back) and, when it was the
 first of its content, the content's claim (a later copy of that content is then a first again).
+The drift monitor's history rows older than the same age go too.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class InspectionPruner:
         now = now or dt.datetime.now(dt.UTC)
         cutoff = _iso(now - self.max_age)
         youngest = _iso(now - MIN_AGE)
+        with self._transaction() as db:  # the drift history goes with the same age
+            db.execute("DELETE FROM drift_history WHERE at < ?", (cutoff,))
         with self._lock:
             self.rows = self._db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
         after = 0

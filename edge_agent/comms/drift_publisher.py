@@ -1,0 +1,154 @@
+"""The drift monitor on the line: fed each journaled verdict, its state rows and history kept in
+the journal, each state change queued in the outbox as a retained `<prefix>/drift/<subject>`
+message (schema `inspect.drift/1`) and set on the `edge_inspect_drift_state` gauge.
+
+Persistence: a subject's state row (its statistics in `detail`) is written at each state
+change and with each history row (every `drift.history_every` boards), in a transaction of its
+own after the board's inspection row; a restart takes up the last written statistics (at most
+`history_every` boards of evidence are lost to a SIGKILL; a state change never is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from edge_agent.contracts.clock import utc_now
+from edge_agent.contracts.config import StationConfig
+from edge_agent.drift.connector_watch import ModelReference
+from edge_agent.drift.monitor import Change, DriftMonitor
+from edge_agent.inspect.capture import reference_measures
+from edge_agent.inspect.imaging import read_image_file
+from edge_agent.inspect.scoring import ModelRegistry
+from edge_agent.ops.telemetry import Telemetry
+from edge_agent.store.journal import Journal, OutboxMessage, compact_json
+
+SCHEMA = "inspect.drift/1"
+PAYLOAD_KEYS = (
+    "subject",
+    "state",
+    "reason",
+    "since",
+    "measure",
+    "statistic",
+    "value",
+    "reference",
+    "boards",
+    "result_id",
+    "model_version",
+)
+
+log = structlog.get_logger()
+
+
+class DriftPublisher:
+    """Owns the monitor; safe to feed from every worker thread (boards are serialised)."""
+
+    def __init__(
+        self,
+        config: StationConfig,
+        journal: Journal,
+        registry: ModelRegistry,
+        telemetry: Telemetry,
+        changed: Callable[[], None],
+    ) -> None:
+        """`changed` is called (outside any lock) after a state changed."""
+        self.config = config
+        self.settings = config.drift
+        self.journal = journal
+        self.registry = registry
+        self.telemetry = telemetry
+        self.changed = changed
+        self.monitor: DriftMonitor | None = None
+        self._lock = threading.Lock()
+
+    def _reference_of(self, connector: str) -> ModelReference | None:
+        model = self.registry.get(connector)
+        return ModelReference.of(model.manifest) if model is not None else None
+
+    def start(self) -> None:
+        """Take up the last run's states (models loaded), publish each subject's state once."""
+        if not self.settings.enabled:
+            return
+        path = self.config.station.reference_image
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        image = reference_measures(read_image_file(path), self.config.registration.working_width)
+        with self._lock:
+            self.monitor = DriftMonitor(
+                self.settings,
+                self._reference_of,
+                (sha, image),
+                self.config.enabled_connectors(),
+                self.journal.drift_states(),
+            )
+            rows = self.monitor.rows()
+            self.journal.record_drift(rows, [], [self._message(row) for row in rows])
+        for row in rows:
+            self.telemetry.set_drift(row["subject"], row["state"])
+        log.info("drift_states", **{row["subject"]: row["state"] for row in rows})
+
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        """subject -> {state, reason, since, measure, statistic} (the /readyz `drift` key)."""
+        with self._lock:
+            return self.monitor.summaries() if self.monitor is not None else {}
+
+    def board(self, verdict: dict[str, Any], capture: dict[str, float] | None) -> None:
+        """Feed one journaled verdict. Never raises: the board's verdict is already recorded,
+        a failed drift write is logged and its rows written with the next ones due."""
+        self._apply(lambda monitor: monitor.board(verdict, capture))
+
+    def models(self, versions: dict[str, str]) -> None:
+        """Follow the installed model versions: a new one resets its connector's state."""
+        self._apply(lambda monitor: monitor.models(versions))
+
+    def _apply(self, step: Callable[[DriftMonitor], list[Change]]) -> None:
+        monitor = self.monitor
+        if monitor is None:  # before `start`, or drift.enabled = false
+            return
+        try:
+            with self._lock:
+                changes = step(monitor)
+                if not changes:
+                    return
+                self._record(changes)
+        except Exception:
+            log.exception("drift_not_recorded")
+            return
+        changed = [c.row for c in changes if c.changed]
+        for row in changed:
+            self.telemetry.set_drift(row["subject"], row["state"])
+            log.info(
+                "drift_state", subject=row["subject"], state=row["state"], reason=row["reason"]
+            )
+        if changed:
+            self.changed()
+
+    def _record(self, changes: list[Change]) -> None:
+        now = utc_now()
+        history = [
+            {
+                "at": now,
+                "subject": c.row["subject"],
+                "measure": c.row["measure"],
+                "statistic": c.row["statistic"],
+                "state": c.row["state"],
+            }
+            for c in changes
+            if c.history
+        ]
+        messages = [self._message(c.row) for c in changes if c.changed]
+        self.journal.record_drift([c.row for c in changes], history, messages)
+
+    def _message(self, row: dict[str, Any]) -> OutboxMessage:
+        payload = {
+            "schema": SCHEMA,
+            "station": self.config.station.name,
+            **{key: row[key] for key in PAYLOAD_KEYS},
+            "at": utc_now(),
+        }
+        topic = f"{self.config.mqtt.prefix}/drift/{row['subject']}"
+        return OutboxMessage(topic, compact_json(payload), qos=1, retain=True, is_json=True)

@@ -1,0 +1,242 @@
+"""The drift monitor's statistics on generated streams (fixed seeds): stationary noise never
+alarms, a step is found within a stated number of boards and named for what it is, states
+clear after `clear_after_boards`, and the ARL computation agrees with a simulation."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.contracts.config import DriftSettings
+from edge_agent.drift.connector_watch import ModelReference
+from edge_agent.drift.cusum import (
+    bernoulli_arl,
+    bernoulli_design,
+    normal_arl,
+    normal_thresholds,
+    rate_upper_bound,
+)
+from edge_agent.drift.monitor import CAPTURE, DriftMonitor
+from edge_agent.inspect.capture import photometric
+
+CONNECTORS = ["J1", "J2", "J3"]
+VERSION = "2026-01-01.1"
+SCORE_MEAN, SCORE_SD = 0.5, 0.12
+# The reference quantiles (10 %, 50 %, 90 %) of the OK scores, on the calibrated scale.
+QUANTILES = (SCORE_MEAN - 1.2816 * SCORE_SD, SCORE_MEAN, SCORE_MEAN + 1.2816 * SCORE_SD)
+IMAGE = {"brightness": 120.0, "contrast": 40.0, "sharpness": 0.5}
+SETTINGS = DriftSettings(baseline_boards=150, clear_after_boards=50)
+
+
+def reference(connector: str, version: str = VERSION) -> ModelReference:
+    return ModelReference(version, QUANTILES, 1000, 0.005)
+
+
+class Line:
+    """A station's stream: capture measures and connector scores with natural noise."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.count = 0
+
+    def board(
+        self, gain: float = 1.0, blur: float = 1.0, turn: float = 0.0, shift: dict | None = None
+    ) -> tuple[dict, dict]:
+        rng = self.rng
+        self.count += 1
+        capture = {
+            "brightness": 120.0 * gain * (1 + rng.normal(0, 0.005)),
+            "contrast": 40.0 * gain * (1 + rng.normal(0, 0.01)),
+            "sharpness": 0.5 * blur * (1 + rng.normal(0, 0.03)),
+            "inliers": 0.8 + rng.normal(0, 0.03),
+            "residual": 0.6 + rng.normal(0, 0.05),
+            "offset": abs(rng.normal(0, 0.8)),
+            "rotation": turn + rng.normal(0, 0.05),
+            "scale": 1.0 + rng.normal(0, 0.0005),
+        }
+        rows = []
+        for cid in CONNECTORS:
+            score = rng.normal(SCORE_MEAN, SCORE_SD) + (shift or {}).get(cid, 0.0)
+            evaluation = "NOK" if score >= 1.0 or rng.random() < 0.003 else "OK"
+            rows.append({"id": cid, "evaluation": evaluation, "score": round(score, 4),
+                         "model": {"version": VERSION}})  # fmt: skip
+        return {"result_id": f"r{self.count}", "connectors": rows}, capture
+
+
+def run(monitor: DriftMonitor, line: Line, boards: int, **change: object) -> list:
+    """Feed `boards` boards; every state change, with the board number it came on."""
+    changes = []
+    for n in range(boards):
+        verdict, capture = line.board(**change)  # type: ignore[arg-type]
+        changes += [(n, c.row) for c in monitor.board(verdict, capture) if c.changed]
+    return changes
+
+
+@pytest.fixture
+def monitor() -> DriftMonitor:
+    return DriftMonitor(SETTINGS, reference, ("sha", IMAGE), CONNECTORS, {})
+
+
+@pytest.fixture
+def settled(monitor: DriftMonitor) -> tuple[DriftMonitor, Line]:
+    """A monitor past its capture baseline on a clean stream."""
+    line = Line(1)
+    assert run(monitor, line, 200) == []
+    return monitor, line
+
+
+def test_stationary_noise_never_alarms_over_20000_boards(monitor: DriftMonitor) -> None:
+    changes = run(monitor, Line(2), 20_000)
+    assert [row["state"] for _, row in changes if row["state"] == "alarm"] == []
+    assert len([row for _, row in changes if row["state"] == "warning"]) <= 1
+    assert all(state["state"] == "ok" for state in monitor.summaries().values())
+
+
+def test_a_light_change_is_one_capture_alarm_within_3_boards(settled: tuple) -> None:
+    monitor, line = settled
+    # Darker photos score every connector higher: still the capture alone is named.
+    changes = run(monitor, line, 40, gain=0.7, shift=dict.fromkeys(CONNECTORS, 0.3))
+    first, row = changes[0]
+    assert first < 3 and row["subject"] == CAPTURE and row["state"] == "alarm"
+    assert row["reason"].startswith("capture: brightness 0.70 x reference over")
+    assert row["reason"].endswith("light changed")
+    assert {row["subject"] for _, row in changes} == {CAPTURE}
+    states = monitor.summaries()
+    assert all(states[cid]["state"] == "ok" for cid in CONNECTORS)
+    assert any("follows the capture change" in states[cid]["reason"] for cid in CONNECTORS)
+
+
+@pytest.mark.parametrize(
+    ("change", "measure", "cause"),
+    [
+        ({"blur": 0.3}, "sharpness", "out of focus"),
+        ({"turn": 1.5}, "rotation", "camera moved"),
+    ],
+)
+def test_focus_and_pose_are_named_as_such(
+    settled: tuple, change: dict, measure: str, cause: str
+) -> None:
+    monitor, line = settled
+    changes = run(monitor, line, 20, **change)
+    first, row = changes[0]
+    assert first < 5 and row["subject"] == CAPTURE and row["measure"] == measure
+    assert row["reason"].endswith(cause)
+
+
+def test_one_connector_drifting_up_is_that_connector_within_30_boards(settled: tuple) -> None:
+    monitor, line = settled
+    changes = run(monitor, line, 120, shift={"J2": 0.3})
+    alarms = [(n, row) for n, row in changes if row["state"] == "alarm"]
+    first, row = alarms[0]
+    assert first < 30 and row["subject"] == "J2" and row["measure"] == "scores_up"
+    assert row["reason"].startswith("J2 scores: median 0.8") and "reference 0.50" in row["reason"]
+    assert {row["subject"] for _, row in changes} == {"J2"}
+
+
+def test_scores_drifting_down_are_found_too(settled: tuple) -> None:
+    monitor, line = settled
+    changes = run(monitor, line, 120, shift={"J1": -0.25})
+    alarms = [(n, row) for n, row in changes if row["state"] == "alarm"]
+    assert alarms and alarms[0][0] < 40 and alarms[0][1]["measure"] == "scores_down"
+
+
+def test_a_state_clears_after_clear_after_boards_back_within_bounds(settled: tuple) -> None:
+    monitor, line = settled
+    run(monitor, line, 10, gain=0.7)
+    assert monitor.summaries()[CAPTURE]["state"] == "alarm"
+    back = run(monitor, line, 200)
+    (when, row), *_ = back
+    assert SETTINGS.clear_after_boards <= when + 1 < SETTINGS.clear_after_boards + 30
+    assert row["state"] == "ok" and "back within bounds" in row["reason"]
+
+
+def test_states_survive_a_restart_and_a_new_model_version_resets_its_connector(
+    settled: tuple,
+) -> None:
+    monitor, line = settled
+    run(monitor, line, 60, shift={"J3": 0.3})
+    saved = {row["subject"]: row for row in monitor.rows()}
+    again = DriftMonitor(SETTINGS, reference, ("sha", IMAGE), CONNECTORS, saved)
+    assert again.summaries() == monitor.summaries()
+    assert again.summaries()["J3"]["state"] == "alarm"
+
+    installed = {"J1": VERSION, "J2": VERSION, "J3": "2026-02-01.1"}
+    again.reference_of = lambda cid: reference(cid, installed[cid])
+    (change,) = again.models(installed)
+    assert change.changed and change.row["state"] == "ok"
+    assert change.row["model_version"] == "2026-02-01.1"
+    other = DriftMonitor(SETTINGS, reference, ("another image", IMAGE), CONNECTORS, saved)
+    assert "learning" not in other.summaries()[CAPTURE]["reason"]
+    assert "first 150 boards" in other.summaries()[CAPTURE]["reason"]  # a new capture reference
+
+
+def test_a_bundle_without_quantiles_takes_its_reference_from_the_line() -> None:
+    def old_bundle(connector: str) -> ModelReference:
+        return ModelReference(VERSION, None, 0, 0.0)
+
+    monitor = DriftMonitor(SETTINGS, old_bundle, ("sha", IMAGE), CONNECTORS, {})
+    line = Line(3)
+    run(monitor, line, 10)
+    assert "(the bundle carries no OK score quantiles)" in monitor.summaries()["J1"]["reason"]
+    assert run(monitor, line, 300) == []
+    changes = run(monitor, line, 60, shift={"J1": 0.3})
+    assert changes and changes[0][1]["subject"] == "J1"
+    assert "(reference from the line)" in changes[0][1]["reason"]
+
+
+def test_repeats_and_unscored_rows_do_not_count(monitor: DriftMonitor) -> None:
+    verdict, capture = Line(4).board()
+    monitor.board({**verdict, "duplicate_of": "r0"}, capture)
+    errors = [{**row, "evaluation": "ERROR", "score": None} for row in verdict["connectors"]]
+    monitor.board({**verdict, "connectors": errors}, None)
+    assert {row["subject"]: row["boards"] for row in monitor.rows()} == dict.fromkeys(
+        [CAPTURE, *CONNECTORS], 0
+    )
+
+
+def test_the_markov_chain_arl_matches_a_simulation() -> None:
+    design = bernoulli_design(0.12, 50, 500)
+    rng = np.random.default_rng(5)
+    for threshold, stated in ((design.warning, 50), (design.alarm, 500)):
+        runs = []
+        for _ in range(600):
+            statistic, boards = 0.0, 0
+            while statistic < threshold:
+                boards += 1
+                statistic = design.step(statistic, rng.random() < design.p0)
+            runs.append(boards)
+        chain = bernoulli_arl(design.p0, design.up, design.down, threshold)
+        assert chain >= stated and abs(np.mean(runs) - chain) < 0.15 * chain
+
+
+def test_the_normal_arl_matches_a_simulation() -> None:
+    rng = np.random.default_rng(6)
+    k, h = 0.5, 3.0
+    runs = []
+    for _ in range(600):
+        statistic, boards = 0.0, 0
+        while statistic < h:
+            boards += 1
+            statistic = max(0.0, statistic + rng.normal() - k)
+        runs.append(boards)
+    assert abs(np.mean(runs) - normal_arl(k, h)) < 0.15 * normal_arl(k, h)
+    warning, alarm = normal_thresholds(k, 1e5, 1e6)
+    assert warning < alarm and normal_arl(k, alarm) >= 2e6
+
+
+def test_the_in_control_rate_is_bounded_above_by_its_uncertainty() -> None:
+    assert rate_upper_bound(0.1, 100) > rate_upper_bound(0.1, 1000) > 0.1
+
+
+def test_blur_moves_sharpness_a_lot_and_light_does_not() -> None:
+    rng = np.random.default_rng(8)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (480, 640), dtype=np.uint8), (3, 3), 0)
+    centre = (319.5, 239.5)
+    clean = photometric(image, image, centre)
+    blurred = cv2.GaussianBlur(image, (0, 0), 2)
+    dark = (image * 0.7).astype(np.uint8)
+    assert photometric(blurred, blurred, centre)["sharpness"] < 0.3 * clean["sharpness"]
+    darker = photometric(dark, dark, centre)
+    assert abs(darker["sharpness"] / clean["sharpness"] - 1) < 0.1
+    assert darker["brightness"] / clean["brightness"] == pytest.approx(0.7, abs=0.01)
