@@ -31,12 +31,12 @@ from trainer.evaluation.footprint import machine_facts
 from trainer.settings import load_config
 
 PREFIX_AFTER_BASELINE = 100  # clean boards after the monitor's baseline, before a change
-# option -> (full run, --quick)
+# option -> (full run, --quick, what it counts)
 SIZES = {
-    "clean_boards": (5000, 400),
-    "step_boards": (100, 60),
-    "ramp_boards": (300, 100),
-    "hold_boards": (200, 150),
+    "clean_boards": (5000, 400, "boards of the clean stream"),
+    "step_boards": (100, 60, "boards after a step"),
+    "ramp_boards": (300, 100, "boards a ramp takes from none to full"),
+    "hold_boards": (200, 100, "boards a ramp's full change is held"),
 }
 NAMES = [s.name for s in scenarios(1, 1, 1, 1, 1)]
 
@@ -61,15 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"run only these (default all: {' '.join(NAMES)})",
     )
-    for name, (full, quick) in SIZES.items():
-        what = name.split("_")[0]
+    for name, (full, quick, what) in SIZES.items():
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             type=int,
-            help=f"{what} boards (default {full}; {quick} with --quick)",
+            help=f"{what} (default {full}; {quick} with --quick)",
         )
     parser.add_argument(
-        "--quick", action="store_true", help="a small run: the smaller sizes of the options above"
+        "--quick",
+        action="store_true",
+        help="a small run: the steps and the clean stream (unless --scenarios), at the "
+        "smaller sizes above",
     )
     parser.add_argument(
         "--tint-connector",
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             prefix, size["step_boards"], size["ramp_boards"], size["hold_boards"],
             size["clean_boards"],
         )  # fmt: skip
-        chosen = [s for s in every if args.scenarios is None or s.name in args.scenarios]
+        default = [s.name for s in every if not (args.quick and s.kind == "ramp")]
+        chosen = [s for s in every if s.name in (args.scenarios or default)]
         boxes = {cid: tuple(c.box) for cid, c in config.connectors.items() if c.enabled}
         reference = cv2.imread(str(config.station.reference_image), cv2.IMREAD_COLOR)
         tinted = args.tint_connector or most_colourful(reference, boxes)
