@@ -250,6 +250,7 @@ class Agent:
         for worker in self._workers:
             worker.join()
         self.feedback.stop()
+        self.drift.stop()
         if self.link is not None:
             self.link.stop(clean=True)
         if self.health is not None:

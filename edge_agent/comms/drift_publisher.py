@@ -3,9 +3,10 @@ the journal, each state change queued in the outbox as a retained `<prefix>/drif
 message (schema `inspect.drift/1`) and set on the `edge_inspect_drift_state` gauge.
 
 Persistence: a subject's state row (its statistics in `detail`) is written at each state
-change and with each history row (every `drift.history_every` boards), in a transaction of its
-own after the board's inspection row; a restart takes up the last written statistics (at most
-`history_every` boards of evidence are lost to a SIGKILL; a state change never is).
+change (committed at once, with its message) and with each history row (every
+`drift.history_every` boards; those ride in the next board's inspection transaction, no commit
+of their own); a restart takes up the last written statistics (at most `history_every` + 1
+boards of evidence are lost to a SIGKILL; a state change never is).
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ class DriftPublisher:
             self.telemetry.set_drift(row["subject"], row["state"])
         log.info("drift_states", **{row["subject"]: row["state"] for row in rows})
 
+    def stop(self) -> None:
+        """Write the rows still waiting for a board (a clean stop loses no statistics)."""
+        if self.monitor is None:
+            return
+        try:
+            self.journal.record_drift([], [], [])
+        except Exception:
+            log.exception("drift_not_recorded")
+
     def summaries(self) -> dict[str, dict[str, Any]]:
         """subject -> {state, reason, since, measure, statistic} (the /readyz `drift` key)."""
         with self._lock:
@@ -140,8 +150,12 @@ class DriftPublisher:
             for c in changes
             if c.history
         ]
-        messages = [self._message(c.row) for c in changes if c.changed]
-        self.journal.record_drift([c.row for c in changes], history, messages)
+        rows = [c.row for c in changes]
+        if any(c.changed for c in changes):  # committed now: a SIGKILL never loses a change
+            messages = [self._message(c.row) for c in changes if c.changed]
+            self.journal.record_drift(rows, history, messages)
+        else:  # with the next board's inspection: no commit (fsync) of their own
+            self.journal.defer_drift(rows, history)
 
     def _message(self, row: dict[str, Any]) -> OutboxMessage:
         payload = {

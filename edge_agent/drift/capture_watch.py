@@ -70,8 +70,9 @@ class CaptureWatch:
     def learning(self) -> bool:
         return not self.centre
 
-    def update(self, measures: dict[str, float]) -> None:
-        """One photo's measures: each test's two statistics move."""
+    def update(self, measures: dict[str, float]) -> int:
+        """One photo's measures: each test's two statistics move; returns the highest level
+        a test is at (0 ok, 1 warning, 2 alarm)."""
         self.boards += 1
         for name in MEASURES:
             self.recent[name].append(float(measures[name]))
@@ -80,16 +81,21 @@ class CaptureWatch:
                 self.baseline[name].append(measures[name])
             if self.boards >= self.settings.baseline_boards:
                 self._end_baseline()
-            return
+            return 0
+        level = 0
         for name in MEASURES:
             z = (measures[name] - self.centre[name]) / self.sd[name]
             k, reach = self.k[name], self.reach[name]
             z = reach if z > reach else -reach if z < -reach else z
             up = self.up[name] + z - k
             down = self.down[name] - z - k
-            self.up[name] = up if up > 0.0 else 0.0
-            self.down[name] = down if down > 0.0 else 0.0
+            up = self.up[name] = up if up > 0.0 else 0.0
+            down = self.down[name] = down if down > 0.0 else 0.0
             self.runs[name] = self.runs[name] + 1 if up > 0.0 or down > 0.0 else 0
+            warning, alarm = self.thresholds[name]
+            if up >= warning or down >= warning:
+                level = max(level, 2 if up >= alarm or down >= alarm else 1)
+        return level
 
     def _end_baseline(self) -> None:
         for name in MEASURES:

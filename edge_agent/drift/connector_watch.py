@@ -87,8 +87,9 @@ class ConnectorWatch:
         return "nok_rate" not in self.designs
 
     # -- per board ------------------------------------------------------------------------
-    def update(self, score: float, nok: bool) -> None:
-        """One scored board: each test's statistic moves (cheap: plain floats, no arrays)."""
+    def update(self, score: float, nok: bool) -> int:
+        """One scored board: each test's statistic moves (plain floats, no arrays); returns
+        the highest level a test is at (0 ok, 1 warning, 2 alarm)."""
         self.boards += 1
         self.recent.append(score)
         self.recent_nok.append(nok)
@@ -98,17 +99,24 @@ class ConnectorWatch:
                 self.baseline.append(score)
             if self.boards >= self.settings.baseline_boards:
                 self._end_baseline()
-            return
-        low, _, high = self.quantiles  # type: ignore[misc]
+        level = 0
+        if self.quantiles is None:
+            return level
+        low, _, high = self.quantiles
         for name, hit in (
             ("scores_up", score > high),
             ("scores_down", score < low),
             ("nok_rate", nok),
         ):
-            before = self.statistics[name]
-            after = self.designs[name].step(before, hit)
+            design = self.designs.get(name)
+            if design is None:
+                continue
+            after = design.step(self.statistics[name], hit)
             self.statistics[name] = after
             self.runs[name] = self.runs[name] + 1 if after > 0.0 else 0
+            if after >= design.warning:
+                level = max(level, 2 if after >= design.alarm else 1)
+        return level
 
     def _end_baseline(self) -> None:
         n = self.boards

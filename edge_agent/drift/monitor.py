@@ -105,6 +105,8 @@ class DriftMonitor:
         """`saved`: the `drift_states` rows of the last run, taken up where they still apply
         (the same model version; the same reference image for the capture)."""
         self.settings = settings
+        self._clear_after = settings.clear_after_boards
+        self._history_every = settings.history_every
         self.reference_of = reference_of
         self.watches: dict[str, Watch] = {}
         self.states: dict[str, SubjectState] = {}
@@ -138,8 +140,12 @@ class DriftMonitor:
         )
 
     def summaries(self) -> dict[str, dict[str, Any]]:
-        """subject -> {state, reason, since, measure, statistic}."""
-        return {subject: state.summary() for subject, state in self.states.items()}
+        """subject -> {state, reason, since, measure, statistic}; the statistic as it is now
+        (the row's is the one at its last write)."""
+        return {
+            subject: {**state.summary(), "statistic": round(self.watches[subject].level()[2], 4)}
+            for subject, state in self.states.items()
+        }
 
     def rows(self) -> list[dict[str, Any]]:
         """Every subject's `drift_states` row."""
@@ -158,8 +164,7 @@ class DriftMonitor:
         if capture is not None:
             watch = self.watches[CAPTURE]
             was = self.states[CAPTURE].state
-            watch.update(capture)
-            changes |= self._follow(CAPTURE, result_id, held=False)
+            changes |= self._follow(CAPTURE, watch.update(capture), result_id, held=False)
             now = self.states[CAPTURE].state
             if was == "ok" and now != "ok":
                 changes |= self._fold_back()
@@ -175,8 +180,8 @@ class DriftMonitor:
             version = (row.get("model") or {}).get("version")
             if not self._current(subject, version, changes):
                 continue
-            self.watches[subject].update(score, row["evaluation"] == "NOK")  # type: ignore[call-arg]
-            changes |= self._follow(subject, result_id, held)
+            level = self.watches[subject].update(score, row["evaluation"] == "NOK")  # type: ignore[call-arg]
+            changes |= self._follow(subject, level, result_id, held)
         return list(changes.values())
 
     def _current(self, subject: str, version: str | None, changes: dict[str, Change]) -> bool:
@@ -191,36 +196,45 @@ class DriftMonitor:
         changes[subject] = self._new_model(subject, reference)
         return True
 
-    def _follow(self, subject: str, result_id: str | None, held: bool) -> dict[str, Change]:
-        """Raise, hold or clear the subject's state after its watch took one board."""
+    def _follow(
+        self, subject: str, level: int, result_id: str | None, held: bool
+    ) -> dict[str, Change]:
+        """Raise, hold or clear the subject's state after its watch took one board and put
+        its tests at `level`; the common case (ok, quiet, no row due) costs a few operations."""
         watch, state = self.watches[subject], self.states[subject]
-        level, measure, ratio = watch.level()
-        current = STATES.index(state.state)
         state.boards = watch.boards
         changed = False
-        if level > current and not held:
-            value, reference = watch.value_reference(measure)
-            state.state, state.since, state.measure = STATES[level], utc_now(), measure
-            state.reason, state.value, state.reference = watch.describe(measure), value, reference
-            state.result_id, state.raised_at, state.quiet = result_id, watch.boards, 0
-            changed = True
-        elif level > current:
-            state.reason = f"{watch.describe(measure)}: {FOLLOWS}"
-            state.quiet = 0
-        elif level == 0:
+        if level == 0:
             state.quiet += 1
-            if state.state != "ok" and state.quiet >= self.settings.clear_after_boards:
+            if state.state != "ok" and state.quiet >= self._clear_after:
                 self._clear(subject, result_id)
                 changed = True
-            elif state.state == "ok" and not (held and state.reason.endswith(FOLLOWS)):
-                state.reason = watch.describe(None)
         else:
             state.quiet = 0
-        state.statistic = ratio
-        if level == 2:
-            watch.reset()  # restarted at each alarm: cleared soon after the change ended
-        due = changed or watch.boards % self.settings.history_every == 0
-        return {subject: Change(self._row(subject), changed, due)} if due else {}
+            _, measure, state.statistic = watch.level()
+            if level > STATES.index(state.state):
+                if held:
+                    state.reason = f"{watch.describe(measure)}: {FOLLOWS}"
+                else:
+                    self._raise(subject, level, measure, result_id)
+                    changed = True
+            if level == 2:
+                watch.reset()  # restarted at each alarm: cleared soon after the change ended
+        due = changed or watch.boards % self._history_every == 0
+        if not due:
+            return {}
+        if level == 0:
+            state.statistic = watch.level()[2]
+            if state.state == "ok" and not changed and not state.reason.endswith(FOLLOWS):
+                state.reason = watch.describe(None)
+        return {subject: Change(self._row(subject), changed, due)}
+
+    def _raise(self, subject: str, level: int, measure: str | None, result_id: str | None) -> None:
+        watch, state = self.watches[subject], self.states[subject]
+        value, reference = watch.value_reference(measure)
+        state.state, state.since, state.measure = STATES[level], utc_now(), measure
+        state.reason, state.value, state.reference = watch.describe(measure), value, reference
+        state.result_id, state.raised_at = result_id, watch.boards
 
     def _clear(self, subject: str, result_id: str | None) -> None:
         watch, state = self.watches[subject], self.states[subject]

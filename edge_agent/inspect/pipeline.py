@@ -30,7 +30,7 @@ from edge_agent.inspect.capture import capture_measures
 from edge_agent.inspect.cropping import check_boxes, crop_all, outside_the_photo
 from edge_agent.inspect.heatmap import overlay_heatmap
 from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
-from edge_agent.inspect.registration import Registrar, RegistrationError
+from edge_agent.inspect.registration import Registrar, Registration, RegistrationError
 from edge_agent.inspect.scoring import ConnectorModel, ConnectorScore, ModelRegistry
 
 log = structlog.get_logger()
@@ -142,8 +142,7 @@ class Inspector:
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
                 registration = self.registrar.register(image)
         if stages.failure is None:
-            with stages.run("capture", "align"):
-                capture = capture_measures(registration, self.registrar.reference_size)
+            capture = _capture(registration, self.registrar.reference_size)
         if stages.failure is None:
             with stages.run("crop", "align"):
                 limit = self.config.registration.max_outside_fraction
@@ -237,6 +236,15 @@ class Inspector:
             if outcome.evaluation in wanted:
                 overlay = overlay_heatmap(crops[outcome.id], scores[outcome.id].amap)
                 heatmaps[outcome.id] = encode_png(overlay, compression=1)
+
+
+def _capture(registration: Registration, reference_size: tuple[int, int]) -> dict | None:
+    """The photo's capture measures for the drift monitor; a fault there never fails a board."""
+    try:
+        return capture_measures(registration, reference_size)
+    except Exception:
+        log.exception("capture_measures_failed")
+        return None
 
 
 def _connector_failure(outcomes: list[ConnectorOutcome]) -> Failure | None:

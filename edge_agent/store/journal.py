@@ -223,6 +223,9 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._session: int | None = None
+        # Drift rows waiting to ride in the next transaction (`defer_drift`).
+        self._drift_waiting: dict[str, dict[str, Any]] = {}
+        self._history_waiting: list[dict[str, Any]] = []
         self._db = connect(self.path)
         self._db.row_factory = sqlite3.Row
         try:
@@ -325,7 +328,8 @@ class Journal:
         Sets verdict["session"] and verdict["seq"] (the next seq of this session) and returns seq.
         The first verdict of a content (source sha256) claims it in `contents` (a primary key,
         so of two copies committed at the same moment exactly one is first); every later one
-        gets verdict["duplicate_of"] = the first's result id, in the same transaction.
+        gets verdict["duplicate_of"] = the first's result id, in the same transaction. Deferred
+        drift rows (`defer_drift`) ride in it.
         """
         if self._session is None:
             raise JournalError(f"{self.path}: start_session() before recording inspections")
@@ -334,7 +338,7 @@ class Journal:
             raise ValueError(f"verdict lacks {', '.join(missing)}")
         source = verdict.get("source") or {}
         now = utc_now()
-        with self._transaction() as db:
+        with self._transaction_with_drift() as db:
             seq = db.execute(
                 "UPDATE sessions SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
                 (self._session,),
@@ -391,30 +395,64 @@ class Journal:
         messages: Sequence[OutboxMessage],
     ) -> None:
         """Write drift state rows (replacing each subject's), history rows and their messages
-        in one transaction (`DRIFT_COLUMNS`; history: at, subject, measure, statistic, state)."""
+        now, in one transaction with any deferred ones (`DRIFT_COLUMNS`; history: at, subject,
+        measure, statistic, state)."""
+        with self._transaction_with_drift() as db:
+            self._write_drift(db, states, history, messages)
+
+    def defer_drift(
+        self, states: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
+    ) -> None:
+        """Drift rows written with the next transaction that carries them (the next board's
+        inspection, or `record_drift`): no commit of their own."""
+        with self._lock:
+            self._drift_waiting.update((row["subject"], row) for row in states)
+            self._history_waiting.extend(history)
+
+    @contextmanager
+    def _transaction_with_drift(self) -> Iterator[sqlite3.Connection]:
+        """A transaction that first writes the deferred drift rows (kept for the next one if
+        it fails)."""
+        taken: tuple[dict[str, dict[str, Any]], list[dict[str, Any]]] | None = None
+        try:
+            with self._transaction() as db:
+                taken = self._drift_waiting, self._history_waiting
+                self._drift_waiting, self._history_waiting = {}, []
+                self._write_drift(db, list(taken[0].values()), taken[1], [])
+                yield db
+        except BaseException:
+            if taken is not None:
+                with self._lock:
+                    self._drift_waiting = taken[0] | self._drift_waiting
+                    self._history_waiting = taken[1] + self._history_waiting
+            raise
+
+    def _write_drift(
+        self,
+        db: sqlite3.Connection,
+        states: Sequence[dict[str, Any]],
+        history: Sequence[dict[str, Any]],
+        messages: Sequence[OutboxMessage],
+    ) -> None:
         now = utc_now()
-        with self._transaction() as db:
-            db.executemany(
-                f"INSERT OR REPLACE INTO drift_states ({', '.join(DRIFT_COLUMNS)})"
-                f" VALUES ({', '.join('?' * len(DRIFT_COLUMNS))})",
-                [tuple(row[c] for c in DRIFT_COLUMNS) for row in states],
-            )
-            db.executemany(
-                "INSERT INTO drift_history (at, subject, measure, statistic, state)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (h["at"], h["subject"], h["measure"], h["statistic"], h["state"])
-                    for h in history
-                ],
-            )
-            db.executemany(
-                "INSERT INTO outbox (topic, payload, qos, retain, is_json, created_at, session)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (m.topic, m.payload, m.qos, m.retain, m.is_json, now, self._session)
-                    for m in messages
-                ],
-            )
+        db.executemany(
+            f"INSERT OR REPLACE INTO drift_states ({', '.join(DRIFT_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(DRIFT_COLUMNS))})",
+            [tuple(row[c] for c in DRIFT_COLUMNS) for row in states],
+        )
+        db.executemany(
+            "INSERT INTO drift_history (at, subject, measure, statistic, state)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(h["at"], h["subject"], h["measure"], h["statistic"], h["state"]) for h in history],
+        )
+        db.executemany(
+            "INSERT INTO outbox (topic, payload, qos, retain, is_json, created_at, session)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (m.topic, m.payload, m.qos, m.retain, m.is_json, now, self._session)
+                for m in messages
+            ],
+        )
 
     def drift_states(self) -> dict[str, dict[str, Any]]:
         """subject -> its `drift_states` row, as the last run left them."""

@@ -1,0 +1,126 @@
+"""What the drift monitor costs per board, measured (not asserted): run
+`PYTHONPATH=. python tests/drift_cost.py`. Nine connectors and the capture, past the baseline,
+on a clean stream; the monitor alone, then a journaled board (a real SQLite file) without and
+with it, then the capture measures of one photo."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_drift_statistics import IMAGE, QUANTILES, VERSION
+
+from edge_agent.comms.drift_publisher import DriftPublisher
+from edge_agent.contracts.config import DriftSettings, StationConfig
+from edge_agent.drift.connector_watch import ModelReference
+from edge_agent.drift.monitor import DriftMonitor
+from edge_agent.inspect.capture import capture_measures
+from edge_agent.inspect.registration import Registration
+from edge_agent.ops.telemetry import Telemetry
+from edge_agent.store.journal import Journal
+
+CONNECTORS = [f"J{n}" for n in range(1, 10)]
+BOARDS = 5000
+JOURNALED = 1000
+
+
+def stream(seed: int, count: int) -> list[tuple[dict, dict]]:
+    rng = np.random.default_rng(seed)
+    boards = []
+    for n in range(count):
+        scores = rng.normal(0.5, 0.12, len(CONNECTORS))
+        rows = [
+            {"id": c, "evaluation": "OK", "score": float(s), "model": {"version": VERSION}}
+            for c, s in zip(CONNECTORS, scores, strict=True)
+        ]
+        capture = {
+            "brightness": 120 + float(rng.normal(0, 0.5)),
+            "contrast": 40 + float(rng.normal(0, 0.3)),
+            "sharpness": 0.5 + float(rng.normal(0, 0.01)),
+            "inliers": 0.8 + float(rng.normal(0, 0.02)),
+            "residual": 0.6 + float(rng.normal(0, 0.05)),
+            "offset": abs(float(rng.normal(0, 0.8))),
+            "rotation": float(rng.normal(0, 0.05)),
+            "scale": 1 + float(rng.normal(0, 0.0005)),
+        }
+        boards.append(({"result_id": f"r{n}", "connectors": rows}, capture))
+    return boards
+
+
+def monitor() -> DriftMonitor:
+    def reference(connector: str) -> ModelReference:
+        return ModelReference(VERSION, QUANTILES, 1000, 0.005)
+
+    settings = DriftSettings()
+    built = DriftMonitor(settings, reference, ("sha", IMAGE), CONNECTORS, {})
+    for verdict, capture in stream(1, settings.baseline_boards + 10):
+        built.board(verdict, capture)
+    return built
+
+
+def per_board_ms(feed, boards: list, clock=time.perf_counter) -> float:  # type: ignore[no-untyped-def]
+    started = clock()
+    for verdict, capture in boards:
+        feed(verdict, capture)
+    return (clock() - started) * 1000 / len(boards)
+
+
+def main() -> None:
+    boards = stream(2, BOARDS)
+    alone = [per_board_ms(monitor().board, boards) for _ in range(3)]
+    cpu = [per_board_ms(monitor().board, boards, time.process_time) for _ in range(3)]
+    print(
+        f"monitor alone: {statistics.median(alone):.3f} ms per board wall clock, "
+        f"{statistics.median(cpu):.3f} ms CPU time (median of 3 runs of {BOARDS} boards)"
+    )
+
+    # In the agent: each board's inspection transaction, without and with the drift publisher
+    # (its rows ride in those transactions; a state change would add one commit).
+    with tempfile.TemporaryDirectory() as folder:
+        journal = Journal(Path(folder) / "journal.sqlite")
+        journal.start_session()
+        # No registry: every board's model version is the monitor's, so none is looked up.
+        publisher = DriftPublisher(StationConfig(), journal, None, Telemetry(), lambda: None)  # type: ignore[arg-type]
+        fed = boards[:JOURNALED]
+
+        def inspection(verdict: dict, capture: dict) -> None:
+            journal.record_inspection({**verdict, "evaluation": "OK"}, [], "p/verdict")
+
+        def inspection_and_drift(verdict: dict, capture: dict) -> None:
+            inspection(verdict, capture)
+            publisher.board(verdict, capture)
+
+        without, with_drift = [], []
+        for run in range(3):
+            publisher.monitor = monitor()
+            ids = [({**v, "result_id": f"{run}a{v['result_id']}"}, c) for v, c in fed]
+            without.append(per_board_ms(inspection, ids))
+            ids = [({**v, "result_id": f"{run}b{v['result_id']}"}, c) for v, c in fed]
+            with_drift.append(per_board_ms(inspection_and_drift, ids))
+        journal.close()
+    print(
+        f"journaled board: {statistics.median(without):.3f} ms without the drift monitor, "
+        f"{statistics.median(with_drift):.3f} ms with it (alternated, median of 3 runs)"
+    )
+
+    rng = np.random.default_rng(3)
+    photo = cv2.GaussianBlur(rng.integers(0, 255, (2048, 2448), dtype=np.uint8), (5, 5), 0)
+    work = cv2.resize(photo, (640, 535), interpolation=cv2.INTER_AREA)
+    matrix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    registration = Registration(matrix, 0.9, 200, 0.0, 0.0, gray=work, gray_full=photo)
+    started = time.perf_counter()
+    for _ in range(500):
+        capture_measures(registration, (2448, 2048))
+    print(f"capture measures of a 2448x2048 photo: {(time.perf_counter() - started) * 2:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The journal's drift tables: state rows replaced per subject and read back, history rows and
+the retained messages written in one transaction, an older journal migrated, old history
+pruned with the inspections' age."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.store.journal import SCHEMA_VERSION, Journal, OutboxMessage
+from edge_agent.store.journal_retention import InspectionPruner
+
+
+def state_row(subject: str, state: str, statistic: float) -> dict:
+    return {
+        "subject": subject,
+        "state": state,
+        "reason": f"{subject}: {state}",
+        "since": "2026-12-06T10:00:00.000Z",
+        "measure": "brightness" if state != "ok" else None,
+        "statistic": statistic,
+        "value": 84.0,
+        "reference": 120.0,
+        "boards": 200,
+        "result_id": "r1",
+        "model_version": None,
+        "detail": json.dumps({"boards": 200}),
+    }
+
+
+def test_states_are_replaced_per_subject_and_read_back_with_their_messages(
+    journal: Journal,
+) -> None:
+    message = OutboxMessage("p/drift/capture", b"{}", qos=1, retain=True, is_json=True)
+    journal.record_drift([state_row("capture", "ok", 0.1)], [], [])
+    history = [{"at": "2026-12-06T10:00:00.000Z", "subject": "capture",
+                "measure": "brightness", "statistic": 1.2, "state": "alarm"}]  # fmt: skip
+    journal.record_drift([state_row("capture", "alarm", 1.2)], history, [message])
+
+    states = journal.drift_states()
+    assert list(states) == ["capture"] and states["capture"]["state"] == "alarm"
+    assert json.loads(states["capture"]["detail"]) == {"boards": 200}
+    (pending,) = journal.pending(10)
+    assert pending.topic == "p/drift/capture" and pending.retain
+    with sqlite3.connect(journal.path) as db:
+        assert db.execute("SELECT subject, state FROM drift_history").fetchall() == [
+            ("capture", "alarm")
+        ]
+
+
+def test_deferred_rows_ride_in_the_next_inspection_and_survive_its_failure(
+    journal: Journal,
+) -> None:
+    journal.record_inspection({"result_id": "r1", "evaluation": "OK"}, [], "p/verdict")
+    journal.defer_drift([state_row("J1", "ok", 0.2)], [])
+    assert journal.drift_states() == {}  # no commit of their own
+    with pytest.raises(sqlite3.IntegrityError):  # the same result id again: rolled back
+        journal.record_inspection({"result_id": "r1", "evaluation": "OK"}, [], "p/verdict")
+    assert journal.drift_states() == {}
+    journal.record_inspection({"result_id": "r2", "evaluation": "OK"}, [], "p/verdict")
+    assert journal.drift_states()["J1"]["statistic"] == 0.2
+
+
+def test_a_schema_3_journal_gets_the_drift_tables(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE drift_states")
+        db.execute("DROP TABLE drift_history")
+        db.execute("PRAGMA user_version=3")
+    journal = Journal(path)
+    journal.start_session()
+    journal.record_drift([state_row("J1", "warning", 0.8)], [], [])
+    assert journal.drift_states()["J1"]["state"] == "warning"
+    journal.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_old_drift_history_goes_with_the_inspections_age(journal: Journal) -> None:
+    now = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
+    rows = [
+        {"at": at, "subject": "J1", "measure": None, "statistic": 0.0, "state": "ok"}
+        for at in ("2026-08-01T00:00:00.000Z", "2026-12-05T00:00:00.000Z")
+    ]
+    journal.record_drift([], rows, [])
+    pruner = InspectionPruner(journal.path, max_age_days=90, max_rows=1000)
+    try:
+        list(pruner.batches(100, now))
+    finally:
+        pruner.close()
+    with sqlite3.connect(journal.path) as db:
+        kept = db.execute("SELECT at FROM drift_history").fetchall()
+    assert kept == [("2026-12-05T00:00:00.000Z",)]
