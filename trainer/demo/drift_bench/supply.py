@@ -3,7 +3,8 @@
 The agent files a second input of the same content as a repeat, so every board dropped must
 be a new photo. Boards are drawn from seeds of their own (never those of the station's
 train/val/test boards), rendered by a pool of processes into `<folder>/gNNNNN.jpg` with
-their reference-to-photo affine in `truth.json`; a later run reuses and extends the folder.
+their reference-to-photo affine in `truth.json` (saved with each progress line, so an
+interrupted run keeps what it made); a later run reuses and extends the folder.
 """
 
 from __future__ import annotations
@@ -87,13 +88,13 @@ def supply_boards(
                 now = time.monotonic()
                 if now - last >= every_s or done == len(missing):
                     last = now
+                    write_json_atomic(truth_path, {"seed": seed, "truth": truths})  # kept if cut
                     rate = done / max(now - started, 1e-9)
                     print(
                         f"boards: {done}/{len(missing)} generated, {rate:.1f}/s, "
                         f"{(len(missing) - done) / max(rate, 1e-9):.0f} s left",
                         flush=True,
                     )
-        write_json_atomic(truth_path, {"seed": seed, "truth": truths})
     return [
         SuppliedBoard(folder / board_name(i), np.array(truths[str(i)], np.float64))
         for i in range(count)
