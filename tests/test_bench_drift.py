@@ -15,6 +15,7 @@ from trainer.demo.drift_bench.report import RAMP_LIMIT, STEP_LIMIT, judge, write
 from trainer.demo.drift_bench.scenarios import (
     CHANGES,
     SHIFT_PX,
+    TINT_FACTOR,
     TURN_DEG,
     Frame,
     Scenario,
@@ -83,26 +84,30 @@ def test_the_shift_moves_a_marker_by_the_stated_pixels() -> None:
     assert np.allclose(centroid(shifted), (40 + SHIFT_PX, 50), atol=0.1)
 
 
-def test_the_tint_changes_only_the_box_as_placed_in_the_photo() -> None:
+def test_the_tint_changes_one_channel_only_in_the_box_as_placed_in_the_photo() -> None:
     image = photo()
     moved = np.array([[1.0, 0.0, 16.0], [0.0, 1.0, 8.0]])  # the board lies 16 px right, 8 down
     box = (40, 48, 32, 24)
 
-    tinted = CHANGES["tint"].apply(image, 1.0, Frame(box, moved))
+    tinted = CHANGES["tint"].apply(image, 1.0, Frame(box, moved, channel=1))
 
     changed = np.any(tinted != image, axis=2)
     ys, xs = np.nonzero(changed)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (56, 56 + 31, 56, 56 + 23)
-    assert changed[56:80, 56:88].mean() > 0.9
-    grey = np.full((20, 20, 3), 128, np.uint8)
-    assert np.array_equal(tint(grey, (0, 0, 20, 20), IDENTITY, 60.0), grey)
+    inside = np.s_[56:80, 56:88]
+    assert np.array_equal(tinted[inside][..., [0, 2]], image[inside][..., [0, 2]])
+    expected = np.clip(image[inside][..., 1] * TINT_FACTOR + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(tinted[inside][..., 1], expected)
+    assert np.array_equal(tint(image, box, moved, 1, 1.0), image)
 
 
-def test_the_most_colourful_box_is_chosen_for_the_tint() -> None:
+def test_the_most_colourful_box_and_its_strongest_channel_are_chosen_for_the_tint() -> None:
     reference = np.full((60, 120, 3), 120, np.uint8)
     reference[10:30, 70:100] = (30, 60, 220)
 
-    assert most_colourful(reference, {"J1": (5, 10, 30, 20), "J2": (70, 10, 30, 20)}) == "J2"
+    chosen = most_colourful(reference, {"J1": (5, 10, 30, 20), "J2": (70, 10, 30, 20)})
+
+    assert chosen == ("J2", 2)
 
 
 def test_a_step_is_full_from_the_change_and_a_ramp_reaches_full_on_its_last_board() -> None:

@@ -4,10 +4,10 @@ often it cries wolf on a clean one.
 The default synthetic station (generated and trained when missing) is streamed through a real
 agent and a private broker, each scenario on a fresh agent state: a clean prefix of
 `drift.baseline_boards` + 100 boards, then a sustained step or a slow ramp of one change (gain
-x0.7 and x1.3, blur sigma 2 px, a 1.5 deg turn, a 12 px shift, one connector's hue turned);
-and a long clean stream. The boards are unique good boards generated ahead (`OUT/boards`).
-Writes results.csv, results.json, results.md and a picture per scenario into `--out`, prints
-the table and exits 1 when a row misses its target.
+x0.7 and x1.3, blur sigma 2 px, a 1.5 deg turn, a 12 px shift, one connector's strongest
+colour channel x0.6); and a long clean stream. The boards are unique good boards generated
+ahead (`OUT/boards`). Writes results.csv, results.json, results.md and a picture per scenario
+into `--out`, prints the table and exits 1 when a row misses its target.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tint-connector",
-        help="the connector whose box is tinted (default: the most colourful box)",
+        help="the connector whose box is tinted, its strongest colour channel (default: the "
+        "most colourful box)",
     )
     parser.add_argument("--workers", type=int, default=2, help="processes generating boards")
     parser.add_argument("--progress", type=float, default=10.0, help="seconds between log lines")
@@ -111,9 +112,12 @@ def run(args: argparse.Namespace) -> int:
         chosen = [s for s in every if s.name in (args.scenarios or default)]
         boxes = {cid: tuple(c.box) for cid, c in config.connectors.items() if c.enabled}
         reference = cv2.imread(str(config.station.reference_image), cv2.IMREAD_COLOR)
-        tinted = args.tint_connector or most_colourful(reference, boxes)
-        if tinted not in boxes:
-            raise ConfigError(f"--tint-connector {tinted}: not an enabled connector")
+        tinted, channel = most_colourful(reference, boxes)
+        if args.tint_connector is not None:
+            if args.tint_connector not in boxes:
+                raise ConfigError(f"--tint-connector {args.tint_connector}: not enabled")
+            tinted = args.tint_connector
+            channel = most_colourful(reference, {tinted: boxes[tinted]})[1]
         boards = supply_boards(
             out / "boards", args.seed, max(s.boards for s in chosen), args.workers, args.progress
         )
@@ -124,21 +128,23 @@ def run(args: argparse.Namespace) -> int:
             "prefix_boards": prefix,
             **size,
             "tinted_connector": tinted,
+            "tinted_channel": "BGR"[channel],
             "scenarios": [s.name for s in chosen],
             "machine": machine_facts(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         print(
             f"bench-drift: {len(chosen)} scenarios, {sum(s.boards for s in chosen)} boards, "
-            f"clean prefix {prefix}, tinted connector {tinted}; results in {out}",
+            f"clean prefix {prefix}, tinted connector {tinted} ({'BGR'[channel]} channel); "
+            f"results in {out}",
             flush=True,
         )
         rows = []
         for scenario in chosen:
             print(f"scenario {scenario.name}: {scenario.boards} boards", flush=True)
             result = run_scenario(
-                config_path, scenario, boards, boxes[tinted], out / "runs" / scenario.name,
-                window, args.progress, args.keep_state,
+                config_path, scenario, boards, (boxes[tinted], channel),
+                out / "runs" / scenario.name, window, args.progress, args.keep_state,
             )  # fmt: skip
             row = judge(scenario, result.messages, result.board_of_result, tinted)
             row.boards_per_s = result.boards_per_s

@@ -78,14 +78,18 @@ class ScenarioRun:
         return round(len(self.verdict_times) / max(self.seconds, 1e-9), 2)
 
 
-def write_changed(board: SuppliedBoard, scenario: Scenario, index: int, box: Box, target: Path):
+def write_changed(
+    board: SuppliedBoard, scenario: Scenario, index: int, tinted: tuple[Box, int], target: Path
+) -> None:
     """Board `index` of the scenario into the drop folder, changed by its strength there."""
     strength = scenario.strength(index)
     if strength == 0.0:
         drop_board(board.image, target.parent, target.name)
         return
     image = cv2.imread(str(board.image), cv2.IMREAD_COLOR)
-    changed = CHANGES[scenario.change].apply(image, strength, Frame(box, board.truth))
+    changed = CHANGES[scenario.change].apply(
+        image, strength, Frame(tinted[0], board.truth, tinted[1])
+    )
     ok, jpeg = cv2.imencode(".jpg", changed, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"{target.name}: JPEG encoding failed")
@@ -113,7 +117,7 @@ def run_scenario(
     config_path: Path,
     scenario: Scenario,
     boards: Sequence[SuppliedBoard],
-    tint_box: Box,
+    tinted: tuple[Box, int],
     run_dir: Path,
     window: int,
     every_s: float = 10.0,
@@ -139,7 +143,7 @@ def run_scenario(
                 if not verdicts.wait_for(index - window, timeout=VERDICT_WAIT_S):
                     raise RuntimeError(f"{scenario.name}: no verdict for {VERDICT_WAIT_S:.0f} s")
                 name = f"{scenario.name}-{index:05d}.jpg"
-                write_changed(boards[index], scenario, index, tint_box, drop / name)
+                write_changed(boards[index], scenario, index, tinted, drop / name)
                 if time.monotonic() - last >= every_s:
                     last = time.monotonic()
                     print(_progress(scenario, index + 1, len(verdicts.verdicts), drift), flush=True)

@@ -6,7 +6,6 @@ Every change is a pure function of a BGR photo and a strength in [0, 1] (0: unto
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,18 +17,19 @@ GAIN_DOWN, GAIN_UP = 0.7, 1.3
 BLUR_SIGMA_PX = 2.0
 TURN_DEG = 1.5
 SHIFT_PX = 12.0
-TINT_HUE_DEG = 60.0
+TINT_FACTOR = 0.6  # the tinted connector's strongest colour channel times this
 
 Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
 class Frame:
-    """What a change may need of one photo: the connector box to tint, and the photo's
-    reference-to-photo affine (2x3) that places that box."""
+    """What a change may need of one photo: the connector box to tint and its colour channel,
+    and the photo's reference-to-photo affine (2x3) that places that box."""
 
     box: Box
     truth: np.ndarray
+    channel: int = 2
 
 
 def gain(image: np.ndarray, factor: float) -> np.ndarray:
@@ -74,23 +74,13 @@ def box_mask(shape: tuple[int, ...], box: Box, truth: np.ndarray) -> np.ndarray:
     return mask.astype(bool)
 
 
-def hue_matrix(degrees: float) -> np.ndarray:
-    """3x3 colour matrix turning hue by `degrees` about the grey axis (greys unchanged)."""
-    angle = math.radians(degrees)
-    cos, sin = math.cos(angle), math.sin(angle)
-    third, root = 1.0 / 3.0, math.sqrt(1.0 / 3.0)
-    matrix = np.full((3, 3), third * (1 - cos))
-    matrix += np.eye(3) * cos
-    cross = root * sin * np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]])
-    return matrix + cross
-
-
-def tint(image: np.ndarray, box: Box, truth: np.ndarray, degrees: float) -> np.ndarray:
-    """The pixels of one connector's box with their hue turned by `degrees`; the rest as is."""
+def tint(image: np.ndarray, box: Box, truth: np.ndarray, channel: int, factor: float) -> np.ndarray:
+    """One colour channel of the pixels in one connector's box times `factor` (clipped);
+    the rest as is."""
     out = image.copy()
     mask = box_mask(image.shape, box, truth)
-    pixels = image[mask].astype(np.float32) @ hue_matrix(degrees).T.astype(np.float32)
-    out[mask] = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+    pixels = image[mask, channel].astype(np.float32) * factor + 0.5
+    out[mask, channel] = np.clip(pixels, 0, 255).astype(np.uint8)
     return out
 
 
@@ -128,10 +118,10 @@ CHANGES: dict[str, Change] = {
         f"shift {SHIFT_PX:g} px", CAPTURE, True, lambda im, s, f: shift(im, s * SHIFT_PX)
     ),
     "tint": Change(
-        f"tint hue {TINT_HUE_DEG:g} deg",
+        f"tint: colour channel x{TINT_FACTOR}",
         None,
         False,
-        lambda im, s, f: tint(im, f.box, f.truth, s * TINT_HUE_DEG),
+        lambda im, s, f: tint(im, f.box, f.truth, f.channel, 1 + s * (TINT_FACTOR - 1)),
     ),
 }
 
@@ -184,12 +174,14 @@ def scenarios(
     return [*steps, *ramps, Scenario("clean", "clean", None, clean)]
 
 
-def most_colourful(reference: np.ndarray, boxes: dict[str, Box]) -> str:
-    """The connector whose box in the reference image has the highest mean saturation:
-    the one a hue change shows on best."""
+def most_colourful(reference: np.ndarray, boxes: dict[str, Box]) -> tuple[str, int]:
+    """The connector whose box in the reference image has the highest mean saturation, and
+    its strongest colour channel (BGR index): where a colour change shows best."""
     saturation = cv2.cvtColor(reference, cv2.COLOR_BGR2HSV)[..., 1]
-    return max(
-        boxes,
-        key=lambda cid: float(saturation[boxes[cid][1] : boxes[cid][1] + boxes[cid][3],
-                                         boxes[cid][0] : boxes[cid][0] + boxes[cid][2]].mean()),
-    )  # fmt: skip
+
+    def inside(image: np.ndarray, cid: str) -> np.ndarray:
+        x, y, w, h = boxes[cid]
+        return image[y : y + h, x : x + w]
+
+    chosen = max(boxes, key=lambda cid: float(inside(saturation, cid).mean()))
+    return chosen, int(np.argmax(inside(reference, chosen).reshape(-1, 3).mean(axis=0)))
