@@ -6,8 +6,8 @@ agent and a private broker, each scenario on a fresh agent state: a clean prefix
 `drift.baseline_boards` + 100 boards, then a sustained step or a slow ramp of one change (gain
 x0.7 and x1.3, blur sigma 2 px, a 1.5 deg turn, a 12 px shift, one connector's strongest
 colour channel x0.6); and a long clean stream. The boards are unique good boards generated
-ahead (`OUT/boards`). Writes results.csv, results.json, results.md and a picture per scenario
-into `--out`, prints the table and exits 1 when a row misses its target.
+ahead (`DEMO/drift-boards`, reused). Writes results.csv, results.json, results.md and a
+picture per scenario into `--out`, prints the table and exits 1 when a row misses its target.
 """
 
 from __future__ import annotations
@@ -119,7 +119,11 @@ def run(args: argparse.Namespace) -> int:
             tinted = args.tint_connector
             channel = most_colourful(reference, {tinted: boxes[tinted]})[1]
         boards = supply_boards(
-            out / "boards", args.seed, max(s.boards for s in chosen), args.workers, args.progress
+            args.demo / "drift-boards",
+            args.seed,
+            max(s.boards for s in chosen),
+            args.workers,
+            args.progress,
         )
         window = 2 * config.scoring.workers + 2
         settings = {
