@@ -57,9 +57,11 @@ def shift(image: np.ndarray, dx: float, dy: float = 0.0) -> np.ndarray:
 
 
 def _warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Lanczos, not bilinear: a bilinear sub-pixel warp smooths the sensor noise (Laplacian
+    variance x0.7 at a 1.5 deg turn), which a real camera move does not."""
     height, width = image.shape[:2]
     return cv2.warpAffine(
-        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        image, matrix, (width, height), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE
     )
 
 
