@@ -84,6 +84,22 @@ def test_the_shift_moves_a_marker_by_the_stated_pixels() -> None:
     assert np.allclose(centroid(shifted), (40 + SHIFT_PX, 50), atol=0.1)
 
 
+@pytest.mark.parametrize("change", ["turn", "shift"])
+@pytest.mark.parametrize("strength", [0.1, 0.5, 1.0])
+def test_a_turn_or_shift_moves_the_photo_without_softening_it(change: str, strength: float) -> None:
+    rng = np.random.default_rng(3)
+    noise = np.clip(rng.normal(128, 30, (120, 160, 3)), 0, 255).astype(np.uint8)
+    image = cv2.GaussianBlur(noise, (0, 0), 1.0)  # grain as a lens and a JPEG leave it
+
+    def sharpness(im: np.ndarray) -> float:
+        grey = cv2.cvtColor(im, cv2.COLOR_BGR2GRAY)
+        return float(cv2.Laplacian(grey, cv2.CV_64F)[10:-10, 10:-10].var())
+
+    moved = CHANGES[change].apply(image, strength, NO_FRAME)
+
+    assert sharpness(moved) > 0.95 * sharpness(image)
+
+
 def test_the_tint_changes_one_channel_only_in_the_box_as_placed_in_the_photo() -> None:
     image = photo()
     moved = np.array([[1.0, 0.0, 16.0], [0.0, 1.0, 8.0]])  # the board lies 16 px right, 8 down
