@@ -51,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "trainer.benches.commands.bench_retrain",
         "time a nightly retrain beside a working agent",
     ),
+    "bench-drift": (
+        "trainer.benches.commands.bench_drift",
+        "drift monitor: boards to warning and alarm after capture and colour changes",
+    ),
     "bench-quality": (
         "trainer.commands.bench_quality",
         "each method on real solar-cell images and the synthetic station: quality and cost",
