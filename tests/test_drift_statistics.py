@@ -5,7 +5,6 @@ clear after `clear_after_boards`, and the ARL computation agrees with a simulati
 from __future__ import annotations
 
 import json
-import re
 
 import cv2
 import numpy as np
@@ -44,12 +43,7 @@ class Line:
         self.count = 0
 
     def board(
-        self,
-        gain: float = 1.0,
-        blur: float = 1.0,
-        turn: float = 0.0,
-        shift: dict | None = None,
-        moved: float = 0.0,
+        self, gain: float = 1.0, blur: float = 1.0, turn: float = 0.0, shift: dict | None = None
     ) -> tuple[dict, dict]:
         rng = self.rng
         self.count += 1
@@ -59,8 +53,7 @@ class Line:
             "sharpness": 0.5 * blur * (1 + rng.normal(0, 0.03)),
             "inliers": 0.8 + rng.normal(0, 0.03),
             "residual": 0.6 + rng.normal(0, 0.05),
-            "offset_x": moved + rng.normal(0, 0.8),
-            "offset_y": rng.normal(0, 0.8),
+            "offset": abs(rng.normal(0, 0.8)),
             "rotation": turn + rng.normal(0, 0.05),
             "scale": 1.0 + rng.normal(0, 0.0005),
         }
@@ -121,7 +114,6 @@ def test_a_light_change_is_one_capture_alarm_within_3_boards(settled: tuple) -> 
     [
         ({"blur": 0.3}, "sharpness", "out of focus"),
         ({"turn": 1.5}, "rotation", "camera moved"),
-        ({"moved": 6.0}, "offset_x", "camera moved"),
     ],
 )
 def test_focus_and_pose_are_named_as_such(
@@ -140,8 +132,7 @@ def test_one_connector_drifting_up_is_that_connector_within_30_boards(settled: t
     alarms = [(n, row) for n, row in changes if row["state"] == "alarm"]
     first, row = alarms[0]
     assert first < 30 and row["subject"] == "J2" and row["measure"] == "scores_up"
-    median = float(re.match(r"J2 scores: median ([0-9.]+), reference 0\.50", row["reason"])[1])
-    assert 0.65 < median < 0.95  # the scores' centre moved from 0.5 by 0.3
+    assert row["reason"].startswith("J2 scores: median 0.8") and "reference 0.50" in row["reason"]
     assert {row["subject"] for _, row in changes} == {"J2"}
     # the row states its deciding test's warning level (over the alarm level) for the chart
     assert 0 < json.loads(row["detail"])["warning_level"] < 1

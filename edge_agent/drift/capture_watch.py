@@ -29,8 +29,7 @@ FLOORS: dict[str, tuple[float, bool]] = {
     "sharpness": (0.25, True),
     "inliers": (0.10, False),
     "residual": (0.5, False),
-    "offset_x": (3.0, False),
-    "offset_y": (3.0, False),
+    "offset": (3.0, False),
     "rotation": (0.4, False),
     "scale": (0.005, False),
 }
@@ -40,20 +39,12 @@ CAUSES = {
     "sharpness": "out of focus",
     "inliers": "camera moved or view obstructed",
     "residual": "camera moved or view obstructed",
-    "offset_x": "camera moved",
-    "offset_y": "camera moved",
+    "offset": "camera moved",
     "rotation": "camera moved",
     "scale": "camera moved",
 }
 RELATIVE = ("brightness", "contrast", "sharpness")  # said as "x reference image"
-UNITS = {
-    "residual": " px",
-    "offset_x": " px",
-    "offset_y": " px",
-    "rotation": " deg",
-    "inliers": "",
-    "scale": "",
-}
+UNITS = {"residual": " px", "offset": " px", "rotation": " deg", "inliers": "", "scale": ""}
 
 
 class CaptureWatch:
@@ -198,6 +189,6 @@ class CaptureWatch:
         self.up.update(detail["up"])
         self.down.update(detail["down"])
         self.runs.update(detail["runs"])
-        if detail["centre"] and all(name in detail["centre"] for name in MEASURES):
+        if detail["centre"]:
             for name in MEASURES:
                 self._design(name, detail["centre"][name], detail["sd"][name])
