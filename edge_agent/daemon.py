@@ -141,7 +141,7 @@ class Agent:
         for connector, error in self.model_errors.items():
             log.error("model not loaded", connector=connector, error=error)
         self._announce_models()
-        self.drift.start()
+        drift = self.drift.start()
         folders = dict(self.config.inputs.drop_folders)
         if self.mqtt_images:
             folders |= self.spool.folders()  # made before the first image can arrive
@@ -191,7 +191,7 @@ class Agent:
         self.readiness()  # gauges and log current before the first probe can ask
         sdnotify.ready(f"session {self.session}, {len(self.registry.versions())} models")
         self._ready = True
-        log.info("agent ready", session=self.session, models=self.registry.versions())
+        log.info("agent ready", session=self.session, models=self.registry.versions(), drift=drift)
 
     def _input_folders(self) -> dict[str, Path]:
         """Every folder inputs are filed below: the drop folders and the image inboxes."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -53,15 +54,26 @@ def drift(agent: AgentProcess) -> dict:
     return answer[1]["drift"]
 
 
-def retained(broker: MosquittoBroker, subject: str) -> dict:
-    recorder = MqttRecorder(broker, f"{PREFIX}/drift/{subject}", persistent=False)
-    try:
-        wait_until(lambda: recorder.messages, 10, "the retained drift message")
-        message = recorder.messages[-1]
-        assert message.retain
-        return json.loads(message.payload)
-    finally:
-        recorder.close()
+def retained(
+    broker: MosquittoBroker, subject: str, holds: Callable[[dict], bool] = lambda _: True
+) -> dict:
+    """The broker's retained drift message of `subject` (what a new subscriber gets first), once
+    it `holds` (the outbox may still be sending the newest state)."""
+    found: dict = {}
+
+    def retained_now() -> bool:
+        recorder = MqttRecorder(broker, f"{PREFIX}/drift/{subject}", persistent=False)
+        try:
+            wait_until(lambda: recorder.messages, 10, "the retained drift message")
+            first = recorder.messages[0]
+            payload = json.loads(first.payload)
+            found.update(payload)
+            return first.retain and holds(payload)
+        finally:
+            recorder.close()
+
+    wait_until(retained_now, 30, f"a retained drift/{subject} message as expected")
+    return found
 
 
 def test_light_change_is_one_capture_alarm_that_survives_sigkill_and_a_new_model_resets(
@@ -115,7 +127,7 @@ def test_light_change_is_one_capture_alarm_that_survives_sigkill_and_a_new_model
         install_template_model(station.parent / "models", "J1", "2026-01-02.1", template, 16, 1e4)
         wait_until(lambda: "2026-01-02.1" in drift(agent)["J1"]["reason"], 30, "J1 reset")
         assert drift(agent)["J1"]["state"] == "ok"
-        assert retained(broker, "J1")["model_version"] == "2026-01-02.1"
+        retained(broker, "J1", lambda message: message["model_version"] == "2026-01-02.1")
     finally:
         listener.close()
         agent.stop()

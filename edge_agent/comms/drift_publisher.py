@@ -71,10 +71,11 @@ class DriftPublisher:
         model = self.registry.get(connector)
         return ModelReference.of(model.manifest) if model is not None else None
 
-    def start(self) -> None:
-        """Take up the last run's states (models loaded), publish each subject's state once."""
+    def start(self) -> dict[str, str]:
+        """Take up the last run's states (models loaded), publish each subject's state once;
+        subject -> state (what the agent's "ready" line says)."""
         if not self.settings.enabled:
-            return
+            return {}
         path = self.config.station.reference_image
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         image = reference_measures(read_image_file(path), self.config.registration.working_width)
@@ -90,7 +91,7 @@ class DriftPublisher:
             self.journal.record_drift(rows, [], [self._message(row) for row in rows])
         for row in rows:
             self.telemetry.set_drift(row["subject"], row["state"])
-        log.info("drift_states", **{row["subject"]: row["state"] for row in rows})
+        return {row["subject"]: row["state"] for row in rows}
 
     def stop(self) -> None:
         """Write the rows still waiting for a board (a clean stop loses no statistics)."""
