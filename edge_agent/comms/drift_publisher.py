@@ -26,22 +26,10 @@ from edge_agent.inspect.capture import reference_measures
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops.telemetry import Telemetry
-from edge_agent.store.journal import Journal, OutboxMessage, compact_json
+from edge_agent.store.journal import DRIFT_COLUMNS, Journal, OutboxMessage, compact_json
 
 SCHEMA = "inspect.drift/1"
-PAYLOAD_KEYS = (
-    "subject",
-    "state",
-    "reason",
-    "since",
-    "measure",
-    "statistic",
-    "value",
-    "reference",
-    "boards",
-    "result_id",
-    "model_version",
-)
+PAYLOAD_KEYS = tuple(column for column in DRIFT_COLUMNS if column != "detail")
 
 log = structlog.get_logger()
 
