@@ -141,7 +141,7 @@ class Inspector:
         if stages.failure is None:
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
                 registration = self.registrar.register(image)
-        if stages.failure is None:
+        if stages.failure is None and self.config.drift.enabled:  # only the drift monitor reads it
             capture = _capture(registration, self.registrar.reference_size)
         if stages.failure is None:
             with stages.run("crop", "align"):
