@@ -162,6 +162,8 @@ class BoardHandler:
             [(c["id"], c["evaluation"]) for c in verdict.get("connectors", [])],
             {k: v / 1000 for k, v in verdict.get("processing_ms", {}).items()},
         )
+        if result.capture is not None:
+            self.telemetry.observe_stage("capture", result.capture_seconds)
         if error is not None:
             self.telemetry.input_error(verdict.get("error", {}).get("stage", "input"))
         self.watchdog.progress()

@@ -2,17 +2,24 @@
 the journal, each state change queued in the outbox as a retained `<prefix>/drift/<subject>`
 message (schema `inspect.drift/1`) and set on the `edge_inspect_drift_state` gauge.
 
+Its own thread: a board's verdict is queued for the monitor and the inspection workers go on
+(the monitor's cost, and the one-off design of a test at the end of a baseline, never delay a
+verdict); boards are applied in journal order, model changes in order with them.
+
 Persistence: a subject's state row (its statistics in `detail`) is written at each state
 change (committed at once, with its message) and with each history row (every
 `drift.history_every` boards; those ride in the next board's inspection transaction, no commit
 of their own); a restart takes up the last written statistics (at most `history_every` + 1
-boards of evidence are lost to a SIGKILL; a state change never is).
+boards of evidence, and the boards still queued for the monitor, are lost to a SIGKILL; a state
+change never is).
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +36,10 @@ from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.journal import DRIFT_COLUMNS, Journal, OutboxMessage, compact_json
 
 SCHEMA = "inspect.drift/1"
+QUEUE_LIMIT = 10_000
+"""Boards waiting for the monitor at most; past it a board is left out of the statistics
+(counted and logged) rather than holding up inspection."""
+STOP_WAIT_S = 10.0
 PAYLOAD_KEYS = tuple(column for column in DRIFT_COLUMNS if column != "detail")
 
 log = structlog.get_logger()
@@ -53,7 +64,12 @@ class DriftPublisher:
         self.telemetry = telemetry
         self.changed = changed
         self.monitor: DriftMonitor | None = None
+        self.skipped = 0  # boards left out because the queue was full
         self._lock = threading.Lock()
+        self._queue: queue.Queue[Callable[[DriftMonitor], list[Change]] | None] = queue.Queue(
+            QUEUE_LIMIT
+        )
+        self._thread: threading.Thread | None = None
 
     def _reference_of(self, connector: str) -> ModelReference | None:
         model = self.registry.get(connector)
@@ -79,12 +95,18 @@ class DriftPublisher:
             self.journal.record_drift(rows, [], [self._message(row) for row in rows])
         for row in rows:
             self.telemetry.set_drift(row["subject"], row["state"])
+        self._thread = threading.Thread(target=self._run, name="drift", daemon=True)
+        self._thread.start()
         return {row["subject"]: row["state"] for row in rows}
 
     def stop(self) -> None:
-        """Write the rows still waiting for a board (a clean stop loses no statistics)."""
+        """Apply what is queued, then write the rows still waiting for a board (a clean stop
+        loses no statistics)."""
         if self.monitor is None:
             return
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(STOP_WAIT_S)
         try:
             self.journal.record_drift([], [], [])
         except Exception:
@@ -96,17 +118,39 @@ class DriftPublisher:
             return self.monitor.summaries() if self.monitor is not None else {}
 
     def board(self, verdict: dict[str, Any], capture: dict[str, float] | None) -> None:
-        """Feed one journaled verdict. Never raises: the board's verdict is already recorded,
-        a failed drift write is logged and its rows written with the next ones due."""
+        """Queue one journaled verdict for the monitor. Never raises or waits: the board's
+        verdict is already recorded."""
+        self._submit(lambda monitor: monitor.board(verdict, capture))
+
+    def board_now(self, verdict: dict[str, Any], capture: dict[str, float] | None) -> None:
+        """Apply one journaled verdict on the calling thread (what the monitor's thread does
+        with each queued board)."""
         self._apply(lambda monitor: monitor.board(verdict, capture))
 
     def models(self, versions: dict[str, str]) -> None:
         """Follow the installed model versions: a new one resets its connector's state."""
-        self._apply(lambda monitor: monitor.models(versions))
+        self._submit(lambda monitor: monitor.models(versions))
+
+    def _submit(self, step: Callable[[DriftMonitor], list[Change]]) -> None:
+        if self.monitor is None:  # before `start`, or drift.enabled = false
+            return
+        try:
+            self._queue.put_nowait(step)
+        except queue.Full:
+            self.skipped += 1
+            if self.skipped == 1 or self.skipped % 1000 == 0:
+                log.warning("drift_monitor_behind", skipped_boards=self.skipped)
+
+    def _run(self) -> None:
+        """The monitor's thread: each queued step in order, timed as the `drift` stage."""
+        while (step := self._queue.get()) is not None:
+            started = time.perf_counter()
+            self._apply(step)
+            self.telemetry.observe_stage("drift", time.perf_counter() - started)
 
     def _apply(self, step: Callable[[DriftMonitor], list[Change]]) -> None:
         monitor = self.monitor
-        if monitor is None:  # before `start`, or drift.enabled = false
+        if monitor is None:
             return
         try:
             with self._lock:

@@ -48,6 +48,8 @@ class InspectionResult:
     error: str | None
     capture: dict[str, float] | None = None
     """The photo's capture measures (`inspect/capture.py`), None when it was not registered."""
+    capture_seconds: float = 0.0
+    """Time spent on the capture measures (the `capture` stage of the metrics)."""
 
 
 @dataclass
@@ -141,8 +143,11 @@ class Inspector:
         if stages.failure is None:
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
                 registration = self.registrar.register(image)
+        capture_seconds = 0.0
         if stages.failure is None and self.config.drift.enabled:  # only the drift monitor reads it
+            started = time.perf_counter()
             capture = _capture(registration, self.registrar.reference_size)
+            capture_seconds = time.perf_counter() - started
         if stages.failure is None:
             with stages.run("crop", "align"):
                 limit = self.config.registration.max_outside_fraction
@@ -194,6 +199,7 @@ class Inspector:
             failed_stage=failure.stage if failure else None,
             error=failure.message if failure else None,
             capture=capture,
+            capture_seconds=capture_seconds,
         )
 
     def _max_bytes(self, source_uri: str) -> int:

@@ -103,6 +103,10 @@ class Telemetry:
         for stage, seconds in timings.items():
             self._stages.labels(stage=stage).observe(seconds)
 
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """One board's time in a stage outside the verdict's `processing_ms` (capture, drift)."""
+        self._stages.labels(stage=stage).observe(seconds)
+
     def set_outbox_depth(self, n: int) -> None:
         """Record how many messages wait in the outbox."""
         self._outbox.set(n)

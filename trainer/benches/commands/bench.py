@@ -5,7 +5,9 @@
 - agent: a real agent process on the station's drop folder with a private broker:
   latency from a board file being complete to its verdict reaching an MQTT subscriber
   (paced, one board at a time), sustained boards/s (as fast as the agent takes them,
-  9 connectors per board) and the agent's peak RSS.
+  9 connectors per board), the mean time of each stage the agent times (its
+  `edge_inspect_stage_seconds`, the drift monitor's `capture` and `drift` included) and the
+  agent's peak RSS.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.ops.logs import configure_logging
@@ -123,6 +127,7 @@ def bench_agent(
                     raise RuntimeError("not every burst board got a verdict")
                 elapsed = listener.verdicts[-1][0] - started
                 memory = agent.memory_mb()
+                stages = stage_means_ms(agent.health_port)
         finally:
             listener.close()
             agent.stop()
@@ -130,6 +135,7 @@ def bench_agent(
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
         "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1),
         "boards_per_s": round(burst / elapsed, 2),
+        "stage_ms": stages,
         "agent_rss_mb": round(memory.get("VmRSS", 0)),
         "agent_peak_rss_mb": round(memory.get("VmHWM", 0)),
         "connectors_per_board": len(config.connectors),
@@ -140,6 +146,30 @@ def bench_agent(
             if watch is not None
             else {}
         ),
+    }
+
+
+def stage_means_ms(health_port: int) -> dict[str, float]:
+    """Mean time per board of each stage the agent times (`edge_inspect_stage_seconds`: the
+    verdict's stages, and the drift monitor's `capture` and `drift`), over the whole run."""
+    url = f"http://127.0.0.1:{health_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode("utf-8")
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "edge_inspect_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage", "")
+            if sample.name.endswith("_sum"):
+                sums[stage] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[stage] = sample.value
+    return {
+        stage: round(1000 * sums[stage] / counts[stage], 3)
+        for stage in sorted(sums)
+        if counts.get(stage)
     }
 
 
