@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edge_agent.contracts.config import DriftSettings
+from edge_agent.drift.capture_watch import CaptureWatch
 from edge_agent.drift.connector_watch import ModelReference
 from edge_agent.drift.cusum import (
     bernoulli_arl,
@@ -40,10 +41,16 @@ class Line:
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
+        self.placement = np.random.default_rng(seed + 1)  # boards placed within +-25 px
         self.count = 0
 
     def board(
-        self, gain: float = 1.0, blur: float = 1.0, turn: float = 0.0, shift: dict | None = None
+        self,
+        gain: float = 1.0,
+        blur: float = 1.0,
+        turn: float = 0.0,
+        shift: dict | None = None,
+        move: float = 0.0,
     ) -> tuple[dict, dict]:
         rng = self.rng
         self.count += 1
@@ -54,6 +61,8 @@ class Line:
             "inliers": 0.8 + rng.normal(0, 0.03),
             "residual": 0.6 + rng.normal(0, 0.05),
             "offset": abs(rng.normal(0, 0.8)),
+            "offset_x": move + self.placement.uniform(-25, 25),
+            "offset_y": self.placement.uniform(-25, 25),
             "rotation": turn + rng.normal(0, 0.05),
             "scale": 1.0 + rng.normal(0, 0.0005),
         }
@@ -124,6 +133,40 @@ def test_focus_and_pose_are_named_as_such(
     first, row = changes[0]
     assert first < 5 and row["subject"] == CAPTURE and row["measure"] == measure
     assert row["reason"].endswith(cause)
+
+
+def test_a_slow_camera_move_inside_the_placement_spread_is_named(settled: tuple) -> None:
+    """12 px over 300 boards, then held, where boards lie anywhere within +-25 px."""
+    monitor, line = settled
+    changes = []
+    for n in range(500):
+        verdict, capture = line.board(move=12.0 * min(1.0, (n + 1) / 300))
+        changes += [(n, c.row) for c in monitor.board(verdict, capture) if c.changed]
+    first, row = changes[0]
+    assert first < 300 + 200 and row["subject"] == CAPTURE and row["measure"] == "offset_x"
+    assert row["reason"].endswith("camera moved")
+
+
+def test_an_unlucky_pose_baseline_does_not_alarm_a_still_camera() -> None:
+    """Sixty lines, each its own 150-board baseline of a pose spread +-25 px, then 1500 clean
+    boards: the estimates' errors are in the test, so none alarms (without them, with k = 0.5
+    and the baseline's sd, 4 of these 60 lines alarm)."""
+    alarms = 0
+    for seed in range(60):
+        watch = CaptureWatch("sha", IMAGE, SETTINGS)
+        line = Line(100 + seed)
+        for _ in range(SETTINGS.baseline_boards + 1500):
+            alarms += watch.update(line.board()[1]) == 2
+    assert alarms == 0
+
+
+def test_a_restart_takes_the_pose_tests_up_as_they_were() -> None:
+    watch, line = CaptureWatch("sha", IMAGE, SETTINGS), Line(7)
+    for _ in range(SETTINGS.baseline_boards + 10):
+        watch.update(line.board()[1])
+    again = CaptureWatch("sha", IMAGE, SETTINGS)
+    again.restore(json.loads(json.dumps(watch.detail())))
+    assert (again.sd, again.k, again.thresholds) == (watch.sd, watch.k, watch.thresholds)
 
 
 def test_one_connector_drifting_up_is_that_connector_within_30_boards(settled: tuple) -> None:

@@ -6,13 +6,24 @@ do not move it). Allowance k: half the smallest change worth naming (a floor in 
 units, `FLOORS`) or 0.5 sigma, whichever is larger, so natural board-to-board variation never
 accumulates; a spread below half the floor is taken as half the floor, so a near-constant
 measure is not held to a precision it never promised. Thresholds from the stated in-control
-ARLs (`cusum.normal_thresholds`). One board moves a statistic by at most half its alarm level
-(a single odd photo never alarms; a sustained change does in two boards, and an alarm's
-statistic stays bounded, so it clears soon after the change ends).
+ARLs (`cusum.normal_thresholds`).
+
+The signed pose (`offset_x`, `offset_y`: where the reference's centre lies in the photo) varies
+as widely as boards are placed, and a camera that moves slowly shifts it by less than that
+spread; its reference is the baseline's mean and sd (a placement spread is symmetric and
+bounded, where the mean is the sharper estimate), after leaving out values beyond 5 MADs. Both
+estimates carry their own error into the test, so that an unlucky baseline does not pass for a
+moved camera: the sd is taken at its upper bound (`Z_SPREAD`: sd x (1 + z / sqrt(2 (n - 1)))) and
+the allowance adds `Z_REFERENCE` standard errors of the centre (1 / sqrt(n) in sd units).
+
+One board moves a statistic by at most half its alarm level (a single odd photo never alarms; a
+sustained change does in two boards, and an alarm's statistic stays bounded, so it clears soon
+after the change ends).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from typing import Any
@@ -22,6 +33,10 @@ from edge_agent.inspect.capture import MEASURES
 
 RECENT = 20  # boards the reason's value is the median of
 MAD_TO_SD = 1.4826
+MEAN_CENTRED = ("offset_x", "offset_y")  # referenced by mean and sd, with the centre's error
+Z_REFERENCE = 2.33  # one-sided 99 %: how far the baseline's centre may be off, in its SEs
+Z_SPREAD = 1.645  # one-sided 95 %: the sd is taken at its upper bound
+OUTLIER_MADS = 5.0
 # measure: (smallest change worth naming, relative to the reference (True) or in its units)
 FLOORS: dict[str, tuple[float, bool]] = {
     "brightness": (0.04, True),
@@ -30,6 +45,8 @@ FLOORS: dict[str, tuple[float, bool]] = {
     "inliers": (0.10, False),
     "residual": (0.5, False),
     "offset": (3.0, False),
+    "offset_x": (3.0, False),
+    "offset_y": (3.0, False),
     "rotation": (0.4, False),
     "scale": (0.005, False),
 }
@@ -40,11 +57,21 @@ CAUSES = {
     "inliers": "camera moved or view obstructed",
     "residual": "camera moved or view obstructed",
     "offset": "camera moved",
+    "offset_x": "camera moved",
+    "offset_y": "camera moved",
     "rotation": "camera moved",
     "scale": "camera moved",
 }
 RELATIVE = ("brightness", "contrast", "sharpness")  # said as "x reference image"
-UNITS = {"residual": " px", "offset": " px", "rotation": " deg", "inliers": "", "scale": ""}
+UNITS = {
+    "residual": " px",
+    "offset": " px",
+    "offset_x": " px",
+    "offset_y": " px",
+    "rotation": " deg",
+    "inliers": "",
+    "scale": "",
+}
 
 
 class CaptureWatch:
@@ -55,6 +82,7 @@ class CaptureWatch:
         self.image = image  # the reference image's own photometric measures
         self.settings = settings
         self.boards = 0
+        self.n_reference = settings.baseline_boards  # boards the reference was measured on
         self.baseline: dict[str, list[float]] = {m: [] for m in MEASURES}
         self.centre: dict[str, float] = {}
         self.sd: dict[str, float] = {}
@@ -98,19 +126,32 @@ class CaptureWatch:
         return level
 
     def _end_baseline(self) -> None:
+        self.n_reference = len(self.baseline[MEASURES[0]])
         for name in MEASURES:
             values = self.baseline[name]
             centre = statistics.median(values)
             mad = statistics.median(abs(v - centre) for v in values)
-            self._design(name, centre, MAD_TO_SD * mad)
+            spread = MAD_TO_SD * mad
+            if name in MEAN_CENTRED:
+                kept = [v for v in values if abs(v - centre) <= OUTLIER_MADS * spread] or values
+                centre = statistics.fmean(kept)
+                spread = statistics.stdev(kept) if len(kept) > 1 else spread
+            self._design(name, centre, spread)
         self.baseline = {m: [] for m in MEASURES}
 
-    def _design(self, name: str, centre: float, spread: float) -> None:
+    def _design(self, name: str, centre: float, spread: float, measured: bool = True) -> None:
+        """A test from its reference: `spread` as the baseline measured it, or (not `measured`)
+        the sd a test was designed with already (a restart takes it up as it was)."""
         floor, relative = FLOORS[name]
         change = floor * abs(centre) if relative else floor
+        if measured and name in MEAN_CENTRED:
+            spread *= 1 + Z_SPREAD / math.sqrt(2 * max(self.n_reference - 1, 1))
         sd = max(spread, change / 2, 1e-9)
         self.centre[name], self.sd[name] = centre, sd
-        self.k[name] = round(max(0.5, change / (2 * sd)), 3)
+        k = max(0.5, change / (2 * sd))
+        if name in MEAN_CENTRED:
+            k += Z_REFERENCE / math.sqrt(max(self.n_reference, 1))
+        self.k[name] = round(k, 3)
         arls = self.settings.warning_arl_boards, self.settings.alarm_arl_boards
         self.thresholds[name] = normal_thresholds(self.k[name], *arls)
         self.reach[name] = self.k[name] + self.thresholds[name][1] / 2
@@ -174,6 +215,7 @@ class CaptureWatch:
             "baseline": self.baseline,
             "centre": self.centre,
             "sd": self.sd,
+            "n_reference": self.n_reference,
             "up": self.up,
             "down": self.down,
             "runs": self.runs,
@@ -181,8 +223,12 @@ class CaptureWatch:
         }
 
     def restore(self, detail: dict[str, Any]) -> None:
-        """Take up the statistics of `detail` (same reference image, checked by the caller)."""
+        """Take up the statistics of `detail` (same reference image, checked by the caller);
+        one written before a measure existed is left: the reference is learnt again."""
+        if not set(MEASURES) <= set(detail["baseline"]):
+            return
         self.boards = int(detail["boards"])
+        self.n_reference = int(detail.get("n_reference", self.n_reference))
         self.baseline = {m: list(detail["baseline"].get(m, [])) for m in MEASURES}
         for name in MEASURES:
             self.recent[name].extend(detail["recent"].get(name, []))
@@ -191,4 +237,4 @@ class CaptureWatch:
         self.runs.update(detail["runs"])
         if detail["centre"]:
             for name in MEASURES:
-                self._design(name, detail["centre"][name], detail["sd"][name])
+                self._design(name, detail["centre"][name], detail["sd"][name], measured=False)

@@ -19,6 +19,8 @@ MEASURES = (
     "inliers",
     "residual",
     "offset",
+    "offset_x",
+    "offset_y",
     "rotation",
     "scale",
 )
@@ -47,12 +49,15 @@ def capture_measures(registration: Registration, reference_size: tuple[int, int]
     """Every measure of `MEASURES` for one registered photo (no second registration)."""
     if registration.gray is None or registration.gray_full is None:
         raise ValueError("the registration kept no gray image to measure")
-    centre = registration.matrix @ ((reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2, 1)
+    middle = ((reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2)
+    centre = registration.matrix @ (*middle, 1)
     return {
         **photometric(registration.gray, registration.gray_full, (centre[0], centre[1])),
         "inliers": registration.inlier_share,
         "residual": registration.residual_px,
         "offset": registration.shift_px,
+        "offset_x": float(centre[0] - middle[0]),
+        "offset_y": float(centre[1] - middle[1]),
         "rotation": registration.rotation_deg,
         "scale": registration.scale,
     }
