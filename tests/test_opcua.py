@@ -74,6 +74,7 @@ class Station:
         self.config = StationConfig.model_validate(
             {
                 "paths": {"state": str(state), "models": str(root / "models")},
+                "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker listens
                 "opcua": {
                     "enabled": True, "host": "127.0.0.1", "port": self.port,
                     "certificate": str(root / "pki/server-cert.der"),
@@ -204,6 +205,12 @@ async def _results_events_handshake_confirm(station: Station, cert: tuple) -> No
         assert refused.value.code == ua.StatusCodes.BadInvalidArgument
         with pytest.raises(ua.UaError):
             await rm.call_method(f"{own}:Confirm", 42, "", "OK", "x")
+        # Reload with the broker down: not sent, and the answer says why (no hang).
+        sent, outcome = await vision.call_method(f"{own}:Reload")
+        assert sent is False and "cannot reach the broker at 127.0.0.1:" in outcome
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await vision.call_method(f"{own}:Reload", "now")
+        assert refused.value.code == ua.StatusCodes.BadArgumentsMissing
     report = opcua_report(station.config.paths.state, True)
     assert report["state"] == "running" and report["heartbeat_age_s"] < 60
 

@@ -19,7 +19,13 @@ from readiness_station import PREFIX, write_station
 from test_opcua import PASSWORD, USER, Events, client_cert, free_port, wait_for
 
 from edge_agent.contracts.config import load_config
-from edge_agent.opcua.server import RESULT_NS, VISION_NS, StationServer, make_certificate
+from edge_agent.opcua.server import (
+    RESULT_NS,
+    VISION_NS,
+    StationServer,
+    application_uri,
+    make_certificate,
+)
 from edge_agent.opcua.users import add_user
 from trainer.harness.station_run import AgentProcess
 
@@ -54,6 +60,7 @@ def test_every_board_of_an_agent_stream_as_an_event(
     try:
         agent.wait_ready()
         monkeypatch.setenv("EDGE_INSPECT_HEALTH__PORT", str(agent.health_port))  # the server's
+        monkeypatch.setenv("EDGE_INSPECT_MQTT__PORT", str(broker.port))
         asyncio.run(stream(config_path, port, tmp_path, verdicts, agent))
     finally:
         agent.stop()
@@ -112,6 +119,12 @@ async def stream(
             assert await state.read_value() == "Operational"  # the agent is ready
             seqs = [e.Seq for e in handler.got]
             assert seqs == list(range(seqs[0], seqs[0] + BOARDS))  # in order, no gap
+            # Reload: the agent's own cmd/reload over MQTT, answered by the agent itself.
+            own = await client.get_namespace_index(application_uri(config))
+            vision = await client.nodes.objects.get_child([f"{vision_ns}:VisionSystem"])
+            sent, outcome = await vision.call_method(f"{own}:Reload")
+            assert sent is True, outcome
+            assert json.loads(outcome) == {"command": "reload", "ok": True, "changes": []}
         url = f"http://127.0.0.1:{agent.health_port}/readyz"
         deadline = time.monotonic() + 10
         while True:

@@ -26,6 +26,7 @@ from asyncua.crypto.validator import CertificateValidator, CertificateValidatorO
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.comms.confirmations import Confirmation, apply_confirmation
+from edge_agent.comms.mqtt_once import send_command
 from edge_agent.contracts.config import StationConfig
 from edge_agent.opcua import vision_state
 from edge_agent.opcua.results import BoardResult, JournalFollower
@@ -54,6 +55,7 @@ EVENT_FIELDS = [
     ("ResultContent", ua.VariantType.String),
 ]
 HEARTBEAT_S = 2.0
+RELOAD_TIMEOUT_S = 3.0  # broker acknowledgement and the agent's reply, within a client's call
 
 
 def application_uri(config: StationConfig) -> str:
@@ -88,6 +90,7 @@ class StationServer:
         self.cameras: dict[str, dict[str, Any]] = {}
         self.events = 0
         self.counts: dict[str, int] = {}
+        self.reloading = asyncio.Lock()
 
     async def start(self) -> None:
         settings = self.settings
@@ -153,6 +156,9 @@ class StationServer:
         )
         await rm.add_method(
             self.ns, "Confirm", _refusing(self._confirm), [string, string, string, string], [string]
+        )
+        await vision.add_method(
+            self.ns, "Reload", _refusing(self._reload), [], [ua.VariantType.Boolean, string]
         )
         self.handshake = await vision.add_object(self.ns, "Handshake")
         self.generator = await server.get_event_generator(self.event_type, rm)
@@ -254,6 +260,22 @@ class StationServer:
         log.info("opcua_confirmed", result_id=result_id, connectors=labelled, label=label, by=by)
         return [ua.Variant(",".join(labelled), ua.VariantType.String)]
 
+    async def _reload(self, parent: Any) -> list[ua.Variant]:
+        """Reload() -> (Sent, Outcome): the agent's own `cmd/reload` over MQTT; Outcome is the
+        agent's reply (JSON) or why it was not sent. One at a time."""
+        if self.reloading.locked():
+            return _reload_outcome(False, "a reload request is already in progress")
+        async with self.reloading:
+            outcome = await asyncio.to_thread(
+                send_command, self.config.mqtt, "reload", "opcua", RELOAD_TIMEOUT_S
+            )
+        if not outcome.sent:
+            log.warning("opcua_reload_not_sent", error=outcome.error)
+            return _reload_outcome(False, outcome.error)
+        log.info("opcua_reload_sent", reply=outcome.reply, error=outcome.error or None)
+        text = json.dumps(outcome.reply) if outcome.reply is not None else outcome.error
+        return _reload_outcome(True, text)
+
     def _apply(self, confirmation: Confirmation) -> list[str]:
         journal = Journal(self.journal_path)
         try:
@@ -322,6 +344,10 @@ def _refusing(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
             return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
 
     return call
+
+
+def _reload_outcome(sent: bool, text: str) -> list[ua.Variant]:
+    return [ua.Variant(sent, ua.VariantType.Boolean), ua.Variant(text, ua.VariantType.String)]
 
 
 def _string_arg(value: Any, name: str) -> str:
