@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
-from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.contracts.config import StationConfig
 from edge_agent.contracts.verdict import ConnectorOutcome, build_verdict, new_result_id
@@ -31,6 +29,7 @@ from edge_agent.opcua.server import (
 from edge_agent.opcua.users import add_user
 from edge_agent.ops.opcua_status import opcua_report
 from edge_agent.store.journal import Journal
+from trainer.harness.opcua_run import client_certificate
 
 USER, PASSWORD = "plc", "s3cret-line7"
 EVALS = ["OK", "NOK", "OK", "OK", "NOK"]
@@ -41,15 +40,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-async def client_cert(folder: Path, name: str) -> tuple[Path, Path, str]:
-    uri = f"urn:test:{name}"
-    key, cert = folder / f"{name}-key.pem", folder / f"{name}-cert.der"
-    await setup_self_signed_certificate(
-        key, cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
-    )
-    return cert, key, uri
 
 
 def record(journal: Journal, evaluation: str, n: int, camera: str = "cam1") -> dict:
@@ -116,7 +106,7 @@ async def running(tmp_path: Path, max_queue: int = 1000) -> AsyncIterator[tuple]
     station = Station(tmp_path, max_queue)
     await make_certificate(station.config)
     add_user(station.config.opcua.users_file, USER, PASSWORD)
-    cert = await client_cert(tmp_path, "plc")
+    cert = await client_certificate(tmp_path, "plc")
     shutil.copy(cert[0], station.config.opcua.trusted_certs / cert[0].name)
     record(station.journal, "OK", 0)  # journaled before the server started: no event
     server = StationServer(station.config)
@@ -235,7 +225,7 @@ async def _refusals(station: Station, cert: tuple, tmp_path: Path, server: Stati
     await station.secure(wrong, cert)
     with pytest.raises(ua.UaError):
         await wrong.connect()
-    stranger = await client_cert(tmp_path, "stranger")
+    stranger = await client_certificate(tmp_path, "stranger")
     unknown = station.client(stranger)
     await station.secure(unknown, stranger)
     with pytest.raises((ua.UaError, OSError, asyncio.TimeoutError)):

@@ -168,6 +168,8 @@ class StationServer:
         # The counters go on from the journal's count, so a restart of this server never
         # shows a PLC the counter of a result it already saw.
         self.counts = {c: n - sum(r.camera == c for r in loaded) for c, n in counts.items()}
+        for camera in self.config.inputs.drop_folders:  # browsable before their first board
+            await self._camera(camera)
         for result in loaded:
             await self._show(result, event=False)
 
