@@ -169,6 +169,20 @@ async def _results_events_handshake_confirm(station: Station, cert: tuple) -> No
         assert [e.Evaluation for e in handler.got] == [v["evaluation"] for v in sent]
         assert [e.Seq for e in handler.got] == list(range(2, len(sent) + 2))  # no gap
         assert json.loads(handler.got[-1].ResultContent)["part_id"] == sent[-1]["part_id"]
+        # The same result as the spec's ResultDataType: in the event and as LatestResult.
+        await client.load_data_type_definitions()
+        spec = {"OK": ua.ResultEvaluationEnum.OK, "NOK": ua.ResultEvaluationEnum.NotOK}
+        meta = handler.got[-1].Result.ResultMetaData
+        assert (meta.ResultId, meta.PartId) == (sent[-1]["result_id"], sent[-1]["part_id"])
+        assert [spec[v["evaluation"]] for v in sent] == [
+            e.Result.ResultMetaData.ResultEvaluation for e in handler.got
+        ]
+        latest = await (await rm.get_child([f"{ns}:LatestResult"])).read_value()
+        assert latest.ResultMetaData.ResultId == sent[-1]["result_id"]
+        assert latest.ResultMetaData.ResultEvaluationDetails.Text == "NOK: J1 NOK"
+        assert json.loads(latest.ResultContent[0].Value) == json.loads(
+            handler.got[-1].ResultContent
+        )
         # The PLC handshake: counter, last evaluation (enumeration), part and result id.
         camera = await vision.get_child([f"{own}:Handshake", f"{own}:cam1"])
         assert camera is not None

@@ -106,6 +106,9 @@ async def stream(
                 [f"{station.vision_ns}:VisionStateMachine", f"{station.vision_ns}:CurrentState"]
             )
             assert await state.read_value() == "Operational"  # the agent is ready
+            assert [e.Result.ResultMetaData.ResultId for e in handler.got] == [
+                v["result_id"] for v in published
+            ]
             seqs = [e.Seq for e in handler.got]
             assert seqs == list(range(seqs[0], seqs[0] + BOARDS))  # in order, no gap
             assert await station.counter() == BOARDS
@@ -158,6 +161,7 @@ class Station:
     async def __aenter__(self) -> Station:
         self.client = await secure_client(self.server.url, self.server.server_cert, self.identity)
         await self.client.connect()
+        await self.client.load_data_type_definitions()  # the spec's result structures
         ns = await self.client.get_namespace_index(RESULT_NS)
         self.vision_ns = await self.client.get_namespace_index(VISION_NS)
         self.own = await self.client.get_namespace_index(

@@ -28,7 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from edge_agent.comms.confirmations import Confirmation, apply_confirmation
 from edge_agent.comms.mqtt_once import send_command
 from edge_agent.contracts.config import StationConfig
-from edge_agent.opcua import vision_state
+from edge_agent.opcua import result_types, vision_state
 from edge_agent.opcua.results import BoardResult, JournalFollower
 from edge_agent.opcua.users import StationUsers, read_users, trusted_certificates
 from edge_agent.ops.opcua_status import write_status
@@ -133,8 +133,13 @@ class StationServer:
         self.ns_vision = await server.register_namespace(VISION_NS)
         self.ns = await server.register_namespace(application_uri(self.config))
         self.enum = await new_enum(server, self.ns_result, "EvaluationEnum", EVALUATIONS)
+        self.result_type = await result_types.register(server, self.ns_result)
+        result_field = ("Result", ua.VariantType.ExtensionObject, self.result_type)
         self.event_type = await server.create_custom_event_type(
-            self.ns_result, "ResultReadyEventType", ua.ObjectIds.BaseEventType, EVENT_FIELDS
+            self.ns_result,
+            "ResultReadyEventType",
+            ua.ObjectIds.BaseEventType,
+            [*EVENT_FIELDS, result_field],
         )
         vision = await server.nodes.objects.add_object(self.ns_vision, "VisionSystem")
         machine = await vision.add_object(self.ns_vision, "VisionStateMachine")
@@ -147,6 +152,9 @@ class StationServer:
             self.ns_result, "Results", ua.Variant([], ua.VariantType.String)
         )
         self.latest_node = await rm.add_variable(self.ns_result, "LatestResultId", "")
+        self.latest_result = await rm.add_variable(
+            self.ns_result, "LatestResult", ua.ResultDataType(), datatype=self.result_type
+        )
         string, int32 = ua.VariantType.String, ua.VariantType.Int32
         await rm.add_method(
             self.ns_result, "GetResultById", _refusing(self._get_by_id), [string], [string, int32]
@@ -209,6 +217,10 @@ class StationServer:
         await camera["ResultCounter"].write_value(
             ua.Variant(camera["count"] % 2**32, ua.VariantType.UInt32)
         )
+        structured = result_types.as_result(result, code)
+        await self.latest_result.write_value(
+            ua.DataValue(ua.Variant(structured, ua.VariantType.ExtensionObject))
+        )
         if not event:
             return
         fields = self.generator.event
@@ -220,6 +232,7 @@ class StationServer:
         fields.Evaluation, fields.EvaluationCode = result.evaluation, code
         fields.Session, fields.Seq = result.session, result.seq
         fields.ResultContent = json.dumps(result.verdict)
+        fields.Result = structured
         fields.Severity = 500 if result.evaluation != "OK" else 100
         await self.generator.trigger(
             message=f"{result.camera} {result.part_id} {result.evaluation}"
