@@ -214,6 +214,9 @@ async def _results_events_handshake_confirm(station: Station, cert: tuple) -> No
         assert sent is False and "cannot reach the broker at 127.0.0.1:" in outcome
         with pytest.raises(ua.UaStatusCodeError) as refused:
             await vision.call_method(f"{own}:Reload", "now")
+        assert refused.value.code == ua.StatusCodes.BadTooManyArguments
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await rm.call_method(f"{own}:Confirm", target["result_id"], "")
         assert refused.value.code == ua.StatusCodes.BadArgumentsMissing
     report = opcua_report(station.config.paths.state, True)
     assert report["state"] == "running" and report["heartbeat_age_s"] < 60

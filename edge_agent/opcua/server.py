@@ -156,18 +156,14 @@ class StationServer:
             self.ns_result, "LatestResult", ua.ResultDataType(), datatype=self.result_type
         )
         string, int32 = ua.VariantType.String, ua.VariantType.Int32
-        await rm.add_method(
-            self.ns_result, "GetResultById", _refusing(self._get_by_id), [string], [string, int32]
-        )
-        await rm.add_method(
-            self.ns_result, "GetLatestResult", _refusing(self._get_latest), [], [string, int32]
-        )
-        await rm.add_method(
-            self.ns, "Confirm", _refusing(self._confirm), [string, string, string, string], [string]
-        )
-        await vision.add_method(
-            self.ns, "Reload", _refusing(self._reload), [], [ua.VariantType.Boolean, string]
-        )
+        methods = [
+            (rm, self.ns_result, "GetResultById", self._get_by_id, [string], [string, int32]),
+            (rm, self.ns_result, "GetLatestResult", self._get_latest, [], [string, int32]),
+            (rm, self.ns, "Confirm", self._confirm, [string] * 4, [string]),
+            (vision, self.ns, "Reload", self._reload, [], [ua.VariantType.Boolean, string]),
+        ]
+        for node, ns, name, method, inputs, outputs in methods:
+            await node.add_method(ns, name, _refusing(method, len(inputs)), inputs, outputs)
         self.handshake = await vision.add_object(self.ns, "Handshake")
         self.generator = await server.get_event_generator(self.event_type, rm)
         self.follower = JournalFollower(self.journal_path)
@@ -345,18 +341,24 @@ class StationServer:
             self.follower.close()
 
 
-def _refusing(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """A method whose refusal (UaStatusCodeError) reaches the client as its status code."""
+def _refusing(method: Callable[..., Awaitable[Any]], inputs: int) -> Callable[..., Awaitable[Any]]:
+    """A method of `inputs` arguments: another count is refused (logged) before it runs; its own
+    refusal (UaStatusCodeError) reaches the client as its status code."""
 
     @functools.wraps(method)
-    async def call(*args: Any) -> Any:
+    async def call(parent: Any, *args: Any) -> Any:
+        if len(args) != inputs:
+            log.warning("opcua_arguments_refused", method=method.__name__, given=len(args))
+            too_many = len(args) > inputs
+            return ua.StatusCode(
+                ua.StatusCodes.BadTooManyArguments
+                if too_many
+                else ua.StatusCodes.BadArgumentsMissing
+            )
         try:
-            return await method(*args)
+            return await method(parent, *args)
         except ua.UaStatusCodeError as exc:
             return ua.StatusCode(exc.code)
-        except (TypeError, ValueError):  # a wrong number of arguments
-            log.warning("opcua_arguments_refused", method=method.__name__)
-            return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
 
     return call
 
