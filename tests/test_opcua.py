@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
-from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.contracts.config import StationConfig
 from edge_agent.contracts.verdict import ConnectorOutcome, build_verdict, new_result_id
@@ -31,6 +29,7 @@ from edge_agent.opcua.server import (
 from edge_agent.opcua.users import add_user
 from edge_agent.ops.opcua_status import opcua_report
 from edge_agent.store.journal import Journal
+from trainer.harness.opcua_run import client_certificate
 
 USER, PASSWORD = "plc", "s3cret-line7"
 EVALS = ["OK", "NOK", "OK", "OK", "NOK"]
@@ -41,15 +40,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-async def client_cert(folder: Path, name: str) -> tuple[Path, Path, str]:
-    uri = f"urn:test:{name}"
-    key, cert = folder / f"{name}-key.pem", folder / f"{name}-cert.der"
-    await setup_self_signed_certificate(
-        key, cert, uri, "localhost", [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": name}
-    )
-    return cert, key, uri
 
 
 def record(journal: Journal, evaluation: str, n: int, camera: str = "cam1") -> dict:
@@ -74,6 +64,7 @@ class Station:
         self.config = StationConfig.model_validate(
             {
                 "paths": {"state": str(state), "models": str(root / "models")},
+                "mqtt": {"host": "127.0.0.1", "port": free_port()},  # no broker listens
                 "opcua": {
                     "enabled": True, "host": "127.0.0.1", "port": self.port,
                     "certificate": str(root / "pki/server-cert.der"),
@@ -115,7 +106,7 @@ async def running(tmp_path: Path, max_queue: int = 1000) -> AsyncIterator[tuple]
     station = Station(tmp_path, max_queue)
     await make_certificate(station.config)
     add_user(station.config.opcua.users_file, USER, PASSWORD)
-    cert = await client_cert(tmp_path, "plc")
+    cert = await client_certificate(tmp_path, "plc")
     shutil.copy(cert[0], station.config.opcua.trusted_certs / cert[0].name)
     record(station.journal, "OK", 0)  # journaled before the server started: no event
     server = StationServer(station.config)
@@ -178,6 +169,20 @@ async def _results_events_handshake_confirm(station: Station, cert: tuple) -> No
         assert [e.Evaluation for e in handler.got] == [v["evaluation"] for v in sent]
         assert [e.Seq for e in handler.got] == list(range(2, len(sent) + 2))  # no gap
         assert json.loads(handler.got[-1].ResultContent)["part_id"] == sent[-1]["part_id"]
+        # The same result as the spec's ResultDataType: in the event and as LatestResult.
+        await client.load_data_type_definitions()
+        spec = {"OK": ua.ResultEvaluationEnum.OK, "NOK": ua.ResultEvaluationEnum.NotOK}
+        meta = handler.got[-1].Result.ResultMetaData
+        assert (meta.ResultId, meta.PartId) == (sent[-1]["result_id"], sent[-1]["part_id"])
+        assert [spec[v["evaluation"]] for v in sent] == [
+            e.Result.ResultMetaData.ResultEvaluation for e in handler.got
+        ]
+        latest = await (await rm.get_child([f"{ns}:LatestResult"])).read_value()
+        assert latest.ResultMetaData.ResultId == sent[-1]["result_id"]
+        assert latest.ResultMetaData.ResultEvaluationDetails.Text == "NOK: J1 NOK"
+        assert json.loads(latest.ResultContent[0].Value) == json.loads(
+            handler.got[-1].ResultContent
+        )
         # The PLC handshake: counter, last evaluation (enumeration), part and result id.
         camera = await vision.get_child([f"{own}:Handshake", f"{own}:cam1"])
         assert camera is not None
@@ -204,6 +209,15 @@ async def _results_events_handshake_confirm(station: Station, cert: tuple) -> No
         assert refused.value.code == ua.StatusCodes.BadInvalidArgument
         with pytest.raises(ua.UaError):
             await rm.call_method(f"{own}:Confirm", 42, "", "OK", "x")
+        # Reload with the broker down: not sent, and the answer says why (no hang).
+        sent, outcome = await vision.call_method(f"{own}:Reload")
+        assert sent is False and "cannot reach the broker at 127.0.0.1:" in outcome
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await vision.call_method(f"{own}:Reload", "now")
+        assert refused.value.code == ua.StatusCodes.BadTooManyArguments
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await rm.call_method(f"{own}:Confirm", target["result_id"], "")
+        assert refused.value.code == ua.StatusCodes.BadArgumentsMissing
     report = opcua_report(station.config.paths.state, True)
     assert report["state"] == "running" and report["heartbeat_age_s"] < 60
 
@@ -228,7 +242,7 @@ async def _refusals(station: Station, cert: tuple, tmp_path: Path, server: Stati
     await station.secure(wrong, cert)
     with pytest.raises(ua.UaError):
         await wrong.connect()
-    stranger = await client_cert(tmp_path, "stranger")
+    stranger = await client_certificate(tmp_path, "stranger")
     unknown = station.client(stranger)
     await station.secure(unknown, stranger)
     with pytest.raises((ua.UaError, OSError, asyncio.TimeoutError)):

@@ -26,8 +26,9 @@ from asyncua.crypto.validator import CertificateValidator, CertificateValidatorO
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.comms.confirmations import Confirmation, apply_confirmation
+from edge_agent.comms.mqtt_once import send_command
 from edge_agent.contracts.config import StationConfig
-from edge_agent.opcua import vision_state
+from edge_agent.opcua import result_types, vision_state
 from edge_agent.opcua.results import BoardResult, JournalFollower
 from edge_agent.opcua.users import StationUsers, read_users, trusted_certificates
 from edge_agent.ops.opcua_status import write_status
@@ -54,6 +55,7 @@ EVENT_FIELDS = [
     ("ResultContent", ua.VariantType.String),
 ]
 HEARTBEAT_S = 2.0
+RELOAD_TIMEOUT_S = 3.0  # broker acknowledgement and the agent's reply, within a client's call
 
 
 def application_uri(config: StationConfig) -> str:
@@ -88,6 +90,7 @@ class StationServer:
         self.cameras: dict[str, dict[str, Any]] = {}
         self.events = 0
         self.counts: dict[str, int] = {}
+        self.reloading = asyncio.Lock()
 
     async def start(self) -> None:
         settings = self.settings
@@ -130,8 +133,13 @@ class StationServer:
         self.ns_vision = await server.register_namespace(VISION_NS)
         self.ns = await server.register_namespace(application_uri(self.config))
         self.enum = await new_enum(server, self.ns_result, "EvaluationEnum", EVALUATIONS)
+        self.result_type = await result_types.register(server, self.ns_result)
+        result_field = ("Result", ua.VariantType.ExtensionObject, self.result_type)
         self.event_type = await server.create_custom_event_type(
-            self.ns_result, "ResultReadyEventType", ua.ObjectIds.BaseEventType, EVENT_FIELDS
+            self.ns_result,
+            "ResultReadyEventType",
+            ua.ObjectIds.BaseEventType,
+            [*EVENT_FIELDS, result_field],
         )
         vision = await server.nodes.objects.add_object(self.ns_vision, "VisionSystem")
         machine = await vision.add_object(self.ns_vision, "VisionStateMachine")
@@ -144,16 +152,18 @@ class StationServer:
             self.ns_result, "Results", ua.Variant([], ua.VariantType.String)
         )
         self.latest_node = await rm.add_variable(self.ns_result, "LatestResultId", "")
+        self.latest_result = await rm.add_variable(
+            self.ns_result, "LatestResult", ua.ResultDataType(), datatype=self.result_type
+        )
         string, int32 = ua.VariantType.String, ua.VariantType.Int32
-        await rm.add_method(
-            self.ns_result, "GetResultById", _refusing(self._get_by_id), [string], [string, int32]
-        )
-        await rm.add_method(
-            self.ns_result, "GetLatestResult", _refusing(self._get_latest), [], [string, int32]
-        )
-        await rm.add_method(
-            self.ns, "Confirm", _refusing(self._confirm), [string, string, string, string], [string]
-        )
+        methods = [
+            (rm, self.ns_result, "GetResultById", self._get_by_id, [string], [string, int32]),
+            (rm, self.ns_result, "GetLatestResult", self._get_latest, [], [string, int32]),
+            (rm, self.ns, "Confirm", self._confirm, [string] * 4, [string]),
+            (vision, self.ns, "Reload", self._reload, [], [ua.VariantType.Boolean, string]),
+        ]
+        for node, ns, name, method, inputs, outputs in methods:
+            await node.add_method(ns, name, _refusing(method, len(inputs)), inputs, outputs)
         self.handshake = await vision.add_object(self.ns, "Handshake")
         self.generator = await server.get_event_generator(self.event_type, rm)
         self.follower = JournalFollower(self.journal_path)
@@ -162,6 +172,8 @@ class StationServer:
         # The counters go on from the journal's count, so a restart of this server never
         # shows a PLC the counter of a result it already saw.
         self.counts = {c: n - sum(r.camera == c for r in loaded) for c, n in counts.items()}
+        for camera in self.config.inputs.drop_folders:  # browsable before their first board
+            await self._camera(camera)
         for result in loaded:
             await self._show(result, event=False)
 
@@ -201,6 +213,10 @@ class StationServer:
         await camera["ResultCounter"].write_value(
             ua.Variant(camera["count"] % 2**32, ua.VariantType.UInt32)
         )
+        structured = result_types.as_result(result, code)
+        await self.latest_result.write_value(
+            ua.DataValue(ua.Variant(structured, ua.VariantType.ExtensionObject))
+        )
         if not event:
             return
         fields = self.generator.event
@@ -212,6 +228,7 @@ class StationServer:
         fields.Evaluation, fields.EvaluationCode = result.evaluation, code
         fields.Session, fields.Seq = result.session, result.seq
         fields.ResultContent = json.dumps(result.verdict)
+        fields.Result = structured
         fields.Severity = 500 if result.evaluation != "OK" else 100
         await self.generator.trigger(
             message=f"{result.camera} {result.part_id} {result.evaluation}"
@@ -253,6 +270,22 @@ class StationServer:
             raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidArgument) from None
         log.info("opcua_confirmed", result_id=result_id, connectors=labelled, label=label, by=by)
         return [ua.Variant(",".join(labelled), ua.VariantType.String)]
+
+    async def _reload(self, parent: Any) -> list[ua.Variant]:
+        """Reload() -> (Sent, Outcome): the agent's own `cmd/reload` over MQTT; Outcome is the
+        agent's reply (JSON) or why it was not sent. One at a time."""
+        if self.reloading.locked():
+            return _reload_outcome(False, "a reload request is already in progress")
+        async with self.reloading:
+            outcome = await asyncio.to_thread(
+                send_command, self.config.mqtt, "reload", "opcua", RELOAD_TIMEOUT_S
+            )
+        if not outcome.sent:
+            log.warning("opcua_reload_not_sent", error=outcome.error)
+            return _reload_outcome(False, outcome.error)
+        log.info("opcua_reload_sent", reply=outcome.reply, error=outcome.error or None)
+        text = json.dumps(outcome.reply) if outcome.reply is not None else outcome.error
+        return _reload_outcome(True, text)
 
     def _apply(self, confirmation: Confirmation) -> list[str]:
         journal = Journal(self.journal_path)
@@ -308,20 +341,30 @@ class StationServer:
             self.follower.close()
 
 
-def _refusing(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """A method whose refusal (UaStatusCodeError) reaches the client as its status code."""
+def _refusing(method: Callable[..., Awaitable[Any]], inputs: int) -> Callable[..., Awaitable[Any]]:
+    """A method of `inputs` arguments: another count is refused (logged) before it runs; its own
+    refusal (UaStatusCodeError) reaches the client as its status code."""
 
     @functools.wraps(method)
-    async def call(*args: Any) -> Any:
+    async def call(parent: Any, *args: Any) -> Any:
+        if len(args) != inputs:
+            log.warning("opcua_arguments_refused", method=method.__name__, given=len(args))
+            too_many = len(args) > inputs
+            return ua.StatusCode(
+                ua.StatusCodes.BadTooManyArguments
+                if too_many
+                else ua.StatusCodes.BadArgumentsMissing
+            )
         try:
-            return await method(*args)
+            return await method(parent, *args)
         except ua.UaStatusCodeError as exc:
             return ua.StatusCode(exc.code)
-        except (TypeError, ValueError):  # a wrong number of arguments
-            log.warning("opcua_arguments_refused", method=method.__name__)
-            return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
 
     return call
+
+
+def _reload_outcome(sent: bool, text: str) -> list[ua.Variant]:
+    return [ua.Variant(sent, ua.VariantType.Boolean), ua.Variant(text, ua.VariantType.String)]
 
 
 def _string_arg(value: Any, name: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from edge_agent.comms.mqtt_once import publish_retained
 from edge_agent.contracts.atomic import write_json_atomic
 from edge_agent.contracts.bundle import (
     active_dir,
@@ -34,7 +35,6 @@ from edge_agent.store.crop_store import JOURNAL_FILE, CropStore
 from edge_agent.store.journal import Journal
 from trainer.datasets import load_crops
 from trainer.masks import load_roi_file
-from trainer.retrain.announce import publish_retained
 from trainer.retrain.dataset import (
     LIBRARY_DIR,
     SET_FILE,

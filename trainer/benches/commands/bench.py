@@ -8,30 +8,40 @@
   9 connectors per board), the mean time of each stage the agent times (its
   `edge_inspect_stage_seconds`, the drift monitor's `capture` and `drift` included) and the
   agent's peak RSS.
+- with `--opcua-clients N`: alternated pairs of agent runs, without and then with the OPC UA
+  server and N subscribed clients (`trainer/benches/opcua_pairs.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.ops.logs import configure_logging
+from trainer.benches.opcua_pairs import pairs_table, summarize_pairs
 from trainer.commands.options import DefaultsShown, run_guarded
 from trainer.evaluation.footprint import bundle_mb, machine_facts, time_scoring
 from trainer.harness.console_watch import ConsoleWatch
-from trainer.harness.local_broker import LocalBroker
+from trainer.harness.local_broker import LocalBroker, free_port
+from trainer.harness.opcua_beside import OpcuaBeside
+from trainer.harness.opcua_run import secure_station, write_opcua_config
 from trainer.harness.station_run import AgentProcess, VerdictListener, drop_board, load_boards
 from trainer.harness.station_setup import ensure_models, ensure_station
 from trainer.settings import load_config
@@ -56,6 +66,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the operator console beside the agent with its live feed polling",
     )
+    parser.add_argument(
+        "--opcua-clients",
+        type=_positive,
+        default=0,
+        metavar="N",
+        help="alternated pairs of agent runs: without, then with the OPC UA server and N "
+        "subscribed clients (SignAndEncrypt, a password user; events and the handshake counter)",
+    )
+    parser.add_argument("--pairs", type=_positive, default=2, help="pairs for --opcua-clients")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be 1 or more")
+    return value
 
 
 def bench_models(models: Path, connectors: list[str], threads: int, runs: int = 200) -> dict:
@@ -92,10 +118,16 @@ def bench_training(station: Path, connector: str) -> dict:
 
 
 def bench_agent(
-    station: Path, paced: int, burst: int, log_path: Path, console: bool = False
+    station: Path,
+    paced: int,
+    burst: int,
+    log_path: Path,
+    console: bool = False,
+    beside: Callable[[AgentProcess], AbstractContextManager[Any]] | None = None,
 ) -> dict:
     """Paced latency, then a burst for sustained throughput, on distinct boards; with
-    `console`, an operator console polls its live feed all along."""
+    `console`, an operator console polls its live feed all along; `beside(agent)` is a context
+    entered once the agent is ready and left after the last verdict (the OPC UA server)."""
     config = load_config(station / "config.toml")
     drop = next(iter(config.inputs.drop_folders.values()))
     boards = load_boards(station, ("train", "val", "test"))
@@ -107,12 +139,12 @@ def bench_agent(
         listener = VerdictListener(broker.port, config.mqtt.prefix)
         try:
             agent.wait_ready()
-            beside = (
+            watching = (
                 ConsoleWatch(station / "config.toml", agent.env, log_path)
                 if console
                 else nullcontext()
             )
-            with beside as watch:
+            with beside(agent) if beside else nullcontext(), watching as watch:
                 fed: dict[str, float] = {}
                 for index, board in enumerate(boards[:paced], 1):
                     fed[f"b{index}"] = drop_board(board.image, drop, f"lat{index:04d}.jpg")
@@ -173,6 +205,32 @@ def stage_means_ms(health_port: int) -> dict[str, float]:
     }
 
 
+def bench_opcua(
+    station: Path, paced: int, burst: int, clients: int, pairs: int, log_path: Path
+) -> dict:
+    """Alternated pairs: the agent bench without the OPC UA server, then with it and `clients`
+    subscribed clients. The server's config is the station's with an `[opcua]` section, written
+    beside it for the run (relative paths hold) and removed after; its keys in a temp folder."""
+    config_path = station / f".bench-opcua-{os.getpid()}.toml"
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        write_opcua_config(station / "config.toml", config_path, work / "pki", free_port())
+        try:
+            password = secrets.token_hex(12)
+            identity = asyncio.run(secure_station(config_path, work / "client", "bench", password))
+            for pair in range(1, pairs + 1):
+                without = bench_agent(station, paced, burst, log_path)
+                beside = OpcuaBeside(
+                    config_path, identity, clients, paced + burst, work / f"{pair}", log_path
+                )
+                with_ = bench_agent(station, paced, burst, log_path, beside=beside)
+                runs.append({"without": without, "with": with_, "received": beside.received})
+        finally:
+            config_path.unlink(missing_ok=True)
+    return summarize_pairs(runs, clients, paced + burst)
+
+
 def run(args: argparse.Namespace) -> int:
     def body() -> int:
         configure_logging("WARNING")
@@ -186,11 +244,17 @@ def run(args: argparse.Namespace) -> int:
         )
         if not args.skip_training:
             results["training"] = bench_training(station, next(iter(config.connectors)))
-        results["agent"] = bench_agent(
-            station, args.paced, args.burst, args.out / "bench.log", args.console
-        )
+        log_path = args.out / "bench.log"
+        if args.opcua_clients:
+            results["opcua"] = bench_opcua(
+                station, args.paced, args.burst, args.opcua_clients, args.pairs, log_path
+            )
+        else:
+            results["agent"] = bench_agent(station, args.paced, args.burst, log_path, args.console)
         text = json.dumps(results, indent=2)
         print(text)
+        if args.opcua_clients:
+            print(pairs_table(results["opcua"]))
         if args.json:
             args.json.write_text(text + "\n", encoding="utf-8")
         return 0
