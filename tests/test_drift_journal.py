@@ -1,6 +1,6 @@
 """The journal's drift tables: state rows replaced per subject and read back, history rows and
 the retained messages written in one transaction, an older journal migrated, old history
-pruned with the inspections' age."""
+pruned with the inspections' age, subjects no longer watched dropped at start."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ import json
 import sqlite3
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
+from edge_agent.comms.drift_publisher import DriftPublisher
+from edge_agent.contracts.config import StationConfig
+from edge_agent.inspect.scoring import ModelRegistry
+from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.journal import SCHEMA_VERSION, Journal, OutboxMessage
 from edge_agent.store.journal_retention import InspectionPruner
 
@@ -96,3 +102,30 @@ def test_old_drift_history_goes_with_the_inspections_age(journal: Journal) -> No
     with sqlite3.connect(journal.path) as db:
         kept = db.execute("SELECT at FROM drift_history").fetchall()
     assert kept == [("2026-12-05T00:00:00.000Z",)]
+
+
+def test_subjects_no_longer_watched_are_dropped_and_their_retained_messages_cleared(
+    tmp_path: Path, journal: Journal
+) -> None:
+    """J2 was removed from the config and J1 has no model any more: at start their rows go and
+    an empty retained message clears each topic; the capture's row is taken up."""
+    journal.record_drift([state_row(s, "alarm", 1.5) for s in ("capture", "J1", "J2")], [], [])
+    reference = tmp_path / "reference.png"
+    cv2.imwrite(str(reference), np.full((64, 96, 3), 128, np.uint8))
+    config = StationConfig.model_validate(
+        {
+            "station": {"name": "s", "reference_image": str(reference)},
+            "connectors": {"J1": {"box": [0, 0, 16, 16]}},
+            "mqtt": {"prefix": "p"},
+        }
+    )
+    registry = ModelRegistry(tmp_path / "models", ["J1"], threads=1)
+    publisher = DriftPublisher(config, journal, registry, Telemetry(), lambda: None)
+
+    assert publisher.start() == {"capture": "ok"}
+    publisher.stop()
+
+    assert list(journal.drift_states()) == ["capture"]
+    cleared = {m.topic: m for m in journal.pending(10) if m.payload == b""}
+    assert sorted(cleared) == ["p/drift/J1", "p/drift/J2"]
+    assert all(m.retain for m in cleared.values())

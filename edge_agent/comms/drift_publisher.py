@@ -83,16 +83,24 @@ class DriftPublisher:
         path = self.config.station.reference_image
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         image = reference_measures(read_image_file(path), self.config.registration.working_width)
+        saved = self.journal.drift_states()
         with self._lock:
             self.monitor = DriftMonitor(
                 self.settings,
                 self._reference_of,
                 (sha, image),
                 self.config.enabled_connectors(),
-                self.journal.drift_states(),
+                saved,
             )
             rows = self.monitor.rows()
-            self.journal.record_drift(rows, [], [self._message(row) for row in rows])
+            # Subjects of the last run not watched now (a connector removed, disabled or left
+            # without a model): their rows go and their retained messages are cleared.
+            gone = sorted(set(saved) - {row["subject"] for row in rows})
+            cleared = [OutboxMessage(self._topic(s), b"", qos=1, retain=True) for s in gone]
+            messages = [self._message(row) for row in rows] + cleared
+            self.journal.record_drift(rows, [], messages, forget=gone)
+        if gone:
+            log.info("drift_subjects_dropped", subjects=gone, retained="cleared")
         for row in rows:
             self.telemetry.set_drift(row["subject"], row["state"])
         self._thread = threading.Thread(target=self._run, name="drift", daemon=True)
@@ -197,5 +205,9 @@ class DriftPublisher:
             **{key: row[key] for key in PAYLOAD_KEYS},
             "at": utc_now(),
         }
-        topic = f"{self.config.mqtt.prefix}/drift/{row['subject']}"
-        return OutboxMessage(topic, compact_json(payload), qos=1, retain=True, is_json=True)
+        return OutboxMessage(
+            self._topic(row["subject"]), compact_json(payload), qos=1, retain=True, is_json=True
+        )
+
+    def _topic(self, subject: str) -> str:
+        return f"{self.config.mqtt.prefix}/drift/{subject}"

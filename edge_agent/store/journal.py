@@ -393,11 +393,13 @@ class Journal:
         states: Sequence[dict[str, Any]],
         history: Sequence[dict[str, Any]],
         messages: Sequence[OutboxMessage],
+        forget: Sequence[str] = (),
     ) -> None:
         """Write drift state rows (replacing each subject's), history rows and their messages
         now, in one transaction with any deferred ones (`DRIFT_COLUMNS`; history: at, subject,
-        measure, statistic, state)."""
+        measure, statistic, state); the state rows of the `forget` subjects are removed."""
         with self._transaction_with_drift() as db:
+            db.executemany("DELETE FROM drift_states WHERE subject = ?", [(s,) for s in forget])
             self._write_drift(db, states, history, messages)
 
     def defer_drift(
