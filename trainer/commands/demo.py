@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.ops.logs import configure_logging
-from trainer.commands.options import DefaultsShown, run_guarded
+from trainer.commands.options import add_work_folder_arguments, run_guarded
 from trainer.harness.local_broker import LocalBroker
 from trainer.harness.station_run import (
     AgentProcess,
@@ -28,15 +28,12 @@ from trainer.settings import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = DefaultsShown
-    parser.add_argument(
+    add_work_folder_arguments(
+        parser,
         "--out",
-        type=Path,
-        default=Path("demo"),
-        help="work folder: the station is OUT/station (generated and trained when missing), "
+        "work folder: the station is OUT/station (generated and trained when missing), "
         "each run's log and journal OUT/runs/<time>",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of a station generated here")
     parser.add_argument(
         "--boards", type=int, default=320, help="boards in a station generated here"
     )

@@ -140,6 +140,14 @@ def _flag_error(error: Any) -> str:
     return f"{flag}: {error['msg']} (got {error.get('input')!r})"
 
 
+def add_work_folder_arguments(parser: argparse.ArgumentParser, flag: str, help_text: str) -> None:
+    """The demo's work folder (`flag`, default `demo`; its station is generated and trained
+    there when missing) and the seed of a station generated there; defaults shown in --help."""
+    parser.formatter_class = DefaultsShown
+    parser.add_argument(flag, type=Path, default=Path("demo"), help=help_text)
+    parser.add_argument("--seed", type=int, default=0, help="seed of a station generated here")
+
+
 def run_guarded(prog: str, body: Callable[[], int]) -> int:
     """Run a command body; user errors print one clear line and exit 2, export failures 1."""
     configure_logging()

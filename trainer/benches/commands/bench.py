@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.ops.logs import configure_logging
 from trainer.benches.opcua_pairs import pairs_table, summarize_pairs
-from trainer.commands.options import DefaultsShown, run_guarded
+from trainer.commands.options import add_work_folder_arguments, run_guarded
 from trainer.evaluation.footprint import bundle_mb, machine_facts, time_scoring
 from trainer.harness.console_watch import ConsoleWatch
 from trainer.harness.local_broker import LocalBroker, free_port
@@ -48,15 +48,11 @@ from trainer.settings import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = DefaultsShown
-    parser.add_argument(
+    add_work_folder_arguments(
+        parser,
         "--out",
-        type=Path,
-        default=Path("demo"),
-        help="work folder (as demo): the station is OUT/station, generated and trained "
-        "when missing",
+        "work folder (as demo): the station is OUT/station, generated and trained when missing",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of a station generated here")
     parser.add_argument("--paced", type=int, default=40, help="boards for the latency run")
     parser.add_argument("--burst", type=int, default=200, help="boards for the throughput run")
     parser.add_argument("--skip-training", action="store_true", help="no training benchmark")

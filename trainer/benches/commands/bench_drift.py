@@ -25,7 +25,7 @@ from trainer.benches.drift.report import judge, markdown, write_tables
 from trainer.benches.drift.run import run_scenario
 from trainer.benches.drift.scenarios import most_colourful, scenarios
 from trainer.benches.drift.supply import supply_boards
-from trainer.commands.options import DefaultsShown, run_guarded
+from trainer.commands.options import add_work_folder_arguments, run_guarded
 from trainer.evaluation.footprint import machine_facts
 from trainer.harness.station_setup import ensure_models, ensure_station
 from trainer.settings import load_config
@@ -42,18 +42,14 @@ NAMES = [s.name for s in scenarios(1, 1, 1, 1, 1)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = DefaultsShown
-    parser.add_argument(
+    add_work_folder_arguments(
+        parser,
         "--demo",
-        type=Path,
-        default=Path("demo"),
-        help="the demo's work folder: its station DEMO/station is generated and trained "
-        "when missing",
+        "the demo's work folder: its station DEMO/station is generated and trained when missing",
     )
     parser.add_argument(
         "--out", type=Path, help="results folder (default: DEMO/drift-bench, beside the station)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of a station generated here")
     parser.add_argument(
         "--scenarios",
         nargs="+",
