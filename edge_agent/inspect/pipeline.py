@@ -99,6 +99,23 @@ class Inspector:
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
         )
 
+    def models(self) -> dict[str, ConnectorModel | None]:
+        """This board's model of each enabled connector."""
+        return self.registry.snapshot(list(self.connectors))
+
+    def with_config(self, config: StationConfig) -> Inspector:
+        """An inspector for a new connector layout, sharing registry, registrar and threads."""
+        inspector = Inspector.__new__(Inspector)
+        inspector.config = config
+        inspector.registry = self.registry
+        inspector.registrar = self.registrar
+        inspector.connectors = {cid: config.connectors[cid] for cid in config.enabled_connectors()}
+        check_boxes(
+            config.connectors, self.registrar.reference_size, str(config.station.reference_image)
+        )
+        inspector._pool = self._pool
+        return inspector
+
     def refuse(self, message: str, **source: str | None) -> InspectionResult:
         """The ERROR verdict of an input that could not even be read (too big, vanished);
         `source` holds `inspect`'s keyword arguments."""
@@ -122,12 +139,15 @@ class Inspector:
         source_sha256: str,
         part_id: str | None,
         captured_at: str | None,
+        models: dict[str, ConnectorModel | None] | None = None,
     ) -> InspectionResult:
-        """Never raises for a bad image or model: every problem ends in an ERROR/NOT_DECIDABLE."""
+        """Never raises for a bad image or model: every problem ends in an ERROR/NOT_DECIDABLE.
+        `models`: this board's snapshot (`models()`), taken with the inspector it goes with."""
         started = time.perf_counter()
         result_id = new_result_id()
         # One snapshot per board: a model swapped in meanwhile is used from the next board on.
-        models = {cid: self.registry.get(cid) for cid in self.connectors}
+        if models is None:
+            models = self.models()
         stages = _Stages()
         crops: dict[str, np.ndarray] = {}
         scores: dict[str, ConnectorScore] = {}
