@@ -45,6 +45,11 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, data)
+
+
 def read_request(config: StationConfig) -> dict[str, Any] | None:
     """The pending request, or None."""
     request = _read(request_path(config))
@@ -96,7 +101,7 @@ def write_request(
         "by": by,
         "at": utc_now(),
     }
-    write_json_atomic(request_path(config), request)
+    _write(request_path(config), request)
     return request
 
 
@@ -106,7 +111,7 @@ def cancel_request(config: StationConfig, by: str) -> dict[str, Any] | None:
     if request is None:
         return None
     request_path(config).unlink(missing_ok=True)
-    write_json_atomic(
+    _write(
         status_path(config),
         {
             "id": request["id"],

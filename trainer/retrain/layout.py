@@ -85,6 +85,8 @@ class StoredBoard:
 def stored_boards(config: TrainerConfig, connector: str, limit: int = MAX_BOARDS):
     """The newest inspected boards of the journal whose photo is still filed, labelled for
     `connector`: its latest confirmation, else its verdict when that was OK."""
+    if not (config.paths.state / JOURNAL_FILE).is_file():
+        return []
     db = connect(config.paths.state / JOURNAL_FILE, read_only=True)
     try:
         rows = db.execute(
@@ -294,6 +296,7 @@ def _retrain_lock(config: TrainerConfig) -> Iterator[None]:
 
 
 def _status(config: TrainerConfig, request: dict[str, Any], state: str, message: str) -> None:
+    status_path(config).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         status_path(config),
         {"id": request["id"], "state": state, "message": message, "at": utc_now()},
