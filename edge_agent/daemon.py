@@ -413,13 +413,15 @@ class Agent:
             lambda reply: self._reply(properties, reply),
         )
 
-    def _relayout(self, payload: bytes) -> dict:
+    def _relayout(self, payload: bytes) -> dict | None:
         """`cmd/reload`'s layout part (model-loader thread): see `feedback/relayout.py`."""
         try:
             install, by = parse_install(payload)
         except ValueError as exc:
             log.warning("model_command_refused", command="reload", error=str(exc))
             return {"ok": False, "error": str(exc)}
+        if self.config_path is None and not install:
+            return None  # started from settings alone: no file to re-read
         try:
             if self.config_path is None:
                 raise RelayoutRefused("the agent was started without a config file: restart it")

@@ -22,6 +22,9 @@ from edge_agent.console.layout_request import (
 from edge_agent.console.setup_backups import file_sha256, list_backups
 from edge_agent.console.station_setup import BoxLayout, Layout, SetupError, StaleConfig
 from edge_agent.contracts.bundle import active_dir
+from edge_agent.contracts.config import load_config as load_station_config
+from edge_agent.feedback.relayout import RelayoutRefused, parse_install, prepare
+from edge_agent.inspect.scoring import ModelRegistry
 from trainer.retrain.layout import MIN_OK_BOARDS, LayoutFailed, run_request, switch
 from trainer.settings import load_config
 
@@ -140,3 +143,16 @@ def test_too_few_stored_boards_fail_the_request_and_change_nothing(station: Path
     assert "Save and retrain failed" in describe(config)["text"]
     assert station.read_text() == CONFIG and list_backups(station) == []
     assert active_dir(config.paths.models, "J1").name == "v1"
+
+
+def test_the_agent_takes_up_only_connector_changes_while_running(station: Path) -> None:
+    running = load_station_config(station)
+    registry = ModelRegistry(running.paths.models, ["J1", "J2"], 1)
+    assert prepare(station, running, registry, {}, "t") is None  # nothing changed
+    station.write_text(CONFIG.replace('name = "line7/aoi"', 'name = "line7/aoi-b"'))
+    with pytest.raises(RelayoutRefused, match=r"sections \['station'\] changed .* restart it"):
+        prepare(station, running, registry, {"J1": "v1"}, "t")
+    assert active_dir(running.paths.models, "J1").name == "v1"
+    with pytest.raises(ValueError, match="must map connector names to version names"):
+        parse_install(b'{"install": {"J1": "../J2/v1"}}')
+    assert parse_install(b'{"install": {"J1": "v2"}, "by": "x"}') == ({"J1": "v2"}, "x")

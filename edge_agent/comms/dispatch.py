@@ -22,7 +22,7 @@ def dispatch(
     *,
     lifecycle: Callable[[str, bytes], dict[str, Any]],
     refresh: Callable[[], Sequence[ModelChange]],
-    relayout: Callable[[bytes], dict[str, Any]] | None = None,
+    relayout: Callable[[bytes], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Run command `name`; `lifecycle` does promote/rollback, `refresh` reloads models,
     `relayout` (reload) takes up a changed connector layout of `config.toml` first."""

@@ -51,10 +51,15 @@ def parse_install(payload: bytes) -> tuple[dict[str, str], str]:
     return install, str(request.get("by") or "mqtt")
 
 
+# The connectors are taken up while running; the agent never reads `[training]` (a save may name
+# the ROI file there).
+TAKEN_UP = {"connectors", "training"}
+
+
 def other_changes(old: StationConfig, new: StationConfig) -> list[str]:
-    """Top-level sections that differ besides `[connectors]` (they need a restart)."""
-    before = old.model_dump(exclude={"connectors"})
-    after = new.model_dump(exclude={"connectors"})
+    """Top-level sections that differ besides those taken up (they need a restart)."""
+    before = old.model_dump(exclude=TAKEN_UP)
+    after = new.model_dump(exclude=TAKEN_UP)
     return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
 
 
