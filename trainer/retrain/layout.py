@@ -158,7 +158,7 @@ def train_for_box(
         raise LayoutFailed(
             f"{connector}: {n_ok} stored boards with {connector} OK, at least {MIN_OK_BOARDS} "
             "are needed to train a model for the new box; let the line inspect more boards "
-            "with the current box, then ask again"
+            "with the current box, then ask again; nothing was changed"
         )
     log.info("layout_retrain_cutting", connector=connector, boards=len(boards), box=list(box))
     ok, ko, skipped = cut_crops(registrar, boards, box, connector)
@@ -211,7 +211,10 @@ def train_for_box(
         gate_record = decision.as_dict()
         if not decision.accepted:
             lifecycle.refuse(models, connector, bundle, version, BY, gate_record)
-            raise LayoutFailed(f"{connector}: the gate refused the new model: {decision.summary}")
+            raise LayoutFailed(
+                f"{connector}: the gate refused the new model ({decision.summary}); "
+                "nothing was switched"
+            )
         write_json_atomic(bundle / GATE_FILE, gate_record)
         publish_bundle(bundle, models, connector, version)
     finally:
@@ -272,8 +275,15 @@ def switch(
     if layout_reply.get("ok"):
         return f"the agent took up the new layout with {versions} while running"
     for connector, version in versions.items():  # on disk, config and models go together
-        if lifecycle.link_target(models, connector, "active") != version:
-            lifecycle.install(models, connector, version, BY, reason="new box")
+        try:
+            if lifecycle.link_target(models, connector, "active") != version:
+                lifecycle.install(models, connector, version, BY, reason="new box")
+        except (OSError, lifecycle.LifecycleError) as exc:
+            raise LayoutFailed(
+                f"{config_path.name} was written but {connector} {version} could not be "
+                f"installed ({exc}): `edge-inspect models promote {connector} {version}`, "
+                "then restart the agent"
+            ) from None
     why = layout_reply.get("error") or "no agent answered cmd/reload"
     log.warning("layout_needs_restart", reason=why, remedy="restart the agent")
     return f"config.toml and the models {versions} are installed; {why}: restart the agent"
@@ -334,9 +344,12 @@ def run_request(config_path: Path, config: TrainerConfig) -> dict[str, Any] | No
                 reports.append(f"{connector} {result['version']} ({result['gate']})")
             _status(config, request, "running", "Models gated; switching layout and models.")
             outcome = switch(Path(config_path), config, request, versions)
-        except (LayoutFailed, OSError, DecodeError, ValueError) as exc:
+        except Exception as exc:  # any failure ends the request with its reason, never half done
             request_path(config).unlink(missing_ok=True)
-            message = f"Save and retrain failed: {exc}. Nothing was switched."
+            if not isinstance(exc, LayoutFailed):
+                log.exception("layout_retrain_error", request=request["id"])
+                exc = LayoutFailed(f"{type(exc).__name__}: {exc}; nothing was switched")
+            message = f"Save and retrain failed: {exc}."
             log.error("layout_retrain_failed", request=request["id"], error=str(exc))
             _status(config, request, "failed", message)
             return {"id": request["id"], "state": "failed", "message": message}
