@@ -6,12 +6,13 @@ scored by the new version, and no board of the whole stream is ERROR or NOT_DECI
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 from mqtt_broker import MosquittoBroker, wait_until
-from retrain_station import PREFIX, build_station, cli
+from retrain_station import PREFIX, build_station, cli, publish
 
 from edge_agent.console.layout_request import read_request, read_status, write_request
 from edge_agent.console.setup_backups import file_sha256, list_backups
@@ -21,7 +22,7 @@ from edge_agent.contracts.bundle import active_dir, read_manifest
 from edge_agent.contracts.verdict import ERROR, NOT_DECIDABLE
 from edge_agent.inspect.imaging import encode_png, read_image_file
 from edge_agent.store.crop_store import CropStore
-from trainer.harness.station_run import AgentProcess, VerdictListener, load_boards
+from trainer.harness.station_run import AgentProcess, Board, VerdictListener, load_boards
 from trainer.settings import load_config
 
 pytestmark = pytest.mark.slow
@@ -37,24 +38,29 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Stream:
-    """Drops good boards into the agent's drop folder one after another (each under a new name,
-    so a board seen before is a new input), each once its previous verdict arrived."""
+    """Drops boards into the agent's drop folder one after another (each under a new name, so a
+    board seen before is a new input), each once its previous verdict arrived; in the
+    background, good boards only."""
 
     def __init__(self, site: Path, listener: VerdictListener) -> None:
-        boards = [b for b in load_boards(site.parent, ("train", "val", "test"))]
+        boards = load_boards(site.parent, ("train", "val", "test"))
         self.boards = [b for b in boards if b.labels[CONNECTOR] == "OK"]
+        self.ko = [b for b in boards if b.labels[CONNECTOR] == "KO"]
         self.drop = site.parent / "drop" / "cam1"
         self.listener = listener
         self.names = itertools.count()
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def feed(self, count: int) -> None:
-        """Drop `count` boards, waiting for each verdict; each photo differs from every other
-        in one pixel, so none is a repeat (a repeat's crops are not kept again)."""
-        for _ in range(count):
+    def feed(self, count: int, boards: list[Board] | None = None) -> list[dict]:
+        """Drop `count` boards (good ones unless `boards` are given), waiting for each verdict;
+        each photo differs from every other in one pixel, so none is a repeat (a repeat's crops
+        are not kept again). Returns their verdicts."""
+        for index in range(count):
             number = next(self.names)
-            board = self.boards[number % len(self.boards)]
+            board = (boards or self.boards)[
+                (index if boards else number) % len(boards or self.boards)
+            ]
             image = read_image_file(board.image)
             image[0, 0] = (number % 256, number // 256, 0)
             expected = len(self.listener.verdicts) + 1
@@ -62,6 +68,7 @@ class Stream:
             with replacing(target) as tmp:
                 tmp.write_bytes(encode_png(image))
             assert self.listener.wait_for(expected, 60), "a board got no verdict"
+        return [verdict for _, verdict in self.listener.verdicts[-count:]]
 
     def start(self) -> None:
         def run() -> None:
@@ -76,6 +83,11 @@ class Stream:
         self.stop.set()
         if self.thread is not None:
             self.thread.join(90)
+
+
+def confirmations(config) -> int:
+    with sqlite3.connect(config.paths.state / "journal.sqlite") as db:
+        return db.execute("SELECT COUNT(*) FROM confirmations").fetchone()[0]
 
 
 def versions_seen(listener: VerdictListener) -> list[str]:
@@ -95,7 +107,13 @@ def test_save_and_retrain_switches_box_and_model_together_under_a_running_line(
     listener = VerdictListener(broker.port, PREFIX)
     stream = Stream(site, listener)
     try:
-        stream.feed(24)  # the stored boards the new model learns from
+        # the stored boards the new model learns from; those with J3 KO, once confirmed, only
+        # calibrate and check it
+        for verdict in stream.feed(len(stream.ko), stream.ko):
+            confirm = {"result_id": verdict["result_id"], "connector": CONNECTOR, "label": "KO"}
+            publish(broker, f"{PREFIX}/confirm", {**confirm, "by": "mes"})
+        stream.feed(24 - len(stream.ko))
+        wait_until(lambda: confirmations(config) == len(stream.ko), 30, "confirmations journaled")
         x, y, width, height = config.connectors[CONNECTOR].box
         new_box = (x, y, width + GROW[0], height + GROW[1])
         layout = Layout(
@@ -111,6 +129,7 @@ def test_save_and_retrain_switches_box_and_model_together_under_a_running_line(
         done = cli("retrain-layout", "--config", str(site), port=broker.port, timeout=240)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "took up the new layout" in done.stdout, done.stdout
+        assert f"catches all {len(stream.ko)} KO" in done.stdout, done.stdout
         switched_at = len(listener.verdicts)
         assert switched_at - before >= 5, "the line stood still while the model was trained"
         assert listener.wait_for(switched_at + 5, 60)
