@@ -58,9 +58,8 @@ class Stream:
         are not kept again). Returns their verdicts."""
         for index in range(count):
             number = next(self.names)
-            board = (boards or self.boards)[
-                (index if boards else number) % len(boards or self.boards)
-            ]
+            pool = boards or self.boards
+            board = pool[(index if boards else number) % len(pool)]
             image = read_image_file(board.image)
             image[0, 0] = (number % 256, number // 256, 0)
             expected = len(self.listener.verdicts) + 1

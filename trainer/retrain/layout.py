@@ -203,7 +203,8 @@ def train_for_box(
         )
         active = active_dir(models, connector)
         old = read_manifest(active).input if active is not None else None
-        if old is not None:
+        if old is not None:  # not "no active model": there is one, for the old box
+            decision.reasons = [r.replace("; no active model", "") for r in decision.reasons]
             decision.reasons.append(
                 f"the active {active.name} takes {old.width}x{old.height} crops, the new box "
                 f"cuts {box[2]}x{box[3]}: the two models cannot be compared on the same crops"
