@@ -87,7 +87,9 @@ class BoardHandler:
         # (`swap_layout`): every board is inspected wholly in one geometry.
         self.layout_lock = threading.Lock()
 
-    def swap_layout(self, config: StationConfig, inspector: Inspector, swap: Callable[[], None]):
+    def swap_layout(
+        self, config: StationConfig, inspector: Inspector, swap: Callable[[], None]
+    ) -> None:
         """Between two boards: `swap` (the registry's models), then the config and inspector."""
         with self.layout_lock:
             swap()

@@ -84,7 +84,11 @@ class Inspector:
     """Inspects one board image with the station's registrar and each connector's model."""
 
     def __init__(
-        self, config: StationConfig, registry: ModelRegistry, registrar: Registrar
+        self,
+        config: StationConfig,
+        registry: ModelRegistry,
+        registrar: Registrar,
+        pool: ThreadPoolExecutor | None = None,
     ) -> None:
         """Raises ConfigError for a connector box outside the reference image."""
         self.config = config
@@ -95,7 +99,7 @@ class Inspector:
             config.connectors, registrar.reference_size, str(config.station.reference_image)
         )
         # A board's connectors are scored concurrently (onnxruntime releases the GIL).
-        self._pool = ThreadPoolExecutor(
+        self._pool = pool or ThreadPoolExecutor(
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
         )
 
@@ -104,17 +108,9 @@ class Inspector:
         return self.registry.snapshot(list(self.connectors))
 
     def with_config(self, config: StationConfig) -> Inspector:
-        """An inspector for a new connector layout, sharing registry, registrar and threads."""
-        inspector = Inspector.__new__(Inspector)
-        inspector.config = config
-        inspector.registry = self.registry
-        inspector.registrar = self.registrar
-        inspector.connectors = {cid: config.connectors[cid] for cid in config.enabled_connectors()}
-        check_boxes(
-            config.connectors, self.registrar.reference_size, str(config.station.reference_image)
-        )
-        inspector._pool = self._pool
-        return inspector
+        """An inspector for a new connector layout, sharing registry, registrar and threads
+        (boards still in the old one keep using them). Raises ConfigError as the constructor."""
+        return Inspector(config, self.registry, self.registrar, self._pool)
 
     def refuse(self, message: str, **source: str | None) -> InspectionResult:
         """The ERROR verdict of an input that could not even be read (too big, vanished);
