@@ -25,6 +25,7 @@ from edge_agent.contracts.bundle import active_dir
 from edge_agent.contracts.config import load_config as load_station_config
 from edge_agent.feedback.relayout import RelayoutRefused, parse_install, prepare
 from edge_agent.inspect.scoring import ModelRegistry
+from trainer.commands.trainer_service import layout_check
 from trainer.retrain.layout import MIN_OK_BOARDS, LayoutFailed, run_request, switch
 from trainer.settings import load_config
 
@@ -156,3 +157,21 @@ def test_the_agent_takes_up_only_connector_changes_while_running(station: Path) 
     with pytest.raises(ValueError, match="must map connector names to version names"):
         parse_install(b'{"install": {"J1": "../J2/v1"}}')
     assert parse_install(b'{"install": {"J1": "v2"}, "by": "x"}') == ({"J1": "v2"}, "x")
+
+
+def test_the_trainer_service_runs_retrain_layout_when_a_request_is_pending(station: Path) -> None:
+    config = load_config(station)
+    started: list[str] = []
+
+    class Runner:
+        busy = False
+
+        def layout(self) -> None:
+            started.append("retrain-layout")
+
+    check = layout_check(config, Runner())
+    check()
+    assert started == []
+    write_request(station, config, resized(station), REFERENCE, by="ana")
+    check()
+    assert started == ["retrain-layout"]
