@@ -6,6 +6,7 @@ ERROR verdict."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -82,6 +83,17 @@ class BoardHandler:
         self.watchdog = watchdog
         self.wake_outbox = wake_outbox
         self.stats = BoardStats()
+        # Held while a board takes its inspector and models, and while a new layout swaps them
+        # (`swap_layout`): every board is inspected wholly in one geometry.
+        self.layout_lock = threading.Lock()
+
+    def swap_layout(
+        self, config: StationConfig, inspector: Inspector, swap: Callable[[], None]
+    ) -> None:
+        """Between two boards: `swap` (the registry's models), then the config and inspector."""
+        with self.layout_lock:
+            swap()
+            self.config, self.inspector = config, inspector
 
     def give_up(self, work: BoardWork, error: Exception) -> bool:
         """An input retried without progress for `storage.give_up_after_s`: its ERROR verdict
@@ -135,10 +147,13 @@ class BoardHandler:
             "part_id": part_id,
             "captured_at": captured_at,
         }
+        with self.layout_lock:
+            inspector = self.inspector
+            models = inspector.models()
         if drop.error is not None:
-            result = self.inspector.refuse(drop.error or "unreadable input", **source)
+            result = inspector.refuse(drop.error or "unreadable input", **source)
         else:
-            result = self.inspector.inspect(drop.data, **source)
+            result = inspector.inspect(drop.data, models=models, **source)
         verdict, heatmaps, error = result.verdict, result.heatmaps, result.error
         verdict["historical"] = False
         prefix = self.config.mqtt.prefix

@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "console": ("edge_agent.commands.console", "the operator's web console (feed, review, set-up)"),
     "opcua": ("edge_agent.commands.opcua", "the OPC UA server: results, events, PLC handshake"),
     "retrain": ("trainer.commands.retrain", "run the nightly retraining job once (--now)"),
+    "retrain-layout": (
+        "trainer.commands.retrain_layout",
+        "carry out the set-up page's pending save-and-retrain request",
+    ),
     "trainer": (
         "trainer.commands.trainer_service",
         "the retraining service on retrain.schedule (cron, the line PC's local time)",

@@ -23,9 +23,12 @@ from edge_agent.comms.dispatch import dispatch
 from edge_agent.comms.drift_publisher import DriftPublisher
 from edge_agent.comms.link_health import link_reasons
 from edge_agent.comms.mqtt_link import MessageProperties, MqttLink
-from edge_agent.contracts.config import StationConfig
+from edge_agent.contracts.bundle import BundleError
+from edge_agent.contracts.config import ConfigError, StationConfig
 from edge_agent.feedback.feedback_loop import FeedbackLoop
+from edge_agent.feedback.lifecycle import LifecycleError
 from edge_agent.feedback.model_loader import ModelLoader
+from edge_agent.feedback.relayout import RelayoutRefused, parse_install, prepare
 from edge_agent.inputs.drop_folder import DropFolderWatcher
 from edge_agent.inputs.names import name_text
 from edge_agent.inputs.spool import MQTT_CAMERA, ImageSpool
@@ -60,8 +63,10 @@ TRANSPORT_FACTOR = 4
 class Agent:
     """Owns every long-lived part of the line service and their order of start and stop."""
 
-    def __init__(self, config: StationConfig) -> None:
+    def __init__(self, config: StationConfig, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # re-read by `cmd/reload` for a new connector layout
+        self.layout_notice: str | None = None  # a layout that needs a restart to take up
         self.node = socket.gethostname()
         self.config_sha256 = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
         self.telemetry = Telemetry()
@@ -305,6 +310,8 @@ class Agent:
             "opcua": opcua_report(self.config.paths.state, self.config.opcua.enabled),
             # Drift states (a drifting station still inspects): shown, never a reason.
             "drift": self.drift.summaries(),
+            # A new connector layout in config.toml that needs a restart: shown, never a reason.
+            "layout_notice": self.layout_notice,
         }
         return reasons, details
 
@@ -397,10 +404,50 @@ class Agent:
         name = topic.rsplit("/", 1)[-1]
         self.loader.submit(
             lambda: dispatch(
-                name, payload, lifecycle=self.feedback.command, refresh=self.refresh_models
+                name,
+                payload,
+                lifecycle=self.feedback.command,
+                refresh=self.refresh_models,
+                relayout=self._relayout,
             ),
             lambda reply: self._reply(properties, reply),
         )
+
+    def _relayout(self, payload: bytes) -> dict | None:
+        """`cmd/reload`'s layout part (model-loader thread): see `feedback/relayout.py`."""
+        try:
+            install, by = parse_install(payload)
+        except ValueError as exc:
+            log.warning("model_command_refused", command="reload", error=str(exc))
+            return {"ok": False, "error": str(exc)}
+        if self.config_path is None and not install:
+            return None  # started from settings alone: no file to re-read
+        try:
+            if self.config_path is None:
+                raise RelayoutRefused("the agent was started without a config file: restart it")
+            relayout = prepare(self.config_path, self.config, self.registry, install, by)
+            if relayout is None:
+                return {"ok": True, "changed": []}
+            new = relayout.config
+            inspector = self.inspector.with_config(new)
+        except (RelayoutRefused, ConfigError, BundleError, LifecycleError, OSError) as exc:
+            self.layout_notice = str(exc)
+            log.error("layout_not_taken_up", error=str(exc), remedy="restart the agent")
+            return {"ok": False, "error": str(exc)}
+        sizes = {cid: c.crop_size for cid, c in new.connectors.items()}
+        self.boards.swap_layout(
+            new,
+            inspector,
+            lambda: self.registry.relayout(new.enabled_connectors(), sizes, relayout.models),
+        )
+        self.config, self.inspector, self.feedback.config = new, inspector, new
+        self.config_sha256 = hashlib.sha256(new.model_dump_json().encode()).hexdigest()
+        self.model_errors = {c: e for c, e in self.model_errors.items() if c not in relayout.models}
+        self.layout_notice = None
+        log.info("layout_taken_up", changed=relayout.changed, installed=relayout.installed)
+        self._announce_models()
+        self._publish_status()
+        return {"ok": True, "changed": relayout.changed, "installed": relayout.installed}
 
     def _reply(self, properties: dict, reply: dict) -> None:
         if self.link is not None:

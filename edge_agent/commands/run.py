@@ -32,18 +32,18 @@ def run(args: argparse.Namespace) -> int:
     on_stop_signal(lambda _signum: stop.set())
     try:
         with holding_journal(config.paths.state / JOURNAL_FILE, "edge-inspect run"):
-            return _serve(config, stop)
+            return _serve(config, stop, args.config)
     except (JournalError, OSError) as exc:
         structlog.get_logger().error("agent cannot start", error=str(exc))
         return 1
 
 
-def _serve(config: StationConfig, stop: threading.Event) -> int:
+def _serve(config: StationConfig, stop: threading.Event, path: Path | None = None) -> int:
     """Build, start and run the agent until `stop`; 1 when it cannot start."""
     from edge_agent.daemon import Agent  # after logging is set up
 
     try:
-        agent = Agent(config)
+        agent = Agent(config, path)
     except (ConfigError, DecodeError, JournalError, BundleError, OSError) as exc:
         structlog.get_logger().error("agent cannot start", error=str(exc))
         return 1

@@ -1,5 +1,6 @@
 """Short-lived MQTT clients: retained state from the trainer and the `models` command; a command
-to the running agent (`cmd/<name>`, answered on an MQTT 5 response topic) from the OPC UA server.
+to the running agent (`cmd/<name>`, answered on an MQTT 5 response topic) from the OPC UA server
+and from `retrain-layout`.
 
 Each connects with the station's `[mqtt]` credentials and TLS, does its one exchange within a
 bounded time and leaves: a broker that is down is an answer, never a hang.
@@ -87,10 +88,14 @@ class CommandOutcome:
 
 
 def send_command(
-    settings: MqttSettings, name: str, role: str, timeout_s: float = 5.0
+    settings: MqttSettings,
+    name: str,
+    role: str,
+    timeout_s: float = 5.0,
+    payload: Mapping[str, Any] | None = None,
 ) -> CommandOutcome:
-    """Publish `<prefix>/cmd/<name>` (QoS 1) with a response topic and wait at most `timeout_s`
-    in all for the broker's acknowledgement and the agent's reply."""
+    """Publish `<prefix>/cmd/<name>` (QoS 1, `payload` as JSON) with a response topic and wait
+    at most `timeout_s` in all for the broker's acknowledgement and the agent's reply."""
     if not settings.enabled:
         return CommandOutcome(False, None, "MQTT is off in this station's config ([mqtt] enabled)")
     deadline = time.monotonic() + timeout_s
@@ -123,7 +128,8 @@ def send_command(
         subscribed.wait(_left(deadline))
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = reply_topic
-        info = client.publish(f"{settings.prefix}/cmd/{name}", b"{}", qos=1, properties=properties)
+        body = compact_json(dict(payload or {}))
+        info = client.publish(f"{settings.prefix}/cmd/{name}", body, qos=1, properties=properties)
         info.wait_for_publish(_left(deadline))
         if not info.is_published():
             return CommandOutcome(False, None, f"the {where} did not acknowledge the command")

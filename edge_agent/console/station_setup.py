@@ -39,6 +39,10 @@ class StaleConfig(SetupError):
     """The page was built from an older `config.toml` than the one on disk."""
 
 
+class NeedsRetrain(SetupError):
+    """A box whose size no longer fits its model: only "save and retrain" can make it."""
+
+
 class BoxLayout(BaseModel):
     """One connector as the set-up page sends it: box in reference pixels, ROI in crop pixels."""
 
@@ -201,9 +205,9 @@ def _check_inputs(layout: Layout, models_root: Path) -> list[str]:
                 f"{size[0]}x{size[1]} crops"
             )
     if refused:
-        raise SetupError(
+        raise NeedsRetrain(
             "; ".join(refused) + ". Changing a box's size needs a new model: move the box "
-            "without resizing it, or put the size back"
+            "without resizing it, put the size back, or choose Save and retrain"
         )
     return without_model
 

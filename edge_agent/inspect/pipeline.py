@@ -86,7 +86,11 @@ class Inspector:
     """Inspects one board image with the station's registrar and each connector's model."""
 
     def __init__(
-        self, config: StationConfig, registry: ModelRegistry, registrar: Registrar
+        self,
+        config: StationConfig,
+        registry: ModelRegistry,
+        registrar: Registrar,
+        pool: ThreadPoolExecutor | None = None,
     ) -> None:
         """Raises ConfigError for a connector box outside the reference image."""
         self.config = config
@@ -97,9 +101,18 @@ class Inspector:
             config.connectors, registrar.reference_size, str(config.station.reference_image)
         )
         # A board's connectors are scored concurrently (onnxruntime releases the GIL).
-        self._pool = ThreadPoolExecutor(
+        self._pool = pool or ThreadPoolExecutor(
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
         )
+
+    def models(self) -> dict[str, ConnectorModel | None]:
+        """This board's model of each enabled connector."""
+        return self.registry.snapshot(list(self.connectors))
+
+    def with_config(self, config: StationConfig) -> Inspector:
+        """An inspector for a new connector layout, sharing registry, registrar and threads
+        (boards still in the old one keep using them). Raises ConfigError as the constructor."""
+        return Inspector(config, self.registry, self.registrar, self._pool)
 
     def refuse(self, message: str, **source: str | None) -> InspectionResult:
         """The ERROR verdict of an input that could not even be read (too big, vanished);
@@ -124,12 +137,15 @@ class Inspector:
         source_sha256: str,
         part_id: str | None,
         captured_at: str | None,
+        models: dict[str, ConnectorModel | None] | None = None,
     ) -> InspectionResult:
-        """Never raises for a bad image or model: every problem ends in an ERROR/NOT_DECIDABLE."""
+        """Never raises for a bad image or model: every problem ends in an ERROR/NOT_DECIDABLE.
+        `models`: this board's snapshot (`models()`), taken with the inspector it goes with."""
         started = time.perf_counter()
         result_id = new_result_id()
         # One snapshot per board: a model swapped in meanwhile is used from the next board on.
-        models = {cid: self.registry.get(cid) for cid in self.connectors}
+        if models is None:
+            models = self.models()
         stages = _Stages()
         crops: dict[str, np.ndarray] = {}
         scores: dict[str, ConnectorScore] = {}

@@ -228,6 +228,38 @@ class ModelRegistry:
                     changes.append(change)
         return changes
 
+    def relayout(
+        self,
+        connectors: Sequence[str],
+        crop_sizes: Mapping[str, tuple[int, int]],
+        models: Mapping[str, tuple[ConnectorModel, Path]],
+    ) -> None:
+        """Take up a new connector layout at once: its connectors, crop sizes and the models
+        loaded (and checked) for them; boards snapshot the models with `snapshot`."""
+        with self._refresh_lock, self._lock:
+            self.connectors = list(connectors)
+            self.crop_sizes = dict(crop_sizes)
+            for connector, (model, target) in models.items():
+                if self._models.get(connector) is not model:
+                    log.info(
+                        "model_loaded",
+                        connector=connector,
+                        version=model.version,
+                        previous=getattr(self._models.get(connector), "version", None),
+                        sha256=model.sha256,
+                    )
+                self._models[connector] = model
+                self._verified[connector] = _signature(target)
+                self._refused.pop(connector, None)
+                self._notices.pop(connector, None)
+            for connector in [c for c in self._models if c not in models]:
+                del self._models[connector]
+
+    def snapshot(self, connectors: Sequence[str]) -> dict[str, ConnectorModel | None]:
+        """The model of each of `connectors`, read together (one board's models)."""
+        with self._lock:
+            return {c: self._models.get(c) for c in connectors}
+
     def notices(self) -> dict[str, str]:
         """connector -> what changed on disk under its running model (it keeps inspecting)."""
         with self._lock:

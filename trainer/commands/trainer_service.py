@@ -4,7 +4,8 @@ APScheduler 3 runs `edge-inspect retrain --now` as a child process at `retrain.s
 (coalesced, one at a time, `misfire_grace_s` late at most). A run missed while the service was
 down is caught up at start when it is still within the grace, as systemd's `Persistent=true`
 does for the timer alternative. Every `DRIFT_CHECK_S` it asks the journal whether a drift alarm
-asks for an early retrain (`trainer.retrain.early`) and then runs `retrain --now --early`. One
+asks for an early retrain (`trainer.retrain.early`) and then runs `retrain --now --early`, and
+looks for a save-and-retrain request of the set-up page, which `retrain-layout` carries out. One
 run at a time. On SIGTERM a running job is stopped; it leaves nothing half done behind.
 """
 
@@ -26,6 +27,7 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from edge_agent.console.layout_request import read_request
 from edge_agent.contracts.config import ConfigError
 from edge_agent.ops.logs import configure_logging
 from edge_agent.ops.stop_signals import on_stop_signal
@@ -76,7 +78,13 @@ class _Runner:
 
     def __call__(self, trigger: str, *options: str) -> None:
         command = [sys.executable, "-m", "edge_agent.cli", "retrain", "--now", "--trigger", trigger]
-        command += options
+        self.run_child(trigger, [*command, *options])
+
+    def layout(self) -> None:
+        """Carry out the pending save-and-retrain request (`retrain-layout`)."""
+        self.run_child("layout", [sys.executable, "-m", "edge_agent.cli", "retrain-layout"])
+
+    def run_child(self, trigger: str, command: list[str]) -> None:
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
         with self._one_at_a_time:
@@ -125,6 +133,17 @@ def early_check(config: TrainerConfig, runner: _Runner) -> Callable[[], None]:
     return check
 
 
+def layout_check(config: TrainerConfig, runner: _Runner) -> Callable[[], None]:
+    """The periodic check for a save-and-retrain request from the set-up page."""
+
+    def check() -> None:
+        if not runner.busy and read_request(config) is not None:
+            log.info("layout_request_found")
+            runner.layout()
+
+    return check
+
+
 def stopper(scheduler: BlockingScheduler, runner: _Runner) -> Callable[[int], None]:
     """The stop request for `scheduler` and `runner`, valid before the scheduler has started.
 
@@ -169,6 +188,14 @@ def run(args: argparse.Namespace) -> int:
         id="drift",
         next_run_time=now,
         max_instances=2,  # a check while its early run goes on finds the runner busy and ends
+    )
+    scheduler.add_job(
+        layout_check(config, runner),
+        "interval",
+        seconds=DRIFT_CHECK_S,
+        id="layout",
+        next_run_time=now,
+        max_instances=2,
     )
     missed = missed_run(trigger, read_last_run(config), now, grace)
     if missed is not None:

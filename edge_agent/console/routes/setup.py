@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from edge_agent.console.images import ImageUnavailable
+from edge_agent.console.layout_request import cancel_request, describe, write_request
 from edge_agent.console.rendering import console, operator, render
 from edge_agent.console.setup_backups import file_sha256, list_backups
 from edge_agent.console.station_setup import (
@@ -98,6 +99,7 @@ def setup_page(request: Request) -> HTMLResponse:
         config_name=state.config_path.name,
         config_sha256=file_sha256(state.config_path),
         backups=backups(request),
+        pending=describe(state.config),
     )
 
 
@@ -110,6 +112,7 @@ def setup_api(request: Request) -> JSONResponse:
             "preview_boards": preview_boards(request),
             "config_sha256": file_sha256(state.config_path),
             "backups": backups(request),
+            "pending": describe(state.config),
         }
     )
 
@@ -177,3 +180,30 @@ def restore(request: Request, body: Restore) -> JSONResponse:
         )
         state.reload()
     return _saved_reply(request, saved, "restart the agent to inspect with the restored boxes")
+
+
+@router.post("/api/setup/retrain")
+def save_and_retrain(request: Request, layout: Layout) -> JSONResponse:
+    """ "Save and retrain": the layout waits for models trained for its new boxes; the file
+    is not written now (`layout_request.py`)."""
+    state = fresh(request)
+    with state.lock, _save_refusals():
+        write_request(
+            state.config_path,
+            state.config,
+            layout,
+            state.images.reference_size(),
+            operator(request),
+        )
+    return JSONResponse({"pending": describe(state.config)})
+
+
+@router.post("/api/setup/retrain/cancel")
+def cancel_retrain(request: Request) -> JSONResponse:
+    """Withdraw the pending save-and-retrain request; nothing is switched."""
+    state = console(request)
+    with state.lock:
+        cancelled = cancel_request(state.config, operator(request))
+    if cancelled is None:
+        raise HTTPException(409, "no save-and-retrain request is pending")
+    return JSONResponse({"pending": describe(state.config)})

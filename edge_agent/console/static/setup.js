@@ -232,6 +232,31 @@
       const reply = await postJson("/api/setup", { connectors: boxes, base_sha256: baseSha });
       saved(reply, `Saved ${reply.config}: ${reply.changes.join("; ")} (previous kept as ${reply.backup.split("/").pop()}); ${reply.note}`);
     } catch (error) {
+      document.getElementById("retrain-offer").hidden = !error.message.includes("Save and retrain");
+      toast(error.message, true);
+    }
+  });
+
+  function showPending(pending) {
+    document.getElementById("retrain-offer").hidden = true;
+    document.getElementById("pending").hidden = !pending;
+    document.getElementById("pending-text").textContent = pending ? pending.text : "";
+    document.getElementById("retrain-cancel").hidden = !(pending && pending.pending);
+  }
+
+  document.getElementById("save-retrain").addEventListener("click", async () => {
+    try {
+      const reply = await postJson("/api/setup/retrain", { connectors: boxes, base_sha256: baseSha });
+      showPending(reply.pending);
+    } catch (error) {
+      toast(error.message, true);
+    }
+  });
+
+  document.getElementById("retrain-cancel").addEventListener("click", async () => {
+    try {
+      showPending((await postJson("/api/setup/retrain/cancel")).pending);
+    } catch (error) {
       toast(error.message, true);
     }
   });
