@@ -91,7 +91,7 @@ async def secure_client(url: str, server_cert: Path, identity: ClientIdentity) -
 
 class OpcuaProcess:
     """`edge-inspect opcua` as a child process with the agent's environment (same state and
-    health port), at `nice -n 5` like its unit (Nice=5)."""
+    health port), at `nice -n 10` like its unit (Nice=10)."""
 
     def __init__(self, config_path: Path, env: dict[str, str], log_path: Path) -> None:
         self.config_path, self.env, self.log_path = config_path, env, log_path
@@ -104,7 +104,7 @@ class OpcuaProcess:
     def start(self, timeout: float = 60.0) -> OpcuaProcess:
         """Start it and wait until its endpoint takes connections."""
         command = [
-            "nice", "-n", "5", sys.executable, "-m", "edge_agent.cli", "opcua",
+            "nice", "-n", "10", sys.executable, "-m", "edge_agent.cli", "opcua",
             "--config", str(self.config_path),
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
