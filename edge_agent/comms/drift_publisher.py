@@ -2,9 +2,10 @@
 the journal, each state change queued in the outbox as a retained `<prefix>/drift/<subject>`
 message (schema `inspect.drift/1`) and set on the `edge_inspect_drift_state` gauge.
 
-Its own thread: a board's verdict is queued for the monitor and the inspection workers go on
-(the monitor's cost, and the one-off design of a test at the end of a baseline, never delay a
-verdict); boards are applied in journal order, model changes in order with them.
+Its own thread, at a lower priority: a board's verdict is queued for the monitor and the
+inspection workers go on (the monitor's cost, and the one-off design of a test at the end of a
+baseline, never delay a verdict nor take CPU inspection needs); boards are applied in journal
+order, model changes in order with them.
 
 Persistence: a subject's state row (its statistics in `detail`) is written at each state
 change (committed at once, with its message) and with each history row (every
@@ -17,6 +18,7 @@ change never is).
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 import time
@@ -40,6 +42,9 @@ QUEUE_LIMIT = 10_000
 """Boards waiting for the monitor at most; past it a board is left out of the statistics
 (counted and logged) rather than holding up inspection."""
 STOP_WAIT_S = 10.0
+NICENESS = 10
+"""The monitor's thread takes only the CPU that inspection leaves: at the line's pace it needs
+a fraction of a millisecond per board, and its queue absorbs a burst."""
 PAYLOAD_KEYS = tuple(column for column in DRIFT_COLUMNS if column != "detail")
 
 log = structlog.get_logger()
@@ -150,7 +155,12 @@ class DriftPublisher:
                 log.warning("drift_monitor_behind", skipped_boards=self.skipped)
 
     def _run(self) -> None:
-        """The monitor's thread: each queued step in order, timed as the `drift` stage."""
+        """The monitor's thread, at `NICENESS`: each queued step in order, timed as the `drift`
+        stage."""
+        try:  # Linux: a thread's id is a process id for the scheduler
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        except OSError as exc:
+            log.debug("drift monitor keeps normal priority", error=str(exc))
         while (step := self._queue.get()) is not None:
             started = time.perf_counter()
             self._apply(step)
