@@ -3,7 +3,8 @@
 Any command name the link lets through and any payload (bytes, JSON, command-shaped objects
 with wrong, missing and strange values): the handler never raises and replies once, either
 ok with the action done (the active model switched and loaded) or with an error that names
-the problem, and then the connector's lifecycle (links and history) is unchanged.
+the problem, and then the connector's lifecycle (links and history) is unchanged. A reload's
+payload is a layout request (`{"install"?, "by"?}`): anything else is refused, naming it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,16 @@ def test_any_command_is_done_or_refused_naming_the_problem(
     # Whatever happened, the agent now scores with the model the `active` link names.
     assert agent.registry.versions()[CONNECTOR]["version"] == after[0]
     if name == "reload":
-        assert after == before and reply["changes"] == [] and reply["ok"]
+        # Nothing to reload; a payload that is not a reload request (`{"install"?, "by"?}`)
+        # is refused naming the problem. This agent has no config file to re-read.
+        assert after == before and reply["changes"] == []
+        layout = reply.get("layout")
+        assert reply["ok"] == (layout is None)
+        if layout is not None:
+            assert not layout["ok"]
+            assert layout["error"].startswith(
+                ("the command payload", "install ", "the agent was started without a config file")
+            ), layout["error"]
     elif reply["ok"]:
         assert reply["connector"] == CONNECTOR and after[0] == reply["version"] != before[0]
         asked = json.loads(payload).get("version")
