@@ -115,7 +115,13 @@ async def stream(
             # Reload: the agent's own cmd/reload over MQTT, answered by the agent itself.
             sent, outcome = await station.vision.call_method(f"{station.own}:Reload")
             assert sent is True, outcome
-            assert json.loads(outcome) == {"command": "reload", "ok": True, "changes": []}
+            # (the agent re-reads config.toml on a reload: its layout is unchanged)
+            assert json.loads(outcome) == {
+                "command": "reload",
+                "ok": True,
+                "changes": [],
+                "layout": {"ok": True, "changed": []},
+            }
         body = await until_opcua(agent, {"running"}, timeout=10)
         assert body["ready"] is True
 
