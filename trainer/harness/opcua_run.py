@@ -26,7 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from edge_agent.contracts.config import load_config
 from edge_agent.opcua.server import make_certificate
 from edge_agent.opcua.users import add_user
-from trainer.harness.station_run import die_with_parent
+from trainer.harness.station_run import die_with_parent, end_child
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,7 @@ class OpcuaProcess:
         return self
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signum)
-            self.process.wait(timeout=30)
+        end_child(self.process, signum)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)

@@ -59,6 +59,13 @@ def load_boards(station: Path, splits: tuple[str, ...] = ("test",)) -> list[Boar
     ]
 
 
+def end_child(process: subprocess.Popen | None, signum: int) -> None:
+    """Send `signum` to a child that still runs and wait for it to exit."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signum)
+        process.wait(timeout=30)
+
+
 class AgentProcess:
     """`edge-inspect run` as a child process, pointed at a private broker and health port."""
 
@@ -124,9 +131,7 @@ class AgentProcess:
         return fields
 
     def kill(self, signum: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signum)
-            self.process.wait(timeout=30)
+        end_child(self.process, signum)
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
