@@ -179,6 +179,7 @@ class BoardHandler:
         )
         if result.capture is not None:
             self.telemetry.observe_stage("capture", result.capture_seconds)
+            self.telemetry.add_drift_cpu("capture", result.capture_cpu_seconds)
         if error is not None:
             self.telemetry.input_error(verdict.get("error", {}).get("stage", "input"))
         self.watchdog.progress()

@@ -48,6 +48,8 @@ def stream(seed: int, count: int) -> list[tuple[dict, dict]]:
             "inliers": 0.8 + float(rng.normal(0, 0.02)),
             "residual": 0.6 + float(rng.normal(0, 0.05)),
             "offset": abs(float(rng.normal(0, 0.8))),
+            "offset_x": float(rng.normal(0, 0.6)),
+            "offset_y": float(rng.normal(0, 0.6)),
             "rotation": float(rng.normal(0, 0.05)),
             "scale": 1 + float(rng.normal(0, 0.0005)),
         }

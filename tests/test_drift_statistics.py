@@ -12,7 +12,7 @@ import pytest
 
 from edge_agent.contracts.config import DriftSettings
 from edge_agent.drift.capture_watch import CaptureWatch
-from edge_agent.drift.connector_watch import ModelReference
+from edge_agent.drift.connector_watch import ConnectorWatch, ModelReference
 from edge_agent.drift.cusum import (
     bernoulli_arl,
     bernoulli_design,
@@ -21,7 +21,7 @@ from edge_agent.drift.cusum import (
     rate_upper_bound,
 )
 from edge_agent.drift.monitor import CAPTURE, DriftMonitor
-from edge_agent.inspect.capture import photometric
+from edge_agent.inspect.capture import MEASURES, photometric
 
 CONNECTORS = ["J1", "J2", "J3"]
 VERSION = "2026-01-01.1"
@@ -167,6 +167,23 @@ def test_a_restart_takes_the_pose_tests_up_as_they_were() -> None:
     again = CaptureWatch("sha", IMAGE, SETTINGS)
     again.restore(json.loads(json.dumps(watch.detail())))
     assert (again.sd, again.k, again.thresholds) == (watch.sd, watch.k, watch.thresholds)
+
+
+def test_a_restart_takes_up_the_recent_values_exactly_and_reads_rows_of_plain_lists(
+    settled: tuple,
+) -> None:
+    """The series a reason's median is taken over are packed in the row (cheap to write every
+    few boards); a row written before they were packed, as JSON lists, is read too."""
+    monitor, line = settled
+    run(monitor, line, 5)
+    capture, connector = monitor.watches[CAPTURE], monitor.watches["J2"]
+    again = CaptureWatch("sha", IMAGE, SETTINGS)
+    again.restore(json.loads(json.dumps(capture.detail())))
+    assert again.recent == capture.recent and again.recent[MEASURES[0]]
+    as_lists = {**connector.detail(), "recent": list(connector.recent), "baseline": []}
+    old = ConnectorWatch("J2", reference("J2"), SETTINGS)
+    old.restore(json.loads(json.dumps(as_lists)))
+    assert list(old.recent) == list(connector.recent) and old.recent
 
 
 def test_one_connector_drifting_up_is_that_connector_within_30_boards(settled: tuple) -> None:

@@ -29,6 +29,7 @@ from collections import deque
 from typing import Any
 
 from edge_agent.drift.cusum import normal_thresholds
+from edge_agent.drift.series import pack, unpack
 from edge_agent.inspect.capture import MEASURES
 
 RECENT = 20  # boards the reason's value is the median of
@@ -212,14 +213,14 @@ class CaptureWatch:
         return {
             "reference_sha256": self.reference_sha256,
             "boards": self.boards,
-            "baseline": self.baseline,
+            "baseline": {m: pack(v) for m, v in self.baseline.items()},
             "centre": self.centre,
             "sd": self.sd,
             "n_reference": self.n_reference,
             "up": self.up,
             "down": self.down,
             "runs": self.runs,
-            "recent": {m: list(v) for m, v in self.recent.items()},
+            "recent": {m: pack(v) for m, v in self.recent.items()},
         }
 
     def restore(self, detail: dict[str, Any]) -> None:
@@ -229,9 +230,9 @@ class CaptureWatch:
             return
         self.boards = int(detail["boards"])
         self.n_reference = int(detail.get("n_reference", self.n_reference))
-        self.baseline = {m: list(detail["baseline"].get(m, [])) for m in MEASURES}
+        self.baseline = {m: unpack(detail["baseline"].get(m, [])) for m in MEASURES}
         for name in MEASURES:
-            self.recent[name].extend(detail["recent"].get(name, []))
+            self.recent[name].extend(unpack(detail["recent"].get(name, [])))
         self.up.update(detail["up"])
         self.down.update(detail["down"])
         self.runs.update(detail["runs"])

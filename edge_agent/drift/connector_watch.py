@@ -16,6 +16,7 @@ from edge_agent.drift.cusum import (
     bernoulli_design,
     rate_upper_bound,
 )
+from edge_agent.drift.series import pack, unpack
 
 RECENT = 50  # scores the reason's median is taken over
 NOK_FLOOR = 0.01  # the least NOK rate a line is expected to have (a test needs a rate > 0)
@@ -199,12 +200,12 @@ class ConnectorWatch:
             "quantiles": self.quantiles,
             "from_line": self.from_line,
             "n_reference": self.n_reference,
-            "baseline": self.baseline,
+            "baseline": pack(self.baseline),
             "baseline_nok": self.baseline_nok,
             "boards": self.boards,
             "statistics": self.statistics,
             "runs": self.runs,
-            "recent": list(self.recent),
+            "recent": pack(self.recent),
             "recent_nok": list(self.recent_nok),
             "designed": sorted(self.designs),
         }
@@ -214,12 +215,12 @@ class ConnectorWatch:
         self.quantiles = tuple(detail["quantiles"]) if detail["quantiles"] else None
         self.from_line = bool(detail["from_line"])
         self.n_reference = int(detail["n_reference"])
-        self.baseline = [float(s) for s in detail["baseline"]]
+        self.baseline = unpack(detail["baseline"])
         self.baseline_nok = int(detail["baseline_nok"])
         self.boards = int(detail["boards"])
         self.statistics.update(detail["statistics"])
         self.runs.update(detail["runs"])
-        self.recent.extend(detail["recent"])
+        self.recent.extend(unpack(detail["recent"]))
         self.recent_nok.extend(detail["recent_nok"])
         self.designs = {}
         if self.quantiles is not None:

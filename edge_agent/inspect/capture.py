@@ -1,7 +1,8 @@
 """What a photo looks like as a whole: light, contrast, focus and pose, read off its registration.
 
-Cheap by design (well under a millisecond): the working-size gray copy the registration made
-already, and one fixed-size full-resolution patch at the reference's centre for the focus.
+Cheap by design (about 0.05 ms of CPU for a 5 MP photo, `tests/drift_cost.py`): every other row
+of the working-size gray copy the registration made already, and one fixed-size full-resolution
+patch at the reference's centre for the focus.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import numpy as np
 
 from edge_agent.inspect.registration import Registration
 
-FOCUS_PATCH = 256  # side of the full-resolution patch the sharpness is measured on, pixels
+FOCUS_PATCH = 192  # side of the full-resolution patch the sharpness is measured on, pixels
+ROW_STEP = 2  # brightness and contrast: every other row of the working image is plenty
 MEASURES = (
     "brightness",
     "contrast",
@@ -27,16 +29,17 @@ MEASURES = (
 
 
 def photometric(gray: np.ndarray, gray_full: np.ndarray, centre: tuple[float, float]) -> dict:
-    """Brightness (mean gray), contrast (its sd) and sharpness: the Laplacian's variance over
-    the patch's own variance at `centre` (full-size pixels), so a gain change leaves it be."""
-    mean, sd = cv2.meanStdDev(gray)
+    """Brightness (mean gray) and contrast (its sd) over every `ROW_STEP`th row, and sharpness:
+    the Laplacian's variance over the patch's own variance at `centre` (full-size pixels), so a
+    gain change leaves it be."""
+    mean, sd = cv2.meanStdDev(gray[::ROW_STEP])
     height, width = gray_full.shape
     half = min(FOCUS_PATCH, height, width) // 2
-    x = int(np.clip(round(centre[0]), half, width - half))
-    y = int(np.clip(round(centre[1]), half, height - half))
+    x = min(max(round(centre[0]), half), width - half)
+    y = min(max(round(centre[1]), half), height - half)
     patch = gray_full[y - half : y + half, x - half : x + half]
     _, patch_sd = cv2.meanStdDev(patch)
-    _, laplacian_sd = cv2.meanStdDev(cv2.Laplacian(patch, cv2.CV_32F))
+    _, laplacian_sd = cv2.meanStdDev(cv2.Laplacian(patch, cv2.CV_16S))  # 8-bit: within +-1020
     spread = float(patch_sd[0, 0]) ** 2
     return {
         "brightness": float(mean[0, 0]),
@@ -50,9 +53,10 @@ def capture_measures(registration: Registration, reference_size: tuple[int, int]
     if registration.gray is None or registration.gray_full is None:
         raise ValueError("the registration kept no gray image to measure")
     middle = ((reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2)
-    centre = registration.matrix @ (*middle, 1)
+    (a, b, shift_x), (c, d, shift_y) = registration.matrix.tolist()
+    centre = (a * middle[0] + b * middle[1] + shift_x, c * middle[0] + d * middle[1] + shift_y)
     return {
-        **photometric(registration.gray, registration.gray_full, (centre[0], centre[1])),
+        **photometric(registration.gray, registration.gray_full, centre),
         "inliers": registration.inlier_share,
         "residual": registration.residual_px,
         "offset": registration.shift_px,

@@ -436,6 +436,8 @@ class Journal:
         history: Sequence[dict[str, Any]],
         messages: Sequence[OutboxMessage],
     ) -> None:
+        if not (states or history or messages):
+            return  # most boards: nothing of the drift monitor's is due
         now = utc_now()
         db.executemany(
             f"INSERT OR REPLACE INTO drift_states ({', '.join(DRIFT_COLUMNS)})"

@@ -6,8 +6,8 @@
   latency from a board file being complete to its verdict reaching an MQTT subscriber
   (paced, one board at a time), sustained boards/s (as fast as the agent takes them,
   9 connectors per board), the mean time of each stage the agent times (its
-  `edge_inspect_stage_seconds`, the drift monitor's `capture` and `drift` included) and the
-  agent's peak RSS.
+  `edge_inspect_stage_seconds`, the drift monitor's `capture` and `drift` included), the drift
+  monitor's CPU time per board (`edge_inspect_drift_cpu_seconds`) and the agent's peak RSS.
 - with `--opcua-clients N`: alternated pairs of agent runs, without and then with the OPC UA
   server and N subscribed clients (`trainer/benches/opcua_pairs.py`).
 """
@@ -155,7 +155,7 @@ def bench_agent(
                     raise RuntimeError("not every burst board got a verdict")
                 elapsed = listener.verdicts[-1][0] - started
                 memory = agent.memory_mb()
-                stages = stage_means_ms(agent.health_port)
+                stages, drift_cpu = per_board_ms(agent.health_port)
         finally:
             listener.close()
             agent.stop()
@@ -164,6 +164,7 @@ def bench_agent(
         "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1),
         "boards_per_s": round(burst / elapsed, 2),
         "stage_ms": stages,
+        "drift_cpu_ms": drift_cpu,
         "agent_rss_mb": round(memory.get("VmRSS", 0)),
         "agent_peak_rss_mb": round(memory.get("VmHWM", 0)),
         "connectors_per_board": len(config.connectors),
@@ -177,28 +178,39 @@ def bench_agent(
     }
 
 
-def stage_means_ms(health_port: int) -> dict[str, float]:
-    """Mean time per board of each stage the agent times (`edge_inspect_stage_seconds`: the
-    verdict's stages, and the drift monitor's `capture` and `drift`), over the whole run."""
+def per_board_ms(health_port: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Over the whole run, from the agent's /metrics: the mean time per board of each stage it
+    times (`edge_inspect_stage_seconds`: the verdict's stages, and the drift monitor's
+    `capture` and `drift`), and the drift monitor's CPU time per board by part, with its total
+    (`edge_inspect_drift_cpu_seconds` over `edge_inspect_boards`)."""
     url = f"http://127.0.0.1:{health_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode("utf-8")
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    boards = 0.0
     for family in text_string_to_metric_families(text):
-        if family.name != "edge_inspect_stage_seconds":
-            continue
         for sample in family.samples:
-            stage = sample.labels.get("stage", "")
-            if sample.name.endswith("_sum"):
-                sums[stage] = sample.value
-            elif sample.name.endswith("_count"):
-                counts[stage] = sample.value
-    return {
+            if family.name == "edge_inspect_stage_seconds":
+                stage = sample.labels.get("stage", "")
+                if sample.name.endswith("_sum"):
+                    sums[stage] = sample.value
+                elif sample.name.endswith("_count"):
+                    counts[stage] = sample.value
+            elif sample.name == "edge_inspect_drift_cpu_seconds_total":
+                cpu[sample.labels["part"]] = sample.value
+            elif sample.name == "edge_inspect_boards_total":
+                boards += sample.value
+    stages = {
         stage: round(1000 * sums[stage] / counts[stage], 3)
         for stage in sorted(sums)
         if counts.get(stage)
     }
+    if not boards:
+        return stages, {}
+    drift = {part: 1000 * seconds / boards for part, seconds in sorted(cpu.items())}
+    return stages, {k: round(v, 3) for k, v in {**drift, "total": sum(drift.values())}.items()}
 
 
 def bench_opcua(
