@@ -16,7 +16,7 @@ from edge_agent.contracts.config import load_config
 from edge_agent.opcua.server import application_uri
 from trainer.harness.opcua_clients import ClientsProcess, ClientsSpec
 from trainer.harness.opcua_run import ClientIdentity, OpcuaProcess
-from trainer.harness.station_run import AgentProcess
+from trainer.harness.station_run import AgentProcess, cpu_seconds
 
 EVENTS_TIMEOUT_S = 60.0
 
@@ -24,7 +24,9 @@ EVENTS_TIMEOUT_S = 60.0
 class OpcuaBeside:
     """Called with a started agent: a context in which the server (its own process, the agent's
     state and health port) serves `clients` subscribed clients; on leaving, it waits until every
-    client has `boards` events (at most EVENTS_TIMEOUT_S) and keeps what each received."""
+    client has `boards` events (at most EVENTS_TIMEOUT_S) and keeps what each received, with
+    the CPU seconds the server and the clients used while the boards went by (set-up and
+    the clients' connections not included)."""
 
     def __init__(
         self,
@@ -53,11 +55,17 @@ class OpcuaBeside:
             clients=self.clients,
         )
         readers = ClientsProcess(spec, self.work, agent.env, self.log_path)
+        server_from = clients_from = 0.0
         try:
             server.start()
             readers.start()
+            server_from, clients_from = cpu_seconds(server.process), cpu_seconds(readers.process)
             yield self
             readers.wait_events(self.boards, EVENTS_TIMEOUT_S)
         finally:
-            self.received = readers.stop()
+            used = {
+                "server": cpu_seconds(server.process) - server_from,
+                "clients": cpu_seconds(readers.process) - clients_from,
+            }
+            self.received = {**readers.stop(), "cpu_s": used}
             server.stop()

@@ -66,6 +66,15 @@ def end_child(process: subprocess.Popen | None, signum: int) -> None:
         process.wait(timeout=30)
 
 
+def cpu_seconds(process: subprocess.Popen | None) -> float:
+    """User and system CPU time a running child has used so far (all its threads; 0 once it
+    has ended)."""
+    if process is None or process.poll() is not None:
+        return 0.0
+    fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 class AgentProcess:
     """`edge-inspect run` as a child process, pointed at a private broker and health port."""
 
