@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from asyncua import Server, ua
@@ -82,5 +81,5 @@ def as_result(result: BoardResult, code: int) -> Any:
             f"{result.evaluation}: {details}" if details else result.evaluation
         ),
     )
-    content = [ua.Variant(json.dumps(verdict), ua.VariantType.String)]
+    content = [ua.Variant(result.content, ua.VariantType.String)]
     return ua.ResultDataType(ResultMetaData=meta, ResultContent=content)

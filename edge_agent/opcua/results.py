@@ -26,6 +26,7 @@ class BoardResult:
     evaluation: str
     created_at: str
     verdict: dict[str, Any]
+    content: str  # the verdict as the journal holds it (JSON): what clients are sent, as it is
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> BoardResult:
@@ -39,6 +40,7 @@ class BoardResult:
             evaluation=row["evaluation"],
             created_at=row["created_at"],
             verdict=json.loads(row["verdict_json"]),
+            content=row["verdict_json"],
         )
 
 

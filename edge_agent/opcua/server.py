@@ -201,7 +201,7 @@ class StationServer:
         """One new result: the recent list, the camera's handshake, and its event."""
         self.recent = [*self.recent, result][-self.settings.last_results :]
         await self.recent_node.write_value(
-            ua.Variant([json.dumps(r.verdict) for r in self.recent], ua.VariantType.String)
+            ua.Variant([r.content for r in self.recent], ua.VariantType.String)
         )
         await self.latest_node.write_value(result.result_id)
         camera = await self._camera(result.camera)
@@ -227,7 +227,7 @@ class StationServer:
         )
         fields.Evaluation, fields.EvaluationCode = result.evaluation, code
         fields.Session, fields.Seq = result.session, result.seq
-        fields.ResultContent = json.dumps(result.verdict)
+        fields.ResultContent = result.content
         fields.Result = structured
         fields.Severity = 500 if result.evaluation != "OK" else 100
         await self.generator.trigger(
@@ -241,7 +241,7 @@ class StationServer:
         if found is None:
             return [ua.Variant("", ua.VariantType.String), ua.Variant(1, ua.VariantType.Int32)]
         return [
-            ua.Variant(json.dumps(found.verdict), ua.VariantType.String),
+            ua.Variant(found.content, ua.VariantType.String),
             ua.Variant(0, ua.VariantType.Int32),
         ]
 
@@ -249,7 +249,7 @@ class StationServer:
         if not self.recent:
             return [ua.Variant("", ua.VariantType.String), ua.Variant(1, ua.VariantType.Int32)]
         return [
-            ua.Variant(json.dumps(self.recent[-1].verdict), ua.VariantType.String),
+            ua.Variant(self.recent[-1].content, ua.VariantType.String),
             ua.Variant(0, ua.VariantType.Int32),
         ]
 
