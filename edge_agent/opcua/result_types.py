@@ -10,6 +10,7 @@ from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.structures104 import new_enum, new_struct, new_struct_field
+from asyncua.ua.ua_binary import struct_to_binary
 
 from edge_agent.opcua.results import BoardResult
 
@@ -83,3 +84,11 @@ def as_result(result: BoardResult, code: int) -> Any:
     )
     content = [ua.Variant(result.content, ua.VariantType.String)]
     return ua.ResultDataType(ResultMetaData=meta, ResultContent=content)
+
+
+def packed(structure: Any) -> ua.ExtensionObject:
+    """A registered structure encoded once, as the ExtensionObject the wire carries (the same
+    bytes): each subscribed session then copies and sends bytes instead of deep-copying and
+    encoding the structure again for every event."""
+    type_id = ua.typeid_by_extension_objects[type(structure)]
+    return ua.ExtensionObject(TypeId=type_id, Body=struct_to_binary(structure))

@@ -213,7 +213,7 @@ class StationServer:
         await camera["ResultCounter"].write_value(
             ua.Variant(camera["count"] % 2**32, ua.VariantType.UInt32)
         )
-        structured = result_types.as_result(result, code)
+        structured = result_types.packed(result_types.as_result(result, code))
         await self.latest_result.write_value(
             ua.DataValue(ua.Variant(structured, ua.VariantType.ExtensionObject))
         )
