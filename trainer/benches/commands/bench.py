@@ -7,7 +7,8 @@
   (paced, one board at a time), sustained boards/s (as fast as the agent takes them,
   9 connectors per board), the mean time of each stage the agent times (its
   `edge_inspect_stage_seconds`, the drift monitor's `capture` and `drift` included), the drift
-  monitor's CPU time per board (`edge_inspect_drift_cpu_seconds`) and the agent's peak RSS.
+  monitor's CPU time per board (`edge_inspect_drift_cpu_seconds`), the agent process's CPU time
+  per board (all its threads, paced and burst boards) and its peak RSS.
 - with `--opcua-clients N`: alternated pairs of agent runs, without and then with the OPC UA
   server and N subscribed clients (`trainer/benches/opcua_pairs.py`).
 """
@@ -42,7 +43,13 @@ from trainer.harness.console_watch import ConsoleWatch
 from trainer.harness.local_broker import LocalBroker, free_port
 from trainer.harness.opcua_beside import OpcuaBeside
 from trainer.harness.opcua_run import secure_station, write_opcua_config
-from trainer.harness.station_run import AgentProcess, VerdictListener, drop_board, load_boards
+from trainer.harness.station_run import (
+    AgentProcess,
+    VerdictListener,
+    cpu_seconds,
+    drop_board,
+    load_boards,
+)
 from trainer.harness.station_setup import ensure_models, ensure_station
 from trainer.settings import load_config
 
@@ -141,6 +148,7 @@ def bench_agent(
                 else nullcontext()
             )
             with beside(agent) if beside else nullcontext(), watching as watch:
+                cpu_from = cpu_seconds(agent.process)
                 fed: dict[str, float] = {}
                 for index, board in enumerate(boards[:paced], 1):
                     fed[f"b{index}"] = drop_board(board.image, drop, f"lat{index:04d}.jpg")
@@ -155,6 +163,7 @@ def bench_agent(
                     raise RuntimeError("not every burst board got a verdict")
                 elapsed = listener.verdicts[-1][0] - started
                 memory = agent.memory_mb()
+                cpu = cpu_seconds(agent.process) - cpu_from
                 stages, drift_cpu = per_board_ms(agent.health_port)
         finally:
             listener.close()
@@ -165,6 +174,7 @@ def bench_agent(
         "boards_per_s": round(burst / elapsed, 2),
         "stage_ms": stages,
         "drift_cpu_ms": drift_cpu,
+        "agent_cpu_ms_per_board": round(1000 * cpu / (paced + burst), 2),
         "agent_rss_mb": round(memory.get("VmRSS", 0)),
         "agent_peak_rss_mb": round(memory.get("VmHWM", 0)),
         "connectors_per_board": len(config.connectors),
