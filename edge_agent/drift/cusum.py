@@ -10,9 +10,11 @@ a false warning once in 10^5 boards per test, when the in-control model holds.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +23,10 @@ Z_UPPER = 1.645
 MAX_STATES = 500  # Markov chain size (Brook-Evans): a solve takes milliseconds
 STEP_UNITS = 6  # the smaller step in chain units (when the states allow): rounding <= 1/6
 RATE_GRID = 0.005  # in-control rates are rounded up to this grid (conservative; designs shared)
+STORED_DESIGNS = Path(__file__).with_name("bernoulli_designs.json")
+"""The thresholds of every grid rate at the default ARLs, computed once by
+`python -m edge_agent.drift.design_table`: a start then designs its tests without the Markov-chain
+solves (about 0.5 s of CPU per rate, on BLAS threads at the agent's own priority)."""
 
 
 def rate_upper_bound(rate: float, n: int) -> float:
@@ -97,11 +103,33 @@ def bernoulli_design(p0: float, warning_arl: float, alarm_arl: float) -> Bernoul
 def _bernoulli_design(
     p0: float, p1: float, warning_arl: float, alarm_arl: float
 ) -> BernoulliDesign:
+    stored = _stored_designs().get((p0, p1, warning_arl, alarm_arl))
+    if stored is None:
+        return solve_design(p0, p1, warning_arl, alarm_arl)
+    return BernoulliDesign(p0, p1, math.log(p1 / p0), math.log((1 - p1) / (1 - p0)), *stored)
+
+
+def solve_design(p0: float, p1: float, warning_arl: float, alarm_arl: float) -> BernoulliDesign:
+    """The CUSUM of p0 against p1 with thresholds solved for the two ARLs (Markov chains)."""
     up = math.log(p1 / p0)
     down = math.log((1 - p1) / (1 - p0))
     warning = _threshold(warning_arl, lambda h: bernoulli_arl(p0, up, down, h))
     alarm = _threshold(alarm_arl, lambda h: bernoulli_arl(p0, up, down, h))
     return BernoulliDesign(p0, p1, up, down, warning, alarm)
+
+
+@lru_cache(maxsize=1)
+def _stored_designs() -> dict[tuple[float, float, float, float], tuple[float, float]]:
+    """(p0, p1, warning ARL, alarm ARL) -> (warning, alarm) of `STORED_DESIGNS` (none if the
+    file is missing: every design is then computed)."""
+    try:
+        rows = json.loads(STORED_DESIGNS.read_text(encoding="utf-8"))["designs"]
+    except FileNotFoundError:
+        return {}
+    return {
+        (r["p0"], r["p1"], r["warning_arl"], r["alarm_arl"]): (r["warning"], r["alarm"])
+        for r in rows
+    }
 
 
 def shifted_rate(p0: float) -> float:

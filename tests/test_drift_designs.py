@@ -1,0 +1,54 @@
+"""The stored Bernoulli CUSUM designs: every grid rate of the default ARLs, equal to a fresh
+solve, and used by `bernoulli_design` without solving."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_agent.contracts.config import DriftSettings
+from edge_agent.drift import cusum
+from edge_agent.drift.design_table import grid_rates, solved_row
+
+ARLS = DriftSettings().warning_arl_boards, DriftSettings().alarm_arl_boards
+
+
+def stored_rows() -> list[dict]:
+    return json.loads(cusum.STORED_DESIGNS.read_text(encoding="utf-8"))["designs"]
+
+
+def test_the_table_covers_every_grid_rate_at_the_default_arls() -> None:
+    rows = stored_rows()
+    assert [r["p0"] for r in rows] == grid_rates()
+    assert {(r["warning_arl"], r["alarm_arl"]) for r in rows} == {ARLS}
+
+
+@pytest.mark.parametrize("p0", [0.005, 0.02, 0.145, 0.5])
+def test_stored_thresholds_are_the_solved_ones(p0: float) -> None:
+    (stored,) = [r for r in stored_rows() if r["p0"] == p0]
+    assert stored == solved_row(p0, *ARLS)
+
+
+def test_a_default_design_is_read_and_another_arl_is_solved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cusum._bernoulli_design.cache_clear()
+    solved: list[float] = []
+    real = cusum.solve_design
+
+    def counting(p0: float, *args: float) -> cusum.BernoulliDesign:
+        solved.append(p0)
+        return real(p0, *args)
+
+    monkeypatch.setattr(cusum, "solve_design", counting)
+    try:
+        read = cusum.bernoulli_design(0.013, *ARLS)
+        assert solved == [] and read.p0 == 0.015
+        assert (read.warning, read.alarm) == tuple(
+            solved_row(0.015, *ARLS)[k] for k in ("warning", "alarm")
+        )
+        cusum.bernoulli_design(0.013, 1e4, 1e5)
+        assert solved == [0.015]
+    finally:
+        cusum._bernoulli_design.cache_clear()
