@@ -15,6 +15,9 @@ from edge_agent.contracts.bundle import OK_QUANTILE_LEVELS, Calibration
 TAIL_SHARE = 0.2
 """The top share of the OK scores that the tail fit uses."""
 MIN_TAIL = 8
+CENSORED_SHARE = 0.1
+"""The top share of the tail sample that the fit counts only as "at least as high as the next
+one down" (Type II censoring): one or two doubtful OK crops cannot set the line's threshold."""
 FLOOR_FACTOR = 2.0
 """Whatever the shape of the OK tail, an OK-only limit promises at most this many times the
 target false-reject (a split-conformal floor)."""
@@ -40,8 +43,9 @@ def tail_quantile(scores: np.ndarray, false_reject: float) -> tuple[float, int]:
 
     Peaks over threshold: the excesses of the top `TAIL_SHARE` (at least `MIN_TAIL`) of the
     scores over the next one down are fitted with an exponential (a generalised Pareto of shape
-    0: light and medium tails such as normal, gamma or Gumbel scores). Returns the quantile and
-    how many scores the fit used.
+    0: light and medium tails such as normal, gamma or Gumbel scores), the highest
+    `CENSORED_SHARE` of them censored at the next one down. Returns the quantile and how many
+    scores the fit used.
     """
     ordered = np.sort(scores)
     n = len(ordered)
@@ -50,8 +54,12 @@ def tail_quantile(scores: np.ndarray, false_reject: float) -> tuple[float, int]:
     exceedances = ordered[n - size :] - base
     if np.ptp(exceedances) <= 0:
         return float(ordered[-1]), size
-    # Exponential tail (GPD shape 0): its scale's estimate is the mean exceedance.
-    scale = float(exceedances.mean())
+    # Exponential tail (GPD shape 0), Type II censored: the scale's maximum-likelihood estimate
+    # is the total excess, the censored ones counted at the censoring point, over the
+    # uncensored count (unbiased for an exponential tail, as the plain mean is).
+    censored = math.ceil(CENSORED_SHARE * size)
+    kept = exceedances[: size - censored]
+    scale = float(kept.sum() + censored * kept[-1]) / len(kept)
     return float(base + scale * math.log(size / (false_reject * n))), size
 
 
@@ -95,7 +103,8 @@ def ok_only_threshold(
         else "the highest"
     )
     rule = (
-        f"tail fit: exponential tail of the highest {used} of {n} OK scores{pooled}, "
+        f"tail fit: exponential tail of the highest {used} of {n} OK scores{pooled} (the top "
+        f"{math.ceil(CENSORED_SHARE * used)} censored), "
         f"extrapolated to the {target_false_reject:.2%} target, which holds if the OK tail is "
         f"no heavier than exponential; never below {floor_rule} of them, so that whatever the "
         f"tail, expected false-reject <= 1 - {rank}/(n+1) = {1.0 - rank / (n + 1):.2%} "
