@@ -79,7 +79,7 @@ class TrainingSettings(Section):
         default=0.005, gt=0, lt=1, description="OK-only threshold: false-reject rate aimed at"
     )
     ok_only_spread: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
         description="OK-only threshold: standard deviations of the OK scores added to the "
         "quantile, room for the line drifting from the calibration set",

@@ -6,7 +6,7 @@ Its own thread, at a lower priority: a board's verdict is queued for the monitor
 inspection workers go on (the monitor's cost never delays a verdict nor takes CPU inspection
 needs); boards are applied in journal order, model changes in order with them, in batches: the
 thread wakes at most every `BATCH_WAIT_S` and takes what has queued up meanwhile (one wake-up
-and warm caches for several boards; a state change is then seen within a fraction of a second).
+and warm caches for several boards; a state change is then seen within about a second).
 
 Persistence: a subject's state row (its statistics in `detail`) is written at each state
 change (committed at once, with its message) and with each history row (every
@@ -46,7 +46,7 @@ STOP_WAIT_S = 10.0
 NICENESS = 10
 """The monitor's thread takes only the CPU that inspection leaves: at the line's pace it needs
 a fraction of a millisecond per board, and its queue absorbs a burst."""
-BATCH_WAIT_S = 0.25
+BATCH_WAIT_S = 1.0
 """The monitor's thread rests this long after each batch of queued steps."""
 PAYLOAD_KEYS = tuple(column for column in DRIFT_COLUMNS if column != "detail")
 
