@@ -25,17 +25,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.contracts.bundle import MODEL_FILE, active_dir, read_manifest
 from edge_agent.ops.logs import configure_logging
+from trainer.benches.agent_counters import AgentCounters
 from trainer.benches.opcua_pairs import pairs_table, summarize_pairs
 from trainer.commands.options import add_work_folder_arguments, run_guarded
 from trainer.evaluation.footprint import bundle_mb, machine_facts, time_scoring
@@ -156,15 +155,18 @@ def bench_agent(
                 latencies = [(t - fed[f"b{i}"]) * 1000 for i, (t, _) in
                              enumerate(listener.verdicts[:paced], 1)]  # fmt: skip
                 started = time.perf_counter()
+                halfway = AgentCounters({}, {}, {}, 0.0)
                 for index, board in enumerate(boards[paced : paced + burst], 1):
                     listener.wait_for(paced + index - window, timeout=60)
+                    if index == burst // 2 + 1:
+                        halfway = AgentCounters.read(agent.health_port)
                     drop_board(board.image, drop, f"thr{index:04d}.jpg")
                 if not listener.wait_for(paced + burst, timeout=300):
                     raise RuntimeError("not every burst board got a verdict")
                 elapsed = listener.verdicts[-1][0] - started
                 memory = agent.memory_mb()
                 cpu = cpu_seconds(agent.process) - cpu_from
-                stages, drift_cpu = per_board_ms(agent.health_port)
+                counters = AgentCounters.read(agent.health_port)
         finally:
             listener.close()
             agent.stop()
@@ -172,8 +174,9 @@ def bench_agent(
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1),
         "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1),
         "boards_per_s": round(burst / elapsed, 2),
-        "stage_ms": stages,
-        "drift_cpu_ms": drift_cpu,
+        "stage_ms": counters.stage_means_ms(),
+        "drift_cpu_ms": counters.drift_cpu_ms(),
+        "drift_cpu_ms_second_half": counters.drift_cpu_ms(since=halfway),
         "agent_cpu_ms_per_board": round(1000 * cpu / (paced + burst), 2),
         "agent_rss_mb": round(memory.get("VmRSS", 0)),
         "agent_peak_rss_mb": round(memory.get("VmHWM", 0)),
@@ -186,41 +189,6 @@ def bench_agent(
             else {}
         ),
     }
-
-
-def per_board_ms(health_port: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Over the whole run, from the agent's /metrics: the mean time per board of each stage it
-    times (`edge_inspect_stage_seconds`: the verdict's stages, and the drift monitor's
-    `capture` and `drift`), and the drift monitor's CPU time per board by part, with its total
-    (`edge_inspect_drift_cpu_seconds` over `edge_inspect_boards`)."""
-    url = f"http://127.0.0.1:{health_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode("utf-8")
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    boards = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if family.name == "edge_inspect_stage_seconds":
-                stage = sample.labels.get("stage", "")
-                if sample.name.endswith("_sum"):
-                    sums[stage] = sample.value
-                elif sample.name.endswith("_count"):
-                    counts[stage] = sample.value
-            elif sample.name == "edge_inspect_drift_cpu_seconds_total":
-                cpu[sample.labels["part"]] = sample.value
-            elif sample.name == "edge_inspect_boards_total":
-                boards += sample.value
-    stages = {
-        stage: round(1000 * sums[stage] / counts[stage], 3)
-        for stage in sorted(sums)
-        if counts.get(stage)
-    }
-    if not boards:
-        return stages, {}
-    drift = {part: 1000 * seconds / boards for part, seconds in sorted(cpu.items())}
-    return stages, {k: round(v, 3) for k, v in {**drift, "total": sum(drift.values())}.items()}
 
 
 def bench_opcua(
