@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             )  # fmt: skip
             row = judge(scenario, result.messages, result.board_of_result, tinted)
             row.boards_per_s = result.boards_per_s
+            row.drift_cpu_ms = result.drift_cpu_ms.get("total")
             rows.append(row)
             series = history_by_board(result.history, result.verdict_times)
             plot(scenario, row, series, out / "plots" / f"{scenario.name}.png")

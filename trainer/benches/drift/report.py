@@ -70,6 +70,7 @@ class Row:
     unmapped: int = 0  # messages naming a result id no verdict of this run has
     passed: bool = False
     boards_per_s: float | None = None
+    drift_cpu_ms: float | None = None  # the monitor's CPU time per board, capture measures included
 
     def summary(self) -> str:
         """One line: the row's decision in words."""
@@ -177,14 +178,21 @@ def markdown(rows: list[Row]) -> str:
     reasons = [
         f"- {row.label}: {n.subject} {n.state}: {n.reason}" for row in rows for n in row.named
     ]
-    return "\n".join(lines + (["", *reasons] if reasons else [])) + "\n"
+    costs = [
+        f"- {row.label}: the drift monitor took {row.drift_cpu_ms:.3f} ms of CPU per board "
+        "(capture measures and monitor, from the agent's counters)"
+        for row in rows
+        if row.expected is None and row.drift_cpu_ms is not None
+    ]
+    extra = ["", *reasons] if reasons else []
+    return "\n".join(lines + extra + (["", *costs] if costs else [])) + "\n"
 
 
 CSV_FIELDS = (
     "scenario", "label", "boards", "expected", "needed", "limit", "warning_delay",
     "warning_subject", "alarm_delay", "alarm_subject", "expected_delay", "named",
     "prefix_warnings", "prefix_alarms", "warnings", "alarms", "unmapped", "boards_per_s",
-    "passed",
+    "drift_cpu_ms", "passed",
 )  # fmt: skip
 
 

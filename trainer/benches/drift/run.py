@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 from edge_agent.contracts.atomic import write_bytes_atomic
 from edge_agent.store.crop_store import JOURNAL_FILE
 from edge_agent.store.sqlite_files import connect
+from trainer.benches.agent_counters import AgentCounters
 from trainer.benches.drift.scenarios import CHANGES, Box, Frame, Scenario
 from trainer.benches.drift.supply import SuppliedBoard
 from trainer.harness.local_broker import LocalBroker
@@ -72,6 +73,7 @@ class ScenarioRun:
     history: list[dict]
     evaluations: dict[str, int]
     seconds: float
+    drift_cpu_ms: dict[str, float]  # the monitor's CPU time per board, by part (agent counters)
 
     @property
     def boards_per_s(self) -> float:
@@ -151,6 +153,7 @@ def run_scenario(
                 raise RuntimeError(f"{scenario.name}: not every board got a verdict")
             seconds = time.monotonic() - started
             time.sleep(SETTLE_S)
+            drift_cpu = AgentCounters.read(agent.health_port).drift_cpu_ms()
         finally:
             agent.stop()
             verdicts.close()
@@ -165,7 +168,9 @@ def run_scenario(
         board_of_result[verdict["result_id"]] = index
         times.append((verdict["created_at"], index))
         evaluations[verdict["evaluation"]] = evaluations.get(verdict["evaluation"], 0) + 1
-    return ScenarioRun(board_of_result, times, drift.snapshot(), history, evaluations, seconds)
+    return ScenarioRun(
+        board_of_result, times, drift.snapshot(), history, evaluations, seconds, drift_cpu
+    )
 
 
 def _progress(scenario: Scenario, dropped: int, answered: int, drift: DriftListener) -> str:
