@@ -4,6 +4,7 @@ solve, and used by `bernoulli_design` without solving."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,4 +52,31 @@ def test_a_default_design_is_read_and_another_arl_is_solved(
         cusum.bernoulli_design(0.013, 1e4, 1e5)
         assert solved == [0.015]
     finally:
+        cusum._bernoulli_design.cache_clear()
+
+
+def test_an_unreadable_table_leaves_every_design_to_be_solved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "bernoulli_designs.json"
+    broken.write_text('{"designs": [{"p0": 0.005', encoding="utf-8")  # cut short
+    monkeypatch.setattr(cusum, "STORED_DESIGNS", broken)
+    solved: list[float] = []
+    real = cusum.solve_design
+
+    def counting(p0: float, *args: float) -> cusum.BernoulliDesign:
+        solved.append(p0)
+        return real(p0, *args)
+
+    monkeypatch.setattr(cusum, "solve_design", counting)
+    cusum._stored_designs.cache_clear()
+    cusum._bernoulli_design.cache_clear()
+    try:
+        design = cusum.bernoulli_design(0.005, *ARLS)
+        assert solved == [0.005]
+        assert (design.warning, design.alarm) == tuple(
+            solved_row(0.005, *ARLS)[k] for k in ("warning", "alarm")
+        )
+    finally:
+        cusum._stored_designs.cache_clear()
         cusum._bernoulli_design.cache_clear()

@@ -17,7 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import structlog
 
+log = structlog.get_logger(__name__)
 Z_UPPER = 1.645
 """One-sided 95 % normal quantile: the confidence of the in-control rate's upper bound."""
 MAX_STATES = 500  # Markov chain size (Brook-Evans): a solve takes milliseconds
@@ -120,16 +122,17 @@ def solve_design(p0: float, p1: float, warning_arl: float, alarm_arl: float) -> 
 
 @lru_cache(maxsize=1)
 def _stored_designs() -> dict[tuple[float, float, float, float], tuple[float, float]]:
-    """(p0, p1, warning ARL, alarm ARL) -> (warning, alarm) of `STORED_DESIGNS` (none if the
-    file is missing: every design is then computed)."""
+    """(p0, p1, warning ARL, alarm ARL) -> (warning, alarm) of `STORED_DESIGNS`; none if the
+    file is missing or unreadable (logged): every design is then solved."""
     try:
         rows = json.loads(STORED_DESIGNS.read_text(encoding="utf-8"))["designs"]
-    except FileNotFoundError:
+        return {
+            (r["p0"], r["p1"], r["warning_arl"], r["alarm_arl"]): (r["warning"], r["alarm"])
+            for r in rows
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("drift_designs_unreadable", path=str(STORED_DESIGNS), error=str(exc))
         return {}
-    return {
-        (r["p0"], r["p1"], r["warning_arl"], r["alarm_arl"]): (r["warning"], r["alarm"])
-        for r in rows
-    }
 
 
 def shifted_rate(p0: float) -> float:
