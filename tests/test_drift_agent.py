@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from onnx_fixtures import install_template_model
 from readiness_station import BOXES, PREFIX, write_station
 from test_readiness_agent import metrics, readyz
 
+from edge_agent.comms.drift_publisher import BATCH_WAIT_S
 from trainer.harness.station_run import AgentProcess, VerdictListener, drop_board
 
 pytestmark = pytest.mark.slow
@@ -115,6 +117,7 @@ def test_light_change_is_one_capture_alarm_that_survives_sigkill_and_a_new_model
         wait_until(lambda: drift(agent)["capture"]["state"] == "ok", 10, "capture cleared")
         for _ in range(20):
             boards.drop(1, tint_j1=60.0)
+            time.sleep(BATCH_WAIT_S + 0.3)  # the monitor takes its queued boards once a second
             if drift(agent)["J1"]["state"] != "ok":
                 break
         states = drift(agent)

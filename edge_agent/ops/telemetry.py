@@ -47,8 +47,9 @@ _METRICS = (
      {}),
     ("not_ready_reason", Gauge, "Reasons the agent is not ready, by code (0 once cleared).",
      ["code"], {}),
-    ("drift_cpu_seconds", Counter, "CPU time the drift monitor took, by part: capture (the "
-     "photo's measures, on the inspection thread) and monitor (its own thread).", ["part"], {}),
+    ("drift_cpu_seconds", Counter, "CPU time the drift monitor took, by stage: capture (the "
+     "photo's measures, on the inspection thread) and monitor (its own thread).", ["stage"],
+     {}),
     ("drift_state", Gauge, "Drift state per connector and of the photo (connector=\"capture\"): "
      "0 ok, 1 warning, 2 alarm.", ["connector"], {}),
 )  # fmt: skip
@@ -88,8 +89,8 @@ class Telemetry:
         self._not_ready = metrics["not_ready_reason"]
         self._drift = metrics["drift_state"]
         self._drift_cpu = metrics["drift_cpu_seconds"]
-        for part in ("capture", "monitor"):
-            self._drift_cpu.labels(part=part)
+        for stage in ("capture", "monitor"):
+            self._drift_cpu.labels(stage=stage)
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
         for stage in STAGES:
@@ -112,9 +113,10 @@ class Telemetry:
         """One board's time in a stage outside the verdict's `processing_ms` (capture, drift)."""
         self._stages.labels(stage=stage).observe(seconds)
 
-    def add_drift_cpu(self, part: str, seconds: float) -> None:
-        """CPU seconds the drift monitor's `part` (capture, monitor) took for one board."""
-        self._drift_cpu.labels(part=part).inc(seconds)
+    def add_drift_cpu(self, stage: str, seconds: float) -> None:
+        """CPU seconds the drift monitor's `stage` (capture, monitor) took for one or more
+        boards."""
+        self._drift_cpu.labels(stage=stage).inc(seconds)
 
     def set_outbox_depth(self, n: int) -> None:
         """Record how many messages wait in the outbox."""

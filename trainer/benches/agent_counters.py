@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 @dataclass
 class AgentCounters:
     """What the agent's /metrics has counted so far: each stage's summed seconds and count
-    (`edge_inspect_stage_seconds`), the drift monitor's CPU seconds by part
+    (`edge_inspect_stage_seconds`), the drift monitor's CPU seconds by stage
     (`edge_inspect_drift_cpu_seconds`) and the boards (`edge_inspect_boards`)."""
 
     stage_sums: dict[str, float]
@@ -36,7 +36,7 @@ class AgentCounters:
                     elif sample.name.endswith("_count"):
                         counters.stage_counts[stage] = sample.value
                 elif sample.name == "edge_inspect_drift_cpu_seconds_total":
-                    counters.drift_cpu[sample.labels["part"]] = sample.value
+                    counters.drift_cpu[sample.labels["stage"]] = sample.value
                 elif sample.name == "edge_inspect_boards_total":
                     counters.boards += sample.value
         return counters
@@ -50,7 +50,7 @@ class AgentCounters:
         }
 
     def drift_cpu_ms(self, since: AgentCounters | None = None) -> dict[str, float]:
-        """The drift monitor's CPU time per board by part, with the total: over the run so far,
+        """The drift monitor's CPU time per board by stage, with the total: over the run so far,
         or over the boards since `since`."""
         before = since or AgentCounters({}, {}, {}, 0.0)
         boards = self.boards - before.boards

@@ -73,7 +73,7 @@ class ScenarioRun:
     history: list[dict]
     evaluations: dict[str, int]
     seconds: float
-    drift_cpu_ms: dict[str, float]  # the monitor's CPU time per board, by part (agent counters)
+    drift_cpu_ms: dict[str, float]  # the monitor's CPU time per board, by stage (agent counters)
 
     @property
     def boards_per_s(self) -> float:
