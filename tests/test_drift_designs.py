@@ -4,6 +4,7 @@ solve, and used by `bernoulli_design` without solving."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,36 +32,9 @@ def test_stored_thresholds_are_the_solved_ones(p0: float) -> None:
     assert stored == solved_row(p0, *ARLS)
 
 
-def test_a_default_design_is_read_and_another_arl_is_solved(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    cusum._bernoulli_design.cache_clear()
-    solved: list[float] = []
-    real = cusum.solve_design
-
-    def counting(p0: float, *args: float) -> cusum.BernoulliDesign:
-        solved.append(p0)
-        return real(p0, *args)
-
-    monkeypatch.setattr(cusum, "solve_design", counting)
-    try:
-        read = cusum.bernoulli_design(0.013, *ARLS)
-        assert solved == [] and read.p0 == 0.015
-        assert (read.warning, read.alarm) == tuple(
-            solved_row(0.015, *ARLS)[k] for k in ("warning", "alarm")
-        )
-        cusum.bernoulli_design(0.013, 1e4, 1e5)
-        assert solved == [0.015]
-    finally:
-        cusum._bernoulli_design.cache_clear()
-
-
-def test_an_unreadable_table_leaves_every_design_to_be_solved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    broken = tmp_path / "bernoulli_designs.json"
-    broken.write_text('{"designs": [{"p0": 0.005', encoding="utf-8")  # cut short
-    monkeypatch.setattr(cusum, "STORED_DESIGNS", broken)
+@pytest.fixture
+def solves(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """The rates `bernoulli_design` solves (not read) from here on; caches cleared around."""
     solved: list[float] = []
     real = cusum.solve_design
 
@@ -71,12 +45,29 @@ def test_an_unreadable_table_leaves_every_design_to_be_solved(
     monkeypatch.setattr(cusum, "solve_design", counting)
     cusum._stored_designs.cache_clear()
     cusum._bernoulli_design.cache_clear()
-    try:
-        design = cusum.bernoulli_design(0.005, *ARLS)
-        assert solved == [0.005]
-        assert (design.warning, design.alarm) == tuple(
-            solved_row(0.005, *ARLS)[k] for k in ("warning", "alarm")
-        )
-    finally:
-        cusum._stored_designs.cache_clear()
-        cusum._bernoulli_design.cache_clear()
+    yield solved
+    cusum._stored_designs.cache_clear()
+    cusum._bernoulli_design.cache_clear()
+
+
+def test_a_default_design_is_read_and_another_arl_is_solved(solves: list[float]) -> None:
+    read = cusum.bernoulli_design(0.013, *ARLS)
+    assert solves == [] and read.p0 == 0.015
+    assert (read.warning, read.alarm) == tuple(
+        solved_row(0.015, *ARLS)[k] for k in ("warning", "alarm")
+    )
+    cusum.bernoulli_design(0.013, 1e4, 1e5)
+    assert solves == [0.015]
+
+
+def test_an_unreadable_table_leaves_every_design_to_be_solved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, solves: list[float]
+) -> None:
+    broken = tmp_path / "bernoulli_designs.json"
+    broken.write_text('{"designs": [{"p0": 0.005', encoding="utf-8")  # cut short
+    monkeypatch.setattr(cusum, "STORED_DESIGNS", broken)
+    design = cusum.bernoulli_design(0.005, *ARLS)
+    assert solves == [0.005]
+    assert (design.warning, design.alarm) == tuple(
+        solved_row(0.005, *ARLS)[k] for k in ("warning", "alarm")
+    )
