@@ -163,9 +163,9 @@ class Inspector:
                 registration = self.registrar.register(image)
         capture_seconds = capture_cpu_seconds = 0.0
         if stages.failure is None and self.config.drift.enabled:  # only the drift monitor reads it
-            started, cpu_started = time.perf_counter(), time.thread_time()
+            capture_started, cpu_started = time.perf_counter(), time.thread_time()
             capture = _capture(registration, self.registrar.reference_size)
-            capture_seconds = time.perf_counter() - started
+            capture_seconds = time.perf_counter() - capture_started
             capture_cpu_seconds = time.thread_time() - cpu_started
         if stages.failure is None:
             with stages.run("crop", "align"):
