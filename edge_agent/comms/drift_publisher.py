@@ -9,11 +9,11 @@ thread wakes at most every `BATCH_WAIT_S` and takes what has queued up meanwhile
 and warm caches for several boards; a state change is then seen within about a second).
 
 Persistence: a subject's state row (its statistics in `detail`) is written at each state
-change (committed at once, with its message) and with each history row (every
-`drift.history_every` boards; those ride in the next board's inspection transaction, no commit
-of their own); a restart takes up the last written statistics (at most `history_every` + 1
-boards of evidence, and the boards still queued for the monitor, are lost to a SIGKILL; a state
-change never is).
+change (committed at once, with its message) and with every `STATE_ROW_EVERY`th history row (a
+history row every `drift.history_every` boards; both ride in the next board's inspection
+transaction, no commit of their own); a restart takes up the last written statistics (at most
+`STATE_ROW_EVERY` x `history_every` + 1 boards of evidence, and the boards still queued for the
+monitor, are lost to a SIGKILL; a state change never is).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ class DriftPublisher:
             for c in changes
             if c.history
         ]
-        rows = [c.row for c in changes]
+        rows = [c.row for c in changes if c.state_row]
         if any(c.changed for c in changes):  # committed now: a SIGKILL never loses a change
             messages = [self._message(c.row) for c in changes if c.changed]
             self.journal.record_drift(rows, history, messages)

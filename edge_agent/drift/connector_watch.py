@@ -21,6 +21,7 @@ from edge_agent.drift.series import pack, unpack
 RECENT = 50  # scores the reason's median is taken over
 NOK_FLOOR = 0.01  # the least NOK rate a line is expected to have (a test needs a rate > 0)
 LOW, HIGH = 0.1, 0.9  # the reference quantiles whose exceedances are counted
+UP = "scores_up"  # the other tests: "scores_down" (below LOW), "nok_rate"
 
 
 @dataclass(frozen=True)
@@ -104,19 +105,16 @@ class ConnectorWatch:
         if self.quantiles is None:
             return level
         low, _, high = self.quantiles
-        for name, hit in (
-            ("scores_up", score > high),
-            ("scores_down", score < low),
-            ("nok_rate", nok),
-        ):
-            design = self.designs.get(name)
-            if design is None:
-                continue
-            after = design.step(self.statistics[name], hit)
-            self.statistics[name] = after
-            self.runs[name] = self.runs[name] + 1 if after > 0.0 else 0
-            if after >= design.warning:
-                level = max(level, 2 if after >= design.alarm else 1)
+        statistics, runs = self.statistics, self.runs
+        for name, design in self.designs.items():
+            hit = nok if name == "nok_rate" else score > high if name == UP else score < low
+            after = statistics[name] = design.step(statistics[name], hit)
+            if after > 0.0:
+                runs[name] += 1
+                if after >= design.warning:
+                    level = max(level, 2 if after >= design.alarm else 1)
+            else:
+                runs[name] = 0
         return level
 
     def _end_baseline(self) -> None:

@@ -29,6 +29,7 @@ STATES = ("ok", "warning", "alarm")
 FOLD_BACK_BOARDS = 30
 SCORED = ("OK", "NOK")
 FOLLOWS = "follows the capture change"
+STATE_ROW_EVERY = 5  # history rows per state row (the statistics a restart takes up)
 
 Watch = ConnectorWatch | CaptureWatch
 
@@ -61,9 +62,10 @@ class SubjectState:
             "statistic": round(self.statistic, 4),
         }
 
-    def row(self, detail: dict[str, Any]) -> dict[str, Any]:
-        """The `drift_states` row, `detail` holding the watch's statistics as JSON."""
-        return {
+    def row(self, detail: dict[str, Any] | None) -> dict[str, Any]:
+        """The `drift_states` row, `detail` holding the watch's statistics as JSON; without
+        `detail`, the columns a history row takes."""
+        columns = {
             "subject": self.subject,
             "state": self.state,
             "reason": self.reason,
@@ -75,20 +77,26 @@ class SubjectState:
             "boards": self.boards,
             "result_id": self.result_id,
             "model_version": self.model_version,
-            "detail": json.dumps(
-                {**detail, "quiet": self.quiet, "raised_at": self.raised_at},
-                separators=(",", ":"),
-            ),
         }
+        if detail is None:
+            return columns
+        extra = {"quiet": self.quiet, "raised_at": self.raised_at}
+        return columns | {"detail": json.dumps(detail | extra, separators=(",", ":"))}
 
 
 @dataclass(frozen=True)
 class Change:
     """What one board (or a model install) did to a subject: a row to write, maybe published."""
 
-    row: dict[str, Any]
+    row: dict[str, Any]  # the subject's columns; `detail` only when its state row is due
     changed: bool  # the state changed: publish it
     history: bool  # a history row is due (every `history_every` boards, and every change)
+
+    @property
+    def state_row(self) -> bool:
+        """A `drift_states` row is due: at each change, and with every `STATE_ROW_EVERY`th
+        history row."""
+        return "detail" in self.row
 
 
 class DriftMonitor:
@@ -151,8 +159,10 @@ class DriftMonitor:
         """Every subject's `drift_states` row."""
         return [self._row(subject) for subject in self.states]
 
-    def _row(self, subject: str) -> dict[str, Any]:
+    def _row(self, subject: str, detail: bool = True) -> dict[str, Any]:
         state, watch = self.states[subject], self.watches[subject]
+        if not detail:
+            return state.row(None)
         return state.row({**watch.detail(), "warning_level": watch.warning_level(state.measure)})
 
     # -- per board ------------------------------------------------------------------------
@@ -228,7 +238,8 @@ class DriftMonitor:
             state.statistic = watch.level()[2]
             if state.state == "ok" and not changed and not state.reason.endswith(FOLLOWS):
                 state.reason = watch.describe(None)
-        return {subject: Change(self._row(subject), changed, due)}
+        rows_due = changed or watch.boards % (self._history_every * STATE_ROW_EVERY) == 0
+        return {subject: Change(self._row(subject, rows_due), changed, due)}
 
     def _raise(self, subject: str, level: int, measure: str | None, result_id: str | None) -> None:
         watch, state = self.watches[subject], self.states[subject]
