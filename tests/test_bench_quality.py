@@ -156,3 +156,45 @@ def test_bench_quality_refuses_a_folder_without_training_images(tmp_path: Path) 
     assert result.returncode != 0
     assert "train/ok: no OK training images" in result.stderr
     assert not (tmp_path / "bq" / "quality.csv").exists()
+
+
+@pytest.mark.slow
+def test_bench_quality_judges_a_shifted_station_with_the_clean_models(tmp_path: Path) -> None:
+    config = tmp_path / "fast.toml"
+    config.write_text(FAST_TRAINING, encoding="utf-8")
+    out = tmp_path / "bq"
+
+    result = cli(
+        "bench-quality", "--data-sets", "station-mild", "--boards", 24, "--shifted-boards", 40,
+        "--connectors", "J1", "--methods", "patchcore", "--config", config, "--out", out,
+        "--runs", 2, "--line", "--line-runs", 2, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    with (out / "quality.csv").open(newline="") as handle:
+        rows = {row["data_set"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == ["station", "station-mild"]  # the clean models, then their shift
+    clean, shifted = rows["station"], rows["station-mild"]
+    assert (shifted["connector"], shifted["version"], shifted["error"]) == (
+        "J1",
+        clean["version"],
+        "",
+    )
+    pooled = out / "station-mild" / "pooled" / "J1"
+    crops = out / "data" / "station-mild-40" / "crops" / "J1"
+    for split in ("ok", "ko"):  # val and test of the shifted station, nothing else
+        expected = len(list((crops / "val" / split).glob("*.png"))) + len(
+            list((crops / "test" / split).glob("*.png"))
+        )
+        assert len(list((pooled / "test" / split).iterdir())) == expected > 0
+    assert 0.0 <= float(shifted["false_reject_rate"]) <= 1.0
+    assert 0.0 <= float(shifted["best_recall_at_0.5%_fr"]) <= 1.0
+    report = out / "station-mild" / "reports" / "patchcore" / "J1" / "scores.csv"
+    with report.open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == sum(
+            len(list((pooled / "test" / split).iterdir())) for split in ("ok", "ko")
+        )
+    with (out / "line.csv").open(newline="") as handle:
+        lines = {row["data_set"]: row for row in csv.DictReader(handle)}
+    assert sorted(lines) == ["station", "station-mild"]
+    assert 0.0 <= float(lines["station-mild"]["day1_false_reject"]) <= 1.0

@@ -22,6 +22,7 @@ from edge_agent.drift.cusum import (
 )
 from edge_agent.drift.monitor import CAPTURE, DriftMonitor
 from edge_agent.inspect.capture import MEASURES, photometric
+from edge_agent.inspect.registration import gray_level
 
 CONNECTORS = ["J1", "J2", "J3"]
 VERSION = "2026-01-01.1"
@@ -297,10 +298,10 @@ def test_blur_moves_sharpness_a_lot_and_light_does_not() -> None:
     rng = np.random.default_rng(8)
     image = cv2.GaussianBlur(rng.integers(0, 255, (480, 640), dtype=np.uint8), (3, 3), 0)
     centre = (319.5, 239.5)
-    clean = photometric(image, image, centre)
+    clean = photometric(gray_level(image), image, centre)
     blurred = cv2.GaussianBlur(image, (0, 0), 2)
     dark = (image * 0.7).astype(np.uint8)
-    assert photometric(blurred, blurred, centre)["sharpness"] < 0.3 * clean["sharpness"]
-    darker = photometric(dark, dark, centre)
+    assert photometric(gray_level(blurred), blurred, centre)["sharpness"] < 0.3 * clean["sharpness"]
+    darker = photometric(gray_level(dark), dark, centre)
     assert abs(darker["sharpness"] / clean["sharpness"] - 1) < 0.1
     assert darker["brightness"] / clean["brightness"] == pytest.approx(0.7, abs=0.01)

@@ -24,7 +24,7 @@ LOW, HIGH = 0.1, 0.9  # the reference quantiles whose exceedances are counted
 UP = "scores_up"  # the other tests: "scores_down" (below LOW), "nok_rate"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelReference:
     """What one model version says its OK scores look like, on the calibrated scale."""
 

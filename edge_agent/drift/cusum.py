@@ -63,7 +63,7 @@ def bernoulli_arl(p: float, up: float, down: float, h: float) -> float:
     return float(run[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BernoulliDesign:
     """A one-sided Bernoulli CUSUM: in-control rate p0 against p1, and its two thresholds."""
 

@@ -34,7 +34,7 @@ STATE_ROW_EVERY = 5  # history rows per state row (the statistics a restart take
 Watch = ConnectorWatch | CaptureWatch
 
 
-@dataclass
+@dataclass(slots=True)
 class SubjectState:
     """A subject's current state: the columns of `drift_states`, and what clears it."""
 
@@ -84,7 +84,7 @@ class SubjectState:
         return columns | {"detail": json.dumps(detail | extra, separators=(",", ":"))}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """What one board (or a model install) did to a subject: a row to write, maybe published."""
 

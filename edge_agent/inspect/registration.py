@@ -9,6 +9,7 @@ really looks like the reference, so a wrong board or a blank frame is refused.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -26,6 +27,7 @@ _PATCH_RADIUS = 12  # patch is (2r+1) pixels square, full resolution
 _SEARCH = 4  # fine search reach around the coarse estimate, pixels
 _MIN_PATCH_NCC = 0.5
 _FINE_RANSAC_PX = 1.0
+LEVEL_ROW_STEP = 16  # `gray_level`: every 16th row of the working image
 
 
 class RegistrationError(RuntimeError):
@@ -46,9 +48,11 @@ class Registration:
     residual_px: float = 0.0
     """RMS distance of the agreeing matches from the placement, full-size pixels."""
     scale: float = 1.0
-    gray: np.ndarray | None = None
-    """The photo in gray at working size (what the capture measures read; not a copy)."""
+    gray_level: tuple[float, float] | None = None
+    """The photo's gray-level mean and sd (`gray_level`; the capture's brightness and contrast)."""
+    gray_level_cpu_seconds: float = 0.0
     gray_full: np.ndarray | None = None
+    """The photo in gray at full size (the capture's focus patch is read from it; not a copy)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class _Frame:
     full: np.ndarray
     work: np.ndarray
     to_work: np.ndarray  # 3x3: full-size pixels -> working pixels
+    level: tuple[float, float]  # `gray_level(work)`, taken while `work` is in the CPU's cache
+    level_cpu_seconds: float
 
     @classmethod
     def of(cls, image_bgr: np.ndarray, working_width: int) -> _Frame:
@@ -69,10 +75,21 @@ class _Frame:
         if width > working_width:
             size = (working_width, max(1, round(height * working_width / width)))
             work = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+        cpu_started = time.thread_time()
+        level = gray_level(work)
+        level_cpu_seconds = time.thread_time() - cpu_started
         sx, sy = work.shape[1] / width, work.shape[0] / height
         # Pixel centres: working pixel i covers full-size pixels around (i + 0.5) / s - 0.5.
         to_work = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-        return cls(full, work, to_work)
+        return cls(full, work, to_work, level, level_cpu_seconds)
+
+
+def gray_level(work: np.ndarray) -> tuple[float, float]:
+    """Mean and sd of a working-size gray image over every `LEVEL_ROW_STEP`th row (~50k
+    pixels): what the drift monitor calls brightness and contrast. Read right after the image
+    is made (a few microseconds; the same rows read later, from memory, cost ten times more)."""
+    mean, sd = cv2.meanStdDev(work[::LEVEL_ROW_STEP])
+    return float(mean[0, 0]), float(sd[0, 0])
 
 
 def _features(gray: np.ndarray, max_features: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -204,7 +221,8 @@ class Registrar:
             inlier_share=share,
             residual_px=residual * frame.full.shape[1] / frame.work.shape[1],
             scale=math.hypot(matrix[0, 0], matrix[1, 0]),
-            gray=frame.work,
+            gray_level=frame.level,
+            gray_level_cpu_seconds=frame.level_cpu_seconds,
             gray_full=frame.full,
         )
 

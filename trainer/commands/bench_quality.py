@@ -23,6 +23,7 @@ from trainer.studies.quality import (
     user_data_sets,
     write_quality,
 )
+from trainer.studies.quality_shifted import SHIFTED, SHIFTED_BOARDS, shifted_rows
 from trainer.synth.plan import DEFAULT_BOARDS
 
 
@@ -48,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-quality"), help="output folder")
     parser.add_argument(
         "--boards", type=int, default=DEFAULT_BOARDS, help="synthetic station boards"
+    )
+    parser.add_argument(
+        "--shifted-boards",
+        type=int,
+        default=SHIFTED_BOARDS,
+        help="boards of a shifted station (station-mild): its val and test are the test set",
     )
     parser.add_argument("--connectors", help="station connectors only, e.g. J1,J4 (default: all)")
     parser.add_argument("--runs", type=int, default=50, help="onnxruntime timings per model")
@@ -85,11 +92,14 @@ def run(args: argparse.Namespace) -> int:
             for name in CELL_TYPES
             if name in data_sets
         }
-        if "station" in data_sets:
+        shifted = [name for name in data_sets if name in SHIFTED]
+        if shifted or "station" in data_sets:  # a shifted station is judged by its clean models
             crops = build_station(args.out / "data", args.boards)
             folders["station"] = select_connectors(crops, args.connectors)
         folders |= {name: [folder] for name, folder in users.items()}
         rows = bench_quality(folders, args.out, base, methods, max(1, args.runs))
+        for name in shifted:
+            rows += shifted_rows(name, rows, args.out, base, args.shifted_boards)
         print(write_quality(args.out, rows))
         if args.line:
             print(write_line(args.out, rows, config.retrain, base, max(1, args.line_runs)))

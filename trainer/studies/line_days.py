@@ -99,14 +99,16 @@ LINE_COLUMNS = (
 
 
 def line_rows(quality_rows: list[dict], out: Path, settings: LineSettings, runs: int) -> list[dict]:
-    """Two days at the line for every bench-quality row with test OK (from its bundle's
-    `report/scores.csv`); KO-less connectors get false reject only."""
+    """Two days at the line for every bench-quality row with test OK (from its `scores_csv`,
+    else its bundle's `report/scores.csv`); KO-less connectors get false reject only."""
     rows = []
     for row in quality_rows:
         if row.get("error"):
             continue
         bundle = out / row["data_set"] / "models" / row["method"] / row["connector"]
-        ok, ko = read_scores(bundle / row["version"] / "report" / "scores.csv")
+        ok, ko = read_scores(
+            row.get("scores_csv") or bundle / row["version"] / "report" / "scores.csv"
+        )
         if len(ok) < 2:
             continue
         found = simulate(ok, ko, settings, runs)

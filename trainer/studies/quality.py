@@ -22,7 +22,6 @@ that needs no KO, shown beside the real recall; one example strip per row in
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -41,6 +40,7 @@ from trainer.evaluation.synthetic_defects import EXAMPLES_FILE, KINDS
 from trainer.evaluation.tables import write_tables
 from trainer.settings import TrainingSettings
 from trainer.studies.compare import compare
+from trainer.studies.line_days import read_scores
 from trainer.synth.station import generate_station
 
 log = structlog.get_logger()
@@ -49,7 +49,7 @@ CELL_TYPES = {"cells": "mono", "cells-poly": "poly"}
 CELL_TRAIN_OK = 200
 CELL_SPLIT_SEED = 0
 BEST_RECALL_AT = 0.005
-DATA_SETS = (*CELL_TYPES, "station")
+DATA_SETS = (*CELL_TYPES, "station", "station-mild")
 DEFAULT_DATA_SETS = ("cells", "station")
 USER_SPLITS = ("train/ok", "val/ok", "val/ko", "test/ok", "test/ko", "test/ko_masks")
 COLUMNS = (
@@ -177,12 +177,10 @@ def build_station(root: Path, boards: int) -> Path:
     return station / "crops"
 
 
-def best_recall(bundle: Path, rate: float = BEST_RECALL_AT) -> float | None:
-    """The highest test recall any threshold reaches at `rate` false reject on the test OK."""
-    with (bundle / "report" / "scores.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    ok = np.array([float(r["score"]) for r in rows if r["label"] == "OK"])
-    ko = np.array([float(r["score"]) for r in rows if r["label"] == "KO"])
+def best_recall(scores_csv: Path, rate: float = BEST_RECALL_AT) -> float | None:
+    """The highest test recall any threshold reaches at `rate` false reject on the test OK
+    (a bundle's `report/scores.csv`)."""
+    ok, ko = read_scores(scores_csv)
     return recall_at_false_reject(ok, ko, rate) if len(ok) and len(ko) else None
 
 
@@ -199,7 +197,8 @@ def bench_quality(
         for row in compare(connectors, out / data_set, base, methods, runs):
             bundle = out / data_set / "models" / row["method"] / row["connector"]
             if not row.get("error"):
-                row["best_recall_at_0.5%_fr"] = best_recall(bundle / row["version"])
+                scores = bundle / row["version"] / "report" / "scores.csv"
+                row["best_recall_at_0.5%_fr"] = best_recall(scores)
                 row |= synthetic_columns(
                     bundle / row["version"],
                     out / data_set / "synthetic" / f"{row['method']}_{row['connector']}.png",
