@@ -69,8 +69,9 @@ def shifted_rows(
                 bundle = out / "station" / "models" / method / connector / station_row["version"]
                 data = pooled_test(crops / connector, out / name / "pooled" / connector)
                 report = out / name / "reports" / method / connector
+                provenance = {"bundle": str(bundle), "data": str(crops / connector)}
                 metrics = evaluate_bundle(
-                    bundle, load_connector_data(data, settings.holdout_fraction), report, {}
+                    bundle, load_connector_data(data, settings.holdout_fraction), report, provenance
                 )
                 row |= {
                     key: metrics.get(key)
