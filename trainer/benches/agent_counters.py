@@ -5,7 +5,7 @@ or over a later part of it (the one-off costs of a start left out)."""
 from __future__ import annotations
 
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,19 +14,20 @@ from prometheus_client.parser import text_string_to_metric_families
 class AgentCounters:
     """What the agent's /metrics has counted so far: each stage's summed seconds and count
     (`edge_inspect_stage_seconds`), the drift monitor's CPU seconds by stage
-    (`edge_inspect_drift_cpu_seconds`) and the boards (`edge_inspect_boards`)."""
+    (`edge_inspect_drift_cpu_seconds`) and the boards (`edge_inspect_boards`); empty: nothing
+    counted yet."""
 
-    stage_sums: dict[str, float]
-    stage_counts: dict[str, float]
-    drift_cpu: dict[str, float]
-    boards: float
+    stage_sums: dict[str, float] = field(default_factory=dict)
+    stage_counts: dict[str, float] = field(default_factory=dict)
+    drift_cpu: dict[str, float] = field(default_factory=dict)
+    boards: float = 0.0
 
     @classmethod
     def read(cls, health_port: int) -> AgentCounters:
         url = f"http://127.0.0.1:{health_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode("utf-8")
-        counters = cls({}, {}, {}, 0.0)
+        counters = cls()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if family.name == "edge_inspect_stage_seconds":
@@ -52,7 +53,7 @@ class AgentCounters:
     def drift_cpu_ms(self, since: AgentCounters | None = None) -> dict[str, float]:
         """The drift monitor's CPU time per board by stage, with the total: over the run so far,
         or over the boards since `since`."""
-        before = since or AgentCounters({}, {}, {}, 0.0)
+        before = since or AgentCounters()
         boards = self.boards - before.boards
         if boards <= 0:
             return {}

@@ -155,7 +155,7 @@ def bench_agent(
                 latencies = [(t - fed[f"b{i}"]) * 1000 for i, (t, _) in
                              enumerate(listener.verdicts[:paced], 1)]  # fmt: skip
                 started = time.perf_counter()
-                halfway = AgentCounters({}, {}, {}, 0.0)
+                halfway = AgentCounters()
                 for index, board in enumerate(boards[paced : paced + burst], 1):
                     listener.wait_for(paced + index - window, timeout=60)
                     if index == burst // 2 + 1:
