@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import time
 from pathlib import Path
 
 import cv2
@@ -16,7 +15,6 @@ import pytest
 
 from edge_agent.comms.drift_publisher import DriftPublisher
 from edge_agent.contracts.config import StationConfig
-from edge_agent.inspect.capture import MEASURES, CaptureSample
 from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.journal import SCHEMA_VERSION, Journal, OutboxMessage
@@ -131,43 +129,3 @@ def test_subjects_no_longer_watched_are_dropped_and_their_retained_messages_clea
     cleared = {m.topic: m for m in journal.pending(10) if m.payload == b""}
     assert sorted(cleared) == ["p/drift/J1", "p/drift/J2"]
     assert all(m.retain for m in cleared.values())
-
-
-class SlowSharpness(CaptureSample):
-    """A photo whose sharpness takes `BURN_S` of the monitor thread's CPU to read."""
-
-    def complete(self) -> dict[str, float]:
-        started = time.thread_time()
-        while time.thread_time() - started < BURN_S:
-            pass
-        return {**self.measures, "sharpness": 0.5}
-
-
-BURN_S = 0.02
-
-
-def test_the_monitor_threads_cpu_is_split_between_capture_and_monitor(
-    tmp_path: Path, journal: Journal
-) -> None:
-    """The sharpness taken on the monitor's thread counts as the capture's CPU time, once."""
-    reference = tmp_path / "reference.png"
-    cv2.imwrite(str(reference), np.full((64, 96, 3), 128, np.uint8))
-    config = StationConfig.model_validate(
-        {"station": {"name": "s", "reference_image": str(reference)}, "mqtt": {"prefix": "p"}}
-    )
-    telemetry = Telemetry()
-    publisher = DriftPublisher(config, journal, None, telemetry, lambda: None)  # type: ignore[arg-type]
-    publisher.start()
-    measures = dict.fromkeys(MEASURES, 1.0)
-    for n in range(5):
-        publisher.board({"result_id": f"r{n}", "connectors": []}, SlowSharpness(measures, None))  # type: ignore[arg-type]
-    publisher.stop()
-
-    def cpu(stage: str) -> float:
-        value = telemetry.registry.get_sample_value(
-            "edge_inspect_drift_cpu_seconds_total", {"stage": stage}
-        )
-        return value or 0.0
-
-    assert cpu("capture") >= 5 * BURN_S
-    assert cpu("monitor") < BURN_S  # five boards of one subject's tests, the burn left out

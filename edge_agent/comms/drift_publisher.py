@@ -80,7 +80,6 @@ class DriftPublisher:
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._sharpness_seconds = 0.0  # the monitor thread's CPU on capture sharpness, this batch
 
     def _reference_of(self, connector: str) -> ModelReference | None:
         model = self.registry.get(connector)
@@ -149,22 +148,14 @@ class DriftPublisher:
         self._apply(lambda monitor: monitor.board(verdict, self._measures(capture)))
 
     def _measures(self, capture: CaptureSample | None) -> dict[str, float] | None:
-        """The photo's capture measures completed (its sharpness taken); the CPU time that took
-        is the capture's, not the monitor's (`_count_cpu`)."""
+        """The photo's capture measures completed (its sharpness taken), counted as the
+        capture's CPU time."""
         if capture is None:
             return None
         cpu_started = time.thread_time()
         measures = capture.complete()
-        self._sharpness_seconds += time.thread_time() - cpu_started
+        self.telemetry.add_drift_cpu("capture", time.thread_time() - cpu_started)
         return measures
-
-    def _count_cpu(self, cpu_started: float) -> None:
-        """A batch's CPU time on the monitor's thread: the sharpness as `capture`, the rest as
-        `monitor`."""
-        spent, sharpness = time.thread_time() - cpu_started, self._sharpness_seconds
-        self._sharpness_seconds = 0.0
-        self.telemetry.add_drift_cpu("capture", sharpness)
-        self.telemetry.add_drift_cpu("monitor", spent - sharpness)
 
     def models(self, versions: dict[str, str]) -> None:
         """Follow the installed model versions: a new one resets its connector's state."""
@@ -198,12 +189,12 @@ class DriftPublisher:
                     break
             for step in steps:
                 if step is None:
-                    self._count_cpu(cpu_started)
+                    self.telemetry.add_drift_cpu("monitor", time.thread_time() - cpu_started)
                     return
                 started = time.perf_counter()
                 self._apply(step)
                 self.telemetry.observe_stage("drift", time.perf_counter() - started)
-            self._count_cpu(cpu_started)
+            self.telemetry.add_drift_cpu("monitor", time.thread_time() - cpu_started)
             self._stopping.wait(BATCH_WAIT_S)
 
     def _apply(self, step: Callable[[DriftMonitor], list[Change]]) -> None:
