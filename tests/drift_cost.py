@@ -27,7 +27,7 @@ from edge_agent.comms.drift_publisher import DriftPublisher
 from edge_agent.contracts.config import DriftSettings, StationConfig
 from edge_agent.drift.connector_watch import ModelReference
 from edge_agent.drift.monitor import DriftMonitor
-from edge_agent.inspect.capture import CaptureSample, capture_sample
+from edge_agent.inspect.capture import capture_measures
 from edge_agent.inspect.registration import Registration, gray_level
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.journal import Journal
@@ -82,13 +82,6 @@ def per_board_ms(feed, boards: list, clock=time.perf_counter) -> float:  # type:
     return (clock() - started) * 1000 / len(boards)
 
 
-class Measured(CaptureSample):
-    """A photo's measures complete already (the sharpness of a real patch is timed apart)."""
-
-    def complete(self) -> dict[str, float]:
-        return self.measures
-
-
 def cold_ms(step: Callable[[int], object], count: int = COLD_BOARDS) -> float:
     """Median thread CPU time of `step(n)`, each call after the caches were flushed."""
     flush = np.ones(COLD_FLUSH_BYTES, np.uint8)
@@ -127,7 +120,7 @@ def main() -> None:
 
         def inspection_and_drift(verdict: dict, capture: dict) -> None:
             inspection(verdict, capture)
-            publisher.board_now(verdict, Measured(capture, np.zeros((0, 0), np.uint8)))
+            publisher.board_now(verdict, capture)
 
         without, with_drift = [], []
         for run in range(3):
@@ -156,7 +149,7 @@ def main() -> None:
         registration = Registration(
             matrix, 0.9, 200, 0.0, 0.0, gray_level=level, gray_full=photos[n % len(works)]
         )
-        capture_sample(registration, (2448, 2048)).complete()
+        capture_measures(registration, (2448, 2048))
 
     started, cpu_started = time.perf_counter(), time.thread_time()
     for n in range(500):

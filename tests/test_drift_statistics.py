@@ -21,8 +21,8 @@ from edge_agent.drift.cusum import (
     rate_upper_bound,
 )
 from edge_agent.drift.monitor import CAPTURE, DriftMonitor
-from edge_agent.inspect.capture import MEASURES, capture_sample, photometric
-from edge_agent.inspect.registration import Registration, gray_level
+from edge_agent.inspect.capture import MEASURES, photometric
+from edge_agent.inspect.registration import gray_level
 
 CONNECTORS = ["J1", "J2", "J3"]
 VERSION = "2026-01-01.1"
@@ -305,24 +305,3 @@ def test_blur_moves_sharpness_a_lot_and_light_does_not() -> None:
     darker = photometric(gray_level(dark), dark, centre)
     assert abs(darker["sharpness"] / clean["sharpness"] - 1) < 0.1
     assert darker["brightness"] / clean["brightness"] == pytest.approx(0.7, abs=0.01)
-
-
-def test_a_capture_sample_keeps_its_own_focus_patch() -> None:
-    rng = np.random.default_rng(9)
-    photo = cv2.GaussianBlur(rng.integers(0, 255, (600, 800), dtype=np.uint8), (3, 3), 0)
-    work = cv2.resize(photo, (400, 300), interpolation=cv2.INTER_AREA)
-    matrix = np.array([[1.0, 0.0, 6.0], [0.0, 1.0, -4.0]])  # the reference 6 px right, 4 px up
-    registration = Registration(
-        matrix, 0.9, 200, 0.0, 7.2, gray_level=gray_level(work), gray_full=photo
-    )
-    expected = photometric(gray_level(work), photo, (399.5 + 6.0, 299.5 - 4.0))
-
-    sample = capture_sample(registration, (800, 600))
-    photo[:] = 0  # the photo is gone (reused) before the monitor's thread gets to the sample
-
-    measures = sample.complete()
-    assert set(measures) == set(MEASURES)
-    assert measures["sharpness"] == pytest.approx(expected["sharpness"])
-    assert measures["sharpness"] > 0
-    assert (measures["brightness"], measures["contrast"]) == gray_level(work)
-    assert (measures["offset_x"], measures["offset_y"]) == (6.0, -4.0)

@@ -32,17 +32,16 @@ from edge_agent.contracts.clock import utc_now
 from edge_agent.contracts.config import StationConfig
 from edge_agent.drift.connector_watch import ModelReference
 from edge_agent.drift.monitor import Change, DriftMonitor
-from edge_agent.inspect.capture import CaptureSample, reference_measures
+from edge_agent.inspect.capture import reference_measures
 from edge_agent.inspect.imaging import read_image_file
 from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.journal import DRIFT_COLUMNS, Journal, OutboxMessage, compact_json
 
 SCHEMA = "inspect.drift/1"
-QUEUE_LIMIT = 2_000
-"""Boards waiting for the monitor at most (each holds its verdict and a 16 kB focus patch: about
-two minutes of a busy line, some 40 MB); past it a board is left out of the statistics (counted
-and logged) rather than holding up inspection."""
+QUEUE_LIMIT = 10_000
+"""Boards waiting for the monitor at most; past it a board is left out of the statistics
+(counted and logged) rather than holding up inspection."""
 STOP_WAIT_S = 10.0
 NICENESS = 10
 """The monitor's thread takes only the CPU that inspection leaves: at the line's pace it needs
@@ -137,25 +136,15 @@ class DriftPublisher:
         with self._lock:
             return self.monitor.summaries() if self.monitor is not None else {}
 
-    def board(self, verdict: dict[str, Any], capture: CaptureSample | None) -> None:
+    def board(self, verdict: dict[str, Any], capture: dict[str, float] | None) -> None:
         """Queue one journaled verdict for the monitor. Never raises or waits: the board's
         verdict is already recorded."""
-        self._submit(lambda monitor: monitor.board(verdict, self._measures(capture)))
+        self._submit(lambda monitor: monitor.board(verdict, capture))
 
-    def board_now(self, verdict: dict[str, Any], capture: CaptureSample | None) -> None:
+    def board_now(self, verdict: dict[str, Any], capture: dict[str, float] | None) -> None:
         """Apply one journaled verdict on the calling thread (what the monitor's thread does
         with each queued board)."""
-        self._apply(lambda monitor: monitor.board(verdict, self._measures(capture)))
-
-    def _measures(self, capture: CaptureSample | None) -> dict[str, float] | None:
-        """The photo's capture measures completed (its sharpness taken), counted as the
-        capture's CPU time."""
-        if capture is None:
-            return None
-        cpu_started = time.thread_time()
-        measures = capture.complete()
-        self.telemetry.add_drift_cpu("capture", time.thread_time() - cpu_started)
-        return measures
+        self._apply(lambda monitor: monitor.board(verdict, capture))
 
     def models(self, versions: dict[str, str]) -> None:
         """Follow the installed model versions: a new one resets its connector's state."""

@@ -26,7 +26,7 @@ from edge_agent.contracts.verdict import (
     new_result_id,
     safe_part_id,
 )
-from edge_agent.inspect.capture import CaptureSample, capture_sample
+from edge_agent.inspect.capture import capture_measures
 from edge_agent.inspect.cropping import check_boxes, crop_all, outside_the_photo
 from edge_agent.inspect.heatmap import overlay_heatmap
 from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
@@ -46,11 +46,10 @@ class InspectionResult:
     scores: dict[str, ConnectorScore]
     failed_stage: str | None
     error: str | None
-    capture: CaptureSample | None = None
+    capture: dict[str, float] | None = None
     """The photo's capture measures (`inspect/capture.py`), None when it was not registered."""
     capture_seconds: float = 0.0
-    """Time spent on the capture measures here (the `capture` stage of the metrics; the
-    sharpness is taken on the drift monitor's thread)."""
+    """Time spent on the capture measures (the `capture` stage of the metrics)."""
     capture_cpu_seconds: float = 0.0
     """The inspection thread's CPU time for them (the drift monitor's cost on the board)."""
 
@@ -155,7 +154,7 @@ class Inspector:
         heatmaps: dict[str, bytes] = {}
         outcomes: list[ConnectorOutcome] = []
         outside: dict[str, float] = {}
-        capture: CaptureSample | None = None
+        capture: dict[str, float] | None = None
 
         with stages.run("decode", "decode", (DecodeError, ERROR)):
             image = decode_image(data, self._max_bytes(source_uri), self.config.limits.max_pixels)
@@ -267,10 +266,10 @@ class Inspector:
                 heatmaps[outcome.id] = encode_png(overlay, compression=1)
 
 
-def _capture(registration: Registration, reference_size: tuple[int, int]) -> CaptureSample | None:
+def _capture(registration: Registration, reference_size: tuple[int, int]) -> dict | None:
     """The photo's capture measures for the drift monitor; a fault there never fails a board."""
     try:
-        return capture_sample(registration, reference_size)
+        return capture_measures(registration, reference_size)
     except Exception:
         log.exception("capture_measures_failed")
         return None
