@@ -17,6 +17,14 @@ from trainer.studies.quality import CELL_TRAIN_OK, build_cells, cell_split
 FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
 
 
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config whose [training] is small and fast."""
+    path = tmp_path / "fast.toml"
+    path.write_text(FAST_TRAINING, encoding="utf-8")
+    return path
+
+
 def fake_cells(count: int = 700) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A stand-in for `elpv_dataset.utils.load_dataset()`: gray cells, probabilities, types."""
     rng = np.random.default_rng(1)
@@ -60,9 +68,9 @@ def test_build_cells_writes_the_crop_layout_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_bench_quality_tabulates_a_row_per_connector_and_method(tmp_path: Path) -> None:
-    config = tmp_path / "fast.toml"
-    config.write_text(FAST_TRAINING, encoding="utf-8")
+def test_bench_quality_tabulates_a_row_per_connector_and_method(
+    tmp_path: Path, config: Path
+) -> None:
     out = tmp_path / "bq"
 
     result = cli(
@@ -114,9 +122,7 @@ def write_user_folder(root: Path, rng: np.random.Generator) -> Path:
 
 
 @pytest.mark.slow
-def test_bench_quality_on_a_users_folder_of_mixed_sizes(tmp_path: Path) -> None:
-    config = tmp_path / "fast.toml"
-    config.write_text(FAST_TRAINING, encoding="utf-8")
+def test_bench_quality_on_a_users_folder_of_mixed_sizes(tmp_path: Path, config: Path) -> None:
     folder = write_user_folder(tmp_path, np.random.default_rng(3))
     out = tmp_path / "bq"
 
@@ -159,9 +165,9 @@ def test_bench_quality_refuses_a_folder_without_training_images(tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_bench_quality_judges_a_shifted_station_with_the_clean_models(tmp_path: Path) -> None:
-    config = tmp_path / "fast.toml"
-    config.write_text(FAST_TRAINING, encoding="utf-8")
+def test_bench_quality_judges_a_shifted_station_with_the_clean_models(
+    tmp_path: Path, config: Path
+) -> None:
     out = tmp_path / "bq"
 
     result = cli(
