@@ -1,9 +1,10 @@
 """What a photo looks like as a whole: light, contrast, focus and pose, read off its registration.
 
-Cheap by design (about 0.05 ms of CPU for a 5 MP photo on the inspection path: `tests/
-drift_cost.py`): brightness and contrast are the gray level the registration took of its
-working image while that was in the CPU's cache (`registration.gray_level`), and the focus is
-read on one small full-resolution patch at the reference's centre.
+Cheap by design (about 0.05 ms of CPU for a 5 MP photo with warm caches, `tests/drift_cost.py`;
+three times that in the agent, docs/BENCHMARKS.md): brightness and contrast are the gray level
+the registration took of its working image while that was in the CPU's cache
+(`registration.gray_level`), and the focus is read on one small full-resolution patch at the
+reference's centre.
 """
 
 from __future__ import annotations
