@@ -28,7 +28,7 @@ from trainer.train_connector import train_connector
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "synth/aoi1"
 BOARDS = 80
-TRAINING = {"input_size": 64, "coreset_max": 300}
+TRAINING = {"input_size": 64, "input_size_max": 64, "coreset_max": 300}
 
 
 def build_station(

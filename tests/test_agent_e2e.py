@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 CONNECTORS = ("J1", "J2", "J3", "J4", "J5", "J6", "J7", "J8", "J9")
 BOARDS = 320
 # The shipped input size with a smaller memory bank: every defect of the test split is caught.
-TRAINING = {"input_size": 128, "coreset_max": 1600}
+TRAINING = {"input_size": 128, "input_size_max": 128, "coreset_max": 1600}
 VERDICT_TOPIC = f"{PREFIX}/verdict"
 
 

@@ -14,7 +14,7 @@ from detector_checks import cli
 from trainer.evaluation.synthetic_defects import KINDS
 from trainer.studies.quality import CELL_TRAIN_OK, build_cells, cell_split
 
-FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
+FAST_TRAINING = "[training]\ninput_size = 64\ninput_size_max = 64\ncoreset_max = 300\n"
 
 
 @pytest.fixture

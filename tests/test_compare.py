@@ -18,7 +18,7 @@ from trainer.synth.station import generate_station
 KO_CONNECTOR = "J1"
 OK_ONLY_CONNECTOR = "J4"
 METHODS = ("patchcore", "padim")
-FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
+FAST_TRAINING = "[training]\ninput_size = 64\ninput_size_max = 64\ncoreset_max = 300\n"
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -26,6 +26,7 @@ name = "line7/aoi"
 
 [training]
 input_size = 64
+input_size_max = 64
 
 [connectors.J1]
 box = [10, 20, 100, 50]  # the USB socket

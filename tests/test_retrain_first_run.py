@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = 40
-FAST = {"input_size": 64, "coreset_max": 300}
+FAST = {"input_size": 64, "input_size_max": 64, "coreset_max": 300}
 
 
 def closed_port() -> int:

@@ -43,6 +43,7 @@ enabled = false
 
 [training]
 input_size = 64
+input_size_max = 64
 
 [connectors.J1]
 box = [10, 20, 100, 50]

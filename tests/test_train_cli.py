@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 KO_CONNECTOR = "J1"  # val/ko and test/ko crops
 OK_ONLY_CONNECTOR = "J4"  # no KO anywhere
 BOARDS = 40  # 25 train, 5 val, 10 test boards
-FAST_TRAINING = "[training]\ninput_size = 64\ncoreset_max = 300\n"
+FAST_TRAINING = "[training]\ninput_size = 64\ninput_size_max = 64\ncoreset_max = 300\n"
 REPORT_IMAGES = ("score_histogram.png", "roc_curve.png", "pr_curve.png")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -399,3 +399,34 @@ def test_gray_rgba_and_16_bit_training_crops_are_accepted(
     height, width = cv2.imread(str(list_images(data / "test" / "ok")[0])).shape[:2]
     assert (manifest.input.height, manifest.input.width) == (height, width)
     assert leftovers(models) == []
+
+
+def test_a_crop_larger_than_the_input_gets_its_own_side_and_its_roi_scaled(
+    crops: Path, tmp_path: Path
+) -> None:
+    """J4 (128x110 px) with `input_size` 32 and `input_size_max` 96 is trained at 96 px; its ROI,
+    written in the 32 px frame, weighs the same part of the crop; the report says why."""
+    roi = tmp_path / "roi.json"
+    roi.write_text(json.dumps({OK_ONLY_CONNECTOR: [8, 24, 4, 28]}), encoding="utf-8")
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        "[training]\ninput_size = 32\ninput_size_max = 96\ncoreset_max = 300\n"
+        'roi_file = "roi.json"\n',
+        encoding="utf-8",
+    )
+    models = tmp_path / "models"
+    data = crops / OK_ONLY_CONNECTOR
+    result = cli("train", "--data", data, "--out", models, "--config", config, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    bundle = models / OK_ONLY_CONNECTOR / "active"
+    manifest = verify_bundle(bundle)
+    assert manifest.model_input_size == 96
+    assert manifest.training.params["input_size"] == 96
+    weights = np.load(bundle / "weight_mask.npy")
+    high = np.argwhere(weights == weights.max())
+    assert weights.shape == (96, 96)
+    assert (high.min(axis=0).tolist(), high.max(axis=0).tolist()) == ([24, 12], [71, 83])
+    metrics = json.loads((bundle / "report" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["input_size"] == 96
+    assert "crop 128x110 px" in metrics["input_size_reason"]

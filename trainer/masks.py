@@ -45,18 +45,24 @@ def load_roi_file(path: Path) -> dict[str, tuple[int, int, int, int]]:
     return rois
 
 
-def roi_mask(
-    roi: tuple[int, int, int, int], size: int, min_weight: float, max_weight: float, name: str = ""
-) -> np.ndarray:
-    """`max_weight` inside the ROI (clamped to the image), `min_weight` outside."""
-    y1, y2, x1, x2 = roi
-    cy1, cy2, cx1, cx2 = (min(max(v, 0), size) for v in roi)
+def clamped_roi(roi: tuple[int, int, int, int], size: int, name: str = "") -> tuple:
+    """The ROI [y1, y2, x1, x2] clamped to a `size` px square; an empty one is an error."""
+    clamped = tuple(min(max(v, 0), size) for v in roi)
+    cy1, cy2, cx1, cx2 = clamped
     if cy2 <= cy1 or cx2 <= cx1:
         raise RoiError(
             f"ROI of {name!r} {list(roi)} is empty or lies outside the {size}x{size} model input"
         )
-    if (cy1, cy2, cx1, cx2) != (y1, y2, x1, x2):
-        log.warning("roi clamped", connector=name, roi=list(roi), clamped=[cy1, cy2, cx1, cx2])
+    if clamped != tuple(roi):
+        log.warning("roi clamped", connector=name, roi=list(roi), clamped=list(clamped))
+    return clamped
+
+
+def roi_mask(
+    roi: tuple[int, int, int, int], size: int, min_weight: float, max_weight: float, name: str = ""
+) -> np.ndarray:
+    """`max_weight` inside the ROI (clamped to the image), `min_weight` outside."""
+    cy1, cy2, cx1, cx2 = clamped_roi(roi, size, name)
     mask = np.full((size, size), min_weight, np.float32)
     mask[cy1:cy2, cx1:cx2] = max_weight
     return mask

@@ -32,7 +32,18 @@ class TrainingSettings(Section):
         default=None,
         description="torchvision-format weights file for resnet18 / wide_resnet50_2",
     )
-    input_size: int = Field(default=128, description="model input, pixels square")
+    input_size: int = Field(
+        default=128,
+        ge=32,
+        description="model input, pixels square, for crops up to this size; ROI coordinates "
+        "are given at this size",
+    )
+    input_size_max: int = Field(
+        default=224,
+        ge=32,
+        description="a larger crop's model input: its geometric-mean side rounded down to a "
+        "multiple of 32, at most this (set to input_size for one size for all)",
+    )
     color_mode: Literal["gray", "rgb"] = Field(
         default="gray", description="crops scored in gray or in colour"
     )
@@ -40,7 +51,10 @@ class TrainingSettings(Section):
         default=0.1, gt=0, le=1, description="PatchCore: share of patches kept in the memory bank"
     )
     coreset_max: int = Field(
-        default=1600, ge=1, description="PatchCore: most patches in the memory bank"
+        default=1600,
+        ge=1,
+        description="PatchCore: most patches in the memory bank at input_size; a larger input "
+        "scales it by its area",
     )
     projection_dim: int = 128
     neighbourhood: int = 3

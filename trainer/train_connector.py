@@ -50,7 +50,8 @@ from trainer.evaluation.scoring import evaluate_bundle
 from trainer.evaluation.synthetic_defects import synthetic_metrics
 from trainer.export import check_parity, export_onnx, onnx_scores
 from trainer.graph import AnomalyGraph, Postprocess, Preprocess
-from trainer.masks import RoiError, mask_id, roi_mask, variance_mask
+from trainer.input_side import choose_input_side, scale_roi, scaled_bank
+from trainer.masks import RoiError, clamped_roi, mask_id, roi_mask, variance_mask
 from trainer.quantize import quantize_convs
 from trainer.retrain.dataset import write_bundle_record
 from trainer.settings import TrainingSettings
@@ -80,6 +81,19 @@ def preprocess_all(preprocess: Preprocess, crops: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 crops -> (N, 3, S, S) model inputs, through the exported maths."""
     with torch.inference_mode():
         return torch.cat([preprocess(torch.from_numpy(c[None])) for c in crops])
+
+
+def model_roi(
+    roi: tuple | None, settings: TrainingSettings, side: int, connector: str
+) -> tuple | None:
+    """The connector's ROI, checked in the `input_size` frame it is written in, at `side`."""
+    if roi is None:
+        return None
+    try:
+        frame = settings.input_size
+        return scale_roi(clamped_roi(roi, frame, connector), frame, side)
+    except RoiError as exc:  # name the file to fix, as every other input error does
+        raise RoiError(f"{settings.roi_file or 'ROI'}: {exc}") from None
 
 
 def build_weight_mask(
@@ -239,6 +253,14 @@ def train_connector(
         check_connector_id(connector)  # it names the bundle's folder and its MQTT topics
     except ValueError as exc:
         raise ConfigError(f"{data_dir}: {exc}") from None
+    chosen = choose_input_side(data.crop_size, settings.input_size, settings.input_size_max)
+    bank = scaled_bank(settings.coreset_max, settings.input_size, chosen.side)
+    log.info("input side", connector=connector, side=chosen.side, bank=bank, reason=chosen.reason)
+    roi = model_roi(roi, settings, chosen.side, connector)
+    settings = settings.model_copy(update={"input_size": chosen.side, "coreset_max": bank})
+    side_reason = chosen.reason + (
+        f"; memory bank at most {bank} patches" if settings.method == "patchcore" else ""
+    )
     fitted = fit(data, settings, roi, connector)
     models_root = Path(models_root)
     remove_stale_staging(models_root, connector)
@@ -247,7 +269,7 @@ def train_connector(
     staging.mkdir(parents=True)
     try:
         manifest, metrics = _stage_bundle(
-            staging, data, settings, fitted, connector, version, started
+            staging, data, settings, fitted, connector, version, started, side_reason
         )
         if record_sets:
             write_bundle_record(
@@ -271,6 +293,7 @@ def _stage_bundle(
     connector: str,
     version: str,
     started: float,
+    side_reason: str,
 ) -> tuple[Manifest, dict]:
     """Export, calibrate and evaluate into `staging`; the manifest, metrics included, is written
     once at the end (the evaluation opens the staged model as the agent would)."""
@@ -288,7 +311,10 @@ def _stage_bundle(
         data, settings, calibration, fitted, written, model_path, connector, version, train_seconds
     )
     model = ConnectorModel.open(staging, manifest, threads=2)
-    extra = _report_extra(data, manifest, train_seconds)
+    extra = _report_extra(data, manifest, train_seconds) | {
+        "input_size": settings.input_size,
+        "input_size_reason": side_reason,
+    }
     if len(data.test_ok):
         extra |= synthetic_metrics(staging, data.test_ok.images, staging / "report", model)
     metrics = evaluate_bundle(staging, data, staging / "report", extra, model)

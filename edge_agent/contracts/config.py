@@ -151,10 +151,11 @@ class ScoringSettings(Section):
 # never imports. tests/test_config_template.py keeps these names equal to the trainer's fields.
 TRAINER_KEYS: dict[str, tuple[str, ...]] = {
     "training": (
-        "method", "backbone", "backbone_weights", "input_size", "color_mode", "coreset_ratio",
-        "coreset_max", "projection_dim", "neighbourhood", "padim_dims", "ae_epochs",
-        "ae_patience", "ae_batch", "ae_lr", "ead_steps", "ead_eval_every", "ead_patience",
-        "ead_batch", "ead_lr", "int8", "mask", "mask_min_weight", "mask_max_weight", "roi_file",
+        "method", "backbone", "backbone_weights", "input_size", "input_size_max", "color_mode",
+        "coreset_ratio", "coreset_max", "projection_dim", "neighbourhood", "padim_dims",
+        "ae_epochs", "ae_patience", "ae_batch", "ae_lr", "ead_steps", "ead_eval_every",
+        "ead_patience", "ead_batch", "ead_lr", "int8", "mask", "mask_min_weight",
+        "mask_max_weight", "roi_file",
         "target_false_reject", "ok_only_spread", "ok_only_margin", "ko_side", "holdout_fraction",
         "parity_tolerance", "seed",
     ),

@@ -25,6 +25,7 @@ _FLAGS = (
     "backbone",
     "backbone_weights",
     "input_size",
+    "input_size_max",
     "coreset_ratio",
     "coreset_max",
     "padim_dims",
