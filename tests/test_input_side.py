@@ -11,7 +11,8 @@ from trainer.input_side import choose_input_side, scale_roi, scaled_bank
     ("crop", "side", "says"),
     [
         ((61, 203), 128, "no more detail"),  # a small connector keeps the base input
-        ((164, 200), 160, "rounded down"),  # 181 px of its own
+        ((164, 200), 128, "no more detail"),  # 181 px: less than half again the base
+        ((200, 200), 192, "rounded down"),
         ((300, 300), 224, "capped"),  # a solar cell: more than the cap
         ((128, 128), 128, "no more detail"),
     ],

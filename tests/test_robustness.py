@@ -14,7 +14,7 @@ from trainer.synth.station import generate_station
 
 BOARDS = 40
 CONNECTORS = ("J1", "J4")  # J1 has KO crops, J4 never has
-FAST = ("--input-size", "64", "--coreset-max", "300")
+FAST = ("--input-size", "64", "--input-size-max", "64", "--coreset-max", "300")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

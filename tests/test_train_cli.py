@@ -404,8 +404,9 @@ def test_gray_rgba_and_16_bit_training_crops_are_accepted(
 def test_a_crop_larger_than_the_input_gets_its_own_side_and_its_roi_scaled(
     crops: Path, tmp_path: Path
 ) -> None:
-    """J4 (128x110 px) with `input_size` 32 and `input_size_max` 96 is trained at 96 px; its ROI,
-    written in the 32 px frame, weighs the same part of the crop; the report says why."""
+    """J4 (128x110 px) with `input_size` 32 and `input_size_max` 96 is trained at 64 px (its own
+    119 px rounded down to 64); its ROI, written in the 32 px frame, weighs the same part of the
+    crop; the report says why."""
     roi = tmp_path / "roi.json"
     roi.write_text(json.dumps({OK_ONLY_CONNECTOR: [8, 24, 4, 28]}), encoding="utf-8")
     config = tmp_path / "edge.toml"
@@ -421,12 +422,13 @@ def test_a_crop_larger_than_the_input_gets_its_own_side_and_its_roi_scaled(
     assert result.returncode == 0, result.stderr
     bundle = models / OK_ONLY_CONNECTOR / "active"
     manifest = verify_bundle(bundle)
-    assert manifest.model_input_size == 96
-    assert manifest.training.params["input_size"] == 96
+    assert manifest.model_input_size == 64
+    assert manifest.training.params["input_size"] == 64
     weights = np.load(bundle / "weight_mask.npy")
     high = np.argwhere(weights == weights.max())
-    assert weights.shape == (96, 96)
-    assert (high.min(axis=0).tolist(), high.max(axis=0).tolist()) == ([24, 12], [71, 83])
+    assert weights.shape == (64, 64)
+    assert (high.min(axis=0).tolist(), high.max(axis=0).tolist()) == ([16, 8], [47, 55])
     metrics = json.loads((bundle / "report" / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["input_size"] == 96
+    assert metrics["input_size"] == 64
     assert "crop 128x110 px" in metrics["input_size_reason"]
+    assert f"model input 64 px: {metrics['input_size_reason']}" in result.stdout

@@ -1,10 +1,11 @@
 """How many pixels a connector's model looks at: chosen per connector from its crop's size.
 
 A crop with more pixels than `training.input_size` per side gets a larger model input, up to
-`training.input_size_max`: the crop's geometric-mean side rounded down to a multiple of 32 (the
-backbone's coarsest stride). A small, plain connector keeps the small and fast input; a large
-crop (a solar cell, a textured surface) keeps the fine detail a 128 px resize would average
-away, at a cost per crop that grows with the square of the side. PatchCore's memory bank
+`training.input_size_max`: the crop's geometric-mean side rounded down to a multiple of 64 (so
+a side grows only once the crop has half again as many pixels as the base 128 px input, the
+cost per crop growing with the square of the side). The connectors of a board (the default
+station's are 76-204 px) keep the small and fast input; a large crop (a 300 px solar cell, a
+textured surface) keeps the fine detail a 128 px resize would average away. PatchCore's memory bank
 grows with it (`coreset_max` is stated for the base side and scaled by the area), so the bank
 keeps as many patches per part of the crop as at the base. ROI coordinates stay in the
 `training.input_size` frame the set-up page draws them in, and are scaled to the chosen side.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-STRIDE = 32  # sides are multiples of the backbone's coarsest feature stride
+STEP = 64  # sides grow in steps of two of the backbone's coarsest feature stride (32)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def choose_input_side(crop_size: tuple[int, int], base: int, largest: int) -> In
     """The model input side for crops of `crop_size` (height, width) and why."""
     height, width = crop_size
     native = math.sqrt(height * width)
-    fitting = STRIDE * math.floor(native / STRIDE)
+    fitting = STEP * math.floor(native / STEP)
     side = max(base, min(largest, fitting))
     where = f"crop {width}x{height} px (geometric-mean side {native:.0f})"
     if side == base:
@@ -36,7 +37,7 @@ def choose_input_side(crop_size: tuple[int, int], base: int, largest: int) -> In
     elif side == largest:
         reason = f"{where}: capped at input_size_max {largest}"
     else:
-        reason = f"{where}: its own pixels, rounded down to a multiple of {STRIDE}"
+        reason = f"{where}: its own pixels, rounded down to a multiple of {STEP}"
     return InputSide(side, reason)
 
 

@@ -42,7 +42,7 @@ class TrainingSettings(Section):
         default=224,
         ge=32,
         description="a larger crop's model input: its geometric-mean side rounded down to a "
-        "multiple of 32, at most this (set to input_size for one size for all)",
+        "multiple of 64, at most this (set to input_size for one size for all)",
     )
     color_mode: Literal["gray", "rgb"] = Field(
         default="gray", description="crops scored in gray or in colour"

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             f"recall on synthetic defects {m.get('synthetic_recall')} -> "
             f"{outcome.bundle_dir}"
         )
+        print(f"model input {m.get('input_size')} px: {m.get('input_size_reason')}")
         return 0
 
     return run_guarded("edge-inspect train", body)
