@@ -35,8 +35,8 @@ class TrainingSettings(Section):
     input_size: int = Field(
         default=128,
         ge=32,
-        description="model input, pixels square, for crops up to this size; ROI coordinates "
-        "are given at this size",
+        description="model input, pixels square, of a crop under 1.5 times this a side (the "
+        "smallest any crop gets); ROI coordinates are given at this size",
     )
     input_size_max: int = Field(
         default=224,
