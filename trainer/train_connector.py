@@ -99,13 +99,11 @@ def model_roi(
 def build_weight_mask(
     inputs: torch.Tensor, settings: TrainingSettings, roi: tuple | None, connector: str
 ) -> np.ndarray:
-    """The ROI mask when one is given for this connector, else `settings.mask`."""
+    """The ROI mask when one is given for this connector (checked by `model_roi`), else
+    `settings.mask`."""
     low, high = settings.mask_min_weight, settings.mask_max_weight
     if roi is not None:
-        try:
-            return roi_mask(roi, settings.input_size, low, high, connector)
-        except RoiError as exc:  # name the file to fix, as every other input error does
-            raise RoiError(f"{settings.roi_file or 'ROI'}: {exc}") from None
+        return roi_mask(roi, settings.input_size, low, high, connector)
     if settings.mask == "variance":
         return variance_mask(inputs.mean(dim=1).numpy(), low, high)
     return np.ones((settings.input_size, settings.input_size), np.float32)
@@ -311,10 +309,7 @@ def _stage_bundle(
         data, settings, calibration, fitted, written, model_path, connector, version, train_seconds
     )
     model = ConnectorModel.open(staging, manifest, threads=2)
-    extra = _report_extra(data, manifest, train_seconds) | {
-        "input_size": settings.input_size,
-        "input_size_reason": side_reason,
-    }
+    extra = _report_extra(data, manifest, train_seconds, side_reason)
     if len(data.test_ok):
         extra |= synthetic_metrics(staging, data.test_ok.images, staging / "report", model)
     metrics = evaluate_bundle(staging, data, staging / "report", extra, model)
@@ -370,12 +365,16 @@ def _manifest(
     )
 
 
-def _report_extra(data: ConnectorData, manifest: Manifest, train_seconds: float) -> dict:
+def _report_extra(
+    data: ConnectorData, manifest: Manifest, train_seconds: float, side_reason: str
+) -> dict:
     calibration = manifest.calibration
     return {
         "connector": manifest.connector,
         "version": manifest.version,
         "method": manifest.method,
+        "input_size": manifest.model_input_size,
+        "input_size_reason": side_reason,
         "n_train": len(data.train),
         "train_seconds": round(train_seconds, 2),
         "threshold_mode": calibration.mode,
