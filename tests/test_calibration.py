@@ -118,6 +118,50 @@ def _true_false_reject(dist, n: int, draws: int, seed: int) -> np.ndarray:
     )
 
 
+def _false_reject_with_confidence(
+    dist, n: int, draws: int, seed: int, confidence: float | None
+) -> np.ndarray:
+    """The exact false reject, under `dist`, of the bare OK-only limit at `confidence`."""
+    rng = np.random.default_rng(seed)
+    return np.array(
+        [
+            dist.sf(
+                ok_only_threshold(dist.rvs(n, random_state=rng), TARGET, confidence=confidence)[0]
+            )
+            for _ in range(draws)
+        ]
+    )
+
+
+@pytest.mark.parametrize("n", [200, 1000])
+@pytest.mark.parametrize("dist", [stats.expon(), stats.gamma(4.0), stats.gumbel_r(2, 0.5)], ids=str)
+def test_with_a_confidence_the_target_holds_at_least_that_often(n: int, dist) -> None:
+    """The tail's scale at its upper 90 % bound: over many training sets from an exponential-type
+    tail, the limit's true false reject is within the target in about 90 % of them (the point
+    estimate: about half, on a pure exponential); the bound costs less as scores accumulate."""
+    draws = 800
+    with_bound = _false_reject_with_confidence(dist, n, draws, n + 7, 0.9)
+    point = _false_reject_with_confidence(dist, n, draws, n + 7, None)
+    error = 3 * math.sqrt(0.9 * 0.1 / draws)
+    assert np.mean(with_bound <= TARGET) >= 0.9 - error
+    assert np.mean(with_bound <= TARGET) > np.mean(point <= TARGET)
+    assert (with_bound <= point).all()
+
+
+def test_the_confidence_margin_shrinks_as_scores_accumulate() -> None:
+    """The same tail seen in 200 and in 5000 scores: the bound's margin over the point estimate,
+    in sd of the scores, is several times smaller with more evidence; the rule says it."""
+    rng = np.random.default_rng(21)
+    margins = []
+    for n in (200, 5000):
+        ok = rng.gamma(4.0, size=n)
+        bounded, rule = ok_only_threshold(ok, TARGET, confidence=0.9)
+        margins.append((bounded - tail_quantile(np.sort(ok), TARGET)[0]) / ok.std())
+        assert "target with 90% confidence" in rule
+    assert margins[0] > 0 and margins[1] > 0
+    assert margins[1] < margins[0] / 3
+
+
 @pytest.mark.parametrize("n", [200, 400, 1000])
 @pytest.mark.parametrize("dist", [stats.gamma(4.0), stats.gumbel_r(2, 0.5)], ids=str)
 def test_on_exponential_tails_the_false_reject_is_the_target_not_far_below(n: int, dist) -> None:

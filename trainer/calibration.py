@@ -38,13 +38,18 @@ def conformal_rank(n: int, false_reject: float) -> int | None:
     return rank if rank <= n else None
 
 
-def tail_quantile(scores: np.ndarray, false_reject: float) -> tuple[float, int]:
+def tail_quantile(
+    scores: np.ndarray, false_reject: float, confidence: float | None = None
+) -> tuple[float, int]:
     """The (1 - `false_reject`) quantile extrapolated from an exponential fit of the top scores.
 
     Peaks over threshold: the excesses of the top `TAIL_SHARE` (at least `MIN_TAIL`) of the
     scores over the next one down are fitted with an exponential (a generalised Pareto of shape
     0: light and medium tails such as normal, gamma or Gumbel scores), the highest
-    `CENSORED_SHARE` of them censored at the next one down. Returns the quantile and how many
+    `CENSORED_SHARE` of them censored at the next one down. With `confidence`, the tail's scale
+    is its upper confidence bound (for r uncensored excesses of total T, 2T / scale follows a
+    chi-square law with 2r degrees of freedom), so the quantile's false reject is at most the
+    target with that confidence when the tail is exponential. Returns the quantile and how many
     scores the fit used.
     """
     ordered = np.sort(scores)
@@ -59,7 +64,12 @@ def tail_quantile(scores: np.ndarray, false_reject: float) -> tuple[float, int]:
     # uncensored count (unbiased for an exponential tail, as the plain mean is).
     censored = math.ceil(CENSORED_SHARE * size)
     kept = exceedances[: size - censored]
-    scale = float(kept.sum() + censored * kept[-1]) / len(kept)
+    total = float(kept.sum() + censored * kept[-1])
+    scale = total / len(kept)
+    if confidence is not None:
+        from scipy.stats import chi2  # here: scipy's import probes for torch, a training extra
+
+        scale = 2 * total / float(chi2.ppf(1.0 - confidence, 2 * len(kept)))
     return float(base + scale * math.log(size / (false_reject * n))), size
 
 
@@ -69,6 +79,7 @@ def ok_only_threshold(
     cross_fit: np.ndarray | None = None,
     margin: float = 0.0,
     spread: float = 0.0,
+    confidence: float | None = None,
 ) -> tuple[float, str]:
     """A threshold for a target false-reject rate from OK scores alone, and the rule that set it.
 
@@ -79,10 +90,10 @@ def ok_only_threshold(
     distribution-free floor: the split-conformal quantile for `FLOOR_FACTOR` times the target
     (with too few scores for it, the highest score). `cross_fit` adds out-of-fold OK scores of
     models trained on part of the training set; they run at least as high as the full model's,
-    which keeps the bound on the safe side. `spread` adds that many standard deviations of the
-    OK scores (room for the line drifting from the calibration set: the bound then holds with
-    that much to spare); `margin` is an optional guard band on top (a fraction of the
-    threshold).
+    which keeps the bound on the safe side. `confidence` takes the tail's scale at its upper
+    confidence bound: the margin above the point estimate is what a few hundred scores leave
+    unknown, and it shrinks as scores accumulate. `spread` adds that many standard deviations
+    of the OK scores and `margin` a guard band (a fraction of the threshold), both optional.
     """
     held_out = len(ok_scores)
     if cross_fit is not None and len(cross_fit):
@@ -92,7 +103,7 @@ def ok_only_threshold(
         raise CalibrationError(f"need at least 2 held-out OK scores, got {n}")
     ordered = np.sort(np.asarray(ok_scores, np.float64))
     pooled = f" ({held_out} held-out + {n - held_out} out-of-fold)" if n > held_out else ""
-    quantile, used = tail_quantile(ordered, target_false_reject)
+    quantile, used = tail_quantile(ordered, target_false_reject, confidence)
     floor_target = FLOOR_FACTOR * target_false_reject
     rank = conformal_rank(n, floor_target) or n
     floor = float(ordered[rank - 1])
@@ -102,12 +113,19 @@ def ok_only_threshold(
         if rank < n
         else "the highest"
     )
+    bound = (
+        f" with {confidence:.0%} confidence (the tail's scale at its upper {confidence:.0%} "
+        "confidence bound)"
+        if confidence is not None
+        else ""
+    )
     rule = (
         f"tail fit: exponential tail of the highest {used} of {n} OK scores{pooled} (the top "
         f"{math.ceil(CENSORED_SHARE * used)} censored), "
-        f"extrapolated to the {target_false_reject:.2%} target, which holds if the OK tail is "
-        f"no heavier than exponential; never below {floor_rule} of them, so that whatever the "
-        f"tail, expected false-reject <= 1 - {rank}/(n+1) = {1.0 - rank / (n + 1):.2%} "
+        f"extrapolated to the {target_false_reject:.2%} target{bound}, which holds if the OK "
+        f"tail is no heavier than exponential; never below {floor_rule} of them, so that "
+        f"whatever the tail, expected false-reject <= 1 - {rank}/(n+1) = "
+        f"{1.0 - rank / (n + 1):.2%} "
         f"(distribution-free; {'the fit' if quantile >= floor else 'this floor'} set the limit)"
     )
     band = spread * float(np.std(ordered, ddof=1))
@@ -133,6 +151,7 @@ def calibrate(
     ok_only_margin: float = 0.0,
     ko_side: float = 0.25,
     ok_only_spread: float = 0.0,
+    ok_only_confidence: float | None = None,
 ) -> Calibration:
     """Choose the raw threshold: catch every held-out KO at the lowest false-reject, or OK-only.
 
@@ -145,7 +164,12 @@ def calibrate(
     ko_scores = np.asarray(ko_scores, np.float64)
     if len(ko_scores) == 0:
         ok_threshold, rule = ok_only_threshold(
-            ok_scores, target_false_reject, cross_fit, ok_only_margin, ok_only_spread
+            ok_scores,
+            target_false_reject,
+            cross_fit,
+            ok_only_margin,
+            ok_only_spread,
+            ok_only_confidence,
         )
         return Calibration(
             mode="ok-only",

@@ -92,11 +92,19 @@ class TrainingSettings(Section):
     target_false_reject: float = Field(
         default=0.005, gt=0, lt=1, description="OK-only threshold: false-reject rate aimed at"
     )
+    ok_only_confidence: float = Field(
+        default=0.9,
+        gt=0,
+        lt=1,
+        description="OK-only threshold: confidence with which the target false reject holds "
+        "(if the OK tail is no heavier than exponential): the tail's scale is taken at this "
+        "upper confidence bound",
+    )
     ok_only_spread: float = Field(
-        default=1.0,
+        default=0.0,
         ge=0,
-        description="OK-only threshold: standard deviations of the OK scores added to the "
-        "quantile, room for the line drifting from the calibration set",
+        description="OK-only threshold: standard deviations of the OK scores added on top "
+        "(optional room; the margin for the evidence comes from ok_only_confidence)",
     )
     ok_only_margin: float = Field(
         default=0.0, ge=0, description="extra guard band above an OK-only threshold (fraction)"

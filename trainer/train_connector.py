@@ -225,6 +225,7 @@ def calibrate_model(
         settings.ok_only_margin,
         settings.ko_side,
         settings.ok_only_spread,
+        settings.ok_only_confidence,
     )
 
 

@@ -156,8 +156,8 @@ TRAINER_KEYS: dict[str, tuple[str, ...]] = {
         "ae_epochs", "ae_patience", "ae_batch", "ae_lr", "ead_steps", "ead_eval_every",
         "ead_patience", "ead_batch", "ead_lr", "int8", "mask", "mask_min_weight",
         "mask_max_weight", "roi_file",
-        "target_false_reject", "ok_only_spread", "ok_only_margin", "ko_side", "holdout_fraction",
-        "parity_tolerance", "seed",
+        "target_false_reject", "ok_only_confidence", "ok_only_spread", "ok_only_margin",
+        "ko_side", "holdout_fraction", "parity_tolerance", "seed",
     ),
     "retrain": (
         "schedule", "misfire_grace_s", "seed_data", "max_train", "new_share", "max_holdout",
