@@ -221,11 +221,11 @@ def calibrate_model(
         ok_scores,
         ko_scores,
         settings.target_false_reject,
-        extra,
-        settings.ok_only_margin,
-        settings.ko_side,
-        settings.ok_only_spread,
-        settings.ok_only_confidence,
+        cross_fit=extra,
+        ok_only_margin=settings.ok_only_margin,
+        ko_side=settings.ko_side,
+        ok_only_spread=settings.ok_only_spread,
+        ok_only_confidence=settings.ok_only_confidence,
     )
 
 
