@@ -1,7 +1,8 @@
 """The agent as the line runs it: a real process, a real mosquitto, generated boards.
 
-One station of the default size (320 boards; 50 of its 80 test boards are fed) is generated
-and trained once for the module; each test works on its own copy and its own broker.
+One station of 200 boards (50 test boards, all fed; the default size is 320, whose extra
+training boards only cost CI time here) is generated and trained once for the module with the
+shipped input side and memory bank; each test works on its own copy and its own broker.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from trainer.harness.station_run import AgentProcess, Board, drop_board, load_bo
 pytestmark = pytest.mark.slow
 
 CONNECTORS = ("J1", "J2", "J3", "J4", "J5", "J6", "J7", "J8", "J9")
-BOARDS = 320
-# The shipped input size with a smaller memory bank: every defect of the test split is caught.
+BOARDS = 200
+# The shipped input side and memory bank, pinned: every verdict of the test split is right
+# (on 2026-12-07 the test OK crops scored at most 0.90 of their threshold, the KO at least 1.40).
 TRAINING = {"input_size": 128, "input_size_max": 128, "coreset_max": 1600}
 VERDICT_TOPIC = f"{PREFIX}/verdict"
 
