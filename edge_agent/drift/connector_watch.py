@@ -101,13 +101,18 @@ class ConnectorWatch:
                 self.baseline.append(score)
             if self.boards >= self.settings.baseline_boards:
                 self._end_baseline()
-        level = 0
         if self.quantiles is None:
-            return level
+            return 0
         low, _, high = self.quantiles
+        above, below = score > high, score < low
         statistics, runs = self.statistics, self.runs
+        if not (above or below or nok) and not (
+            statistics["scores_up"] or statistics["scores_down"] or statistics["nok_rate"]
+        ):
+            return 0  # nothing counted and every statistic at 0: none moves (most boards)
+        level = 0
         for name, design in self.designs.items():
-            hit = nok if name == "nok_rate" else score > high if name == UP else score < low
+            hit = nok if name == "nok_rate" else above if name == UP else below
             after = statistics[name] = design.step(statistics[name], hit)
             if after > 0.0:
                 runs[name] += 1

@@ -175,7 +175,9 @@ class DriftMonitor:
         if capture is not None:
             watch = self.watches[CAPTURE]
             was = self.states[CAPTURE].state
-            changes |= self._follow(CAPTURE, watch.update(capture), result_id, held=False)
+            change = self._follow(CAPTURE, watch.update(capture), result_id, held=False)
+            if change is not None:
+                changes[CAPTURE] = change
             now = self.states[CAPTURE].state
             if was == "ok" and now != "ok":
                 changes |= self._fold_back()
@@ -184,15 +186,21 @@ class DriftMonitor:
                     if subject != CAPTURE:
                         other.reset()
         held = self.states[CAPTURE].state != "ok"
+        watches, follow = self.watches, self._follow
         for row in verdict.get("connectors", ()):
-            subject, score = row.get("id"), row.get("score")
-            if row.get("evaluation") not in SCORED or score is None:
+            score, evaluation = row.get("score"), row.get("evaluation")
+            if score is None or evaluation not in SCORED:
                 continue
+            subject = row.get("id")
             version = (row.get("model") or {}).get("version")
-            if not self._current(subject, version, changes):
-                continue
-            level = self.watches[subject].update(score, row["evaluation"] == "NOK")  # type: ignore[call-arg]
-            changes |= self._follow(subject, level, result_id, held)
+            watch = watches.get(subject)
+            if not (isinstance(watch, ConnectorWatch) and watch.version == version):
+                if not self._current(subject, version, changes):
+                    continue
+                watch = watches[subject]
+            change = follow(subject, watch.update(score, evaluation == "NOK"), result_id, held)  # type: ignore[call-arg]
+            if change is not None:
+                changes[subject] = change
         return list(changes.values())
 
     def _current(self, subject: str, version: str | None, changes: dict[str, Change]) -> bool:
@@ -207,11 +215,10 @@ class DriftMonitor:
         changes[subject] = self._new_model(subject, reference)
         return True
 
-    def _follow(
-        self, subject: str, level: int, result_id: str | None, held: bool
-    ) -> dict[str, Change]:
+    def _follow(self, subject: str, level: int, result_id: str | None, held: bool) -> Change | None:
         """Raise, hold or clear the subject's state after its watch took one board and put
-        its tests at `level`; the common case (ok, quiet, no row due) costs a few operations."""
+        its tests at `level`; its change if a row is due. The common case (ok, quiet, no row
+        due) costs a few operations."""
         watch, state = self.watches[subject], self.states[subject]
         state.boards = watch.boards
         changed = False
@@ -233,13 +240,13 @@ class DriftMonitor:
                 watch.reset()  # restarted at each alarm: cleared soon after the change ended
         due = changed or watch.boards % self._history_every == 0
         if not due:
-            return {}
+            return None
         if level == 0:
             state.statistic = watch.level()[2]
             if state.state == "ok" and not changed and not state.reason.endswith(FOLLOWS):
                 state.reason = watch.describe(None)
         rows_due = changed or watch.boards % (self._history_every * STATE_ROW_EVERY) == 0
-        return {subject: Change(self._row(subject, rows_due), changed, due)}
+        return Change(self._row(subject, rows_due), changed, due)
 
     def _raise(self, subject: str, level: int, measure: str | None, result_id: str | None) -> None:
         watch, state = self.watches[subject], self.states[subject]

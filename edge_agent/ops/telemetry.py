@@ -88,13 +88,14 @@ class Telemetry:
         self._ready = metrics["ready"]
         self._not_ready = metrics["not_ready_reason"]
         self._drift = metrics["drift_state"]
-        self._drift_cpu = metrics["drift_cpu_seconds"]
-        for stage in ("capture", "monitor"):
-            self._drift_cpu.labels(stage=stage)
+        # Each board touches these: their labelled children are looked up once, here.
+        self._drift_cpu = {
+            stage: metrics["drift_cpu_seconds"].labels(stage=stage)
+            for stage in ("capture", "monitor")
+        }
         for evaluation in EVALUATIONS:
             self._boards.labels(evaluation=evaluation)
-        for stage in STAGES:
-            self._stages.labels(stage=stage)
+        self._stage = {stage: self._stages.labels(stage=stage) for stage in STAGES}
 
     def observe_board(
         self,
@@ -107,16 +108,23 @@ class Telemetry:
         for connector, connector_evaluation in connectors:
             self._verdicts.labels(connector=connector, evaluation=connector_evaluation).inc()
         for stage, seconds in timings.items():
-            self._stages.labels(stage=stage).observe(seconds)
+            self._stage_child(stage).observe(seconds)
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         """One board's time in a stage outside the verdict's `processing_ms` (capture, drift)."""
-        self._stages.labels(stage=stage).observe(seconds)
+        self._stage_child(stage).observe(seconds)
+
+    def _stage_child(self, stage: str) -> Histogram:
+        """The stage's histogram child, looked up once (`labels` costs about a microsecond)."""
+        child = self._stage.get(stage)
+        if child is None:
+            child = self._stage[stage] = self._stages.labels(stage=stage)
+        return child
 
     def add_drift_cpu(self, stage: str, seconds: float) -> None:
         """CPU seconds the drift monitor's `stage` (capture, monitor) took for one or more
         boards."""
-        self._drift_cpu.labels(stage=stage).inc(seconds)
+        self._drift_cpu[stage].inc(seconds)
 
     def set_outbox_depth(self, n: int) -> None:
         """Record how many messages wait in the outbox."""
