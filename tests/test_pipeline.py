@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from onnx_fixtures import install_template_model
 
-from edge_agent.contracts.config import StationConfig
+from edge_agent.contracts.config import DriftSettings, StationConfig
+from edge_agent.inspect.capture import MEASURES
 from edge_agent.inspect.imaging import encode_png
 from edge_agent.inspect.pipeline import InspectionResult, Inspector
 from edge_agent.inspect.registration import Registrar
@@ -92,6 +93,25 @@ def inspect(inspector: Inspector, data: bytes, name: str = "SN000123.png") -> In
 
 def rows(result: InspectionResult) -> dict[str, dict]:
     return {row["id"]: row for row in result.verdict["connectors"]}
+
+
+def test_the_focus_is_read_on_every_focus_every_boards_th_photo(
+    registry: ModelRegistry, registrar: Registrar, reference: np.ndarray
+) -> None:
+    config = station_config(BOXES)
+    photo = photograph(reference)
+    for every, pattern in ((2, [True, False, True, False]), (1, [True] * 4)):
+        inspector = Inspector(
+            config.model_copy(update={"drift": DriftSettings(focus_every_boards=every)}),
+            registry,
+            registrar,
+        )
+        read = []
+        for _ in pattern:
+            capture = inspect(inspector, photo).capture
+            assert capture is not None and set(MEASURES) - set(capture) <= {"sharpness"}
+            read.append("sharpness" in capture)
+        assert read == pattern
 
 
 def test_good_board_is_ok(inspector: Inspector, reference: np.ndarray) -> None:

@@ -100,20 +100,24 @@ class CaptureWatch:
         return not self.centre
 
     def update(self, measures: dict[str, float]) -> int:
-        """One photo's measures: each test's two statistics move; returns the highest level
-        a test is at (0 ok, 1 warning, 2 alarm)."""
+        """One photo's measures (a measure it lacks, the focus on most photos, leaves its
+        test as it was): each test's two statistics move; returns the highest level a test is
+        at (0 ok, 1 warning, 2 alarm)."""
         self.boards += 1
-        for name in MEASURES:
-            self.recent[name].append(float(measures[name]))
+        for name, value in measures.items():
+            self.recent[name].append(float(value))
         if self.learning:
-            for name in MEASURES:
-                self.baseline[name].append(measures[name])
+            for name, value in measures.items():
+                self.baseline[name].append(value)
             if self.boards >= self.settings.baseline_boards:
                 self._end_baseline()
             return 0
         level = 0
-        for name in MEASURES:
-            z = (measures[name] - self.centre[name]) / self.sd[name]
+        for name, (warning, alarm) in self.thresholds.items():
+            value = measures.get(name)
+            if value is None:
+                continue
+            z = (value - self.centre[name]) / self.sd[name]
             k, reach = self.k[name], self.reach[name]
             z = reach if z > reach else -reach if z < -reach else z
             up = self.up[name] + z - k
@@ -121,7 +125,6 @@ class CaptureWatch:
             up = self.up[name] = up if up > 0.0 else 0.0
             down = self.down[name] = down if down > 0.0 else 0.0
             self.runs[name] = self.runs[name] + 1 if up > 0.0 or down > 0.0 else 0
-            warning, alarm = self.thresholds[name]
             if up >= warning or down >= warning:
                 level = max(level, 2 if up >= alarm or down >= alarm else 1)
         return level
@@ -130,6 +133,8 @@ class CaptureWatch:
         self.n_reference = len(self.baseline[MEASURES[0]])
         for name in MEASURES:
             values = self.baseline[name]
+            if not values:  # never read during the baseline: not tested
+                continue
             centre = statistics.median(values)
             mad = statistics.median(abs(v - centre) for v in values)
             spread = MAD_TO_SD * mad
@@ -236,6 +241,6 @@ class CaptureWatch:
         self.up.update(detail["up"])
         self.down.update(detail["down"])
         self.runs.update(detail["runs"])
-        if detail["centre"]:
-            for name in MEASURES:
+        for name in MEASURES:
+            if name in detail["centre"]:
                 self._design(name, detail["centre"][name], detail["sd"][name], measured=False)

@@ -4,7 +4,8 @@ Cheap by design (about 0.05 ms of CPU for a 5 MP photo with warm caches, `tests/
 three times that in the agent, docs/BENCHMARKS.md): brightness and contrast are the gray level
 the registration took of its working image while that was in the CPU's cache
 (`registration.gray_level`), and the focus is read on one small full-resolution patch at the
-reference's centre.
+reference's centre, on every `drift.focus_every_boards`th photo only: it is the one measure that
+costs pixels of its own, and a lens drifts out of focus over many boards, not one.
 """
 
 from __future__ import annotations
@@ -50,15 +51,24 @@ def photometric(
     }
 
 
-def capture_measures(registration: Registration, reference_size: tuple[int, int]) -> dict:
-    """Every measure of `MEASURES` for one registered photo (no second registration)."""
+def capture_measures(
+    registration: Registration, reference_size: tuple[int, int], focus: bool = True
+) -> dict:
+    """Every measure of `MEASURES` for one registered photo (no second registration); without
+    `focus`, all but the sharpness (the one measure read off pixels of its own)."""
     if registration.gray_level is None or registration.gray_full is None:
         raise ValueError("the registration kept no gray image to measure")
     middle = ((reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2)
     (a, b, shift_x), (c, d, shift_y) = registration.matrix.tolist()
     centre = (a * middle[0] + b * middle[1] + shift_x, c * middle[0] + d * middle[1] + shift_y)
+    level = registration.gray_level
+    light = (
+        photometric(level, registration.gray_full, centre)
+        if focus
+        else {"brightness": level[0], "contrast": level[1]}
+    )
     return {
-        **photometric(registration.gray_level, registration.gray_full, centre),
+        **light,
         "inliers": registration.inlier_share,
         "residual": registration.residual_px,
         "offset": registration.shift_px,

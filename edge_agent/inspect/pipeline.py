@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -102,6 +103,7 @@ class Inspector:
         check_boxes(
             config.connectors, registrar.reference_size, str(config.station.reference_image)
         )
+        self._photos = itertools.count()  # registered photos: which get a focus reading
         # A board's connectors are scored concurrently (onnxruntime releases the GIL).
         self._pool = pool or ThreadPoolExecutor(
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
@@ -164,7 +166,8 @@ class Inspector:
         capture_seconds = capture_cpu_seconds = 0.0
         if stages.failure is None and self.config.drift.enabled:  # only the drift monitor reads it
             capture_started, cpu_started = time.perf_counter(), time.thread_time()
-            capture = _capture(registration, self.registrar.reference_size)
+            focus = next(self._photos) % self.config.drift.focus_every_boards == 0
+            capture = _capture(registration, self.registrar.reference_size, focus)
             capture_seconds = time.perf_counter() - capture_started
             # The gray level the registration took for the capture measures counts as theirs.
             capture_cpu_seconds = time.thread_time() - cpu_started
@@ -266,10 +269,12 @@ class Inspector:
                 heatmaps[outcome.id] = encode_png(overlay, compression=1)
 
 
-def _capture(registration: Registration, reference_size: tuple[int, int]) -> dict | None:
+def _capture(
+    registration: Registration, reference_size: tuple[int, int], focus: bool
+) -> dict | None:
     """The photo's capture measures for the drift monitor; a fault there never fails a board."""
     try:
-        return capture_measures(registration, reference_size)
+        return capture_measures(registration, reference_size, focus)
     except Exception:
         log.exception("capture_measures_failed")
         return None
