@@ -166,10 +166,10 @@ def calibrate(
         ok_threshold, rule = ok_only_threshold(
             ok_scores,
             target_false_reject,
-            cross_fit,
-            ok_only_margin,
-            ok_only_spread,
-            ok_only_confidence,
+            cross_fit=cross_fit,
+            margin=ok_only_margin,
+            spread=ok_only_spread,
+            confidence=ok_only_confidence,
         )
         return Calibration(
             mode="ok-only",

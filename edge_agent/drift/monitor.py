@@ -195,7 +195,7 @@ class DriftMonitor:
             version = (row.get("model") or {}).get("version")
             watch = watches.get(subject)
             if not (isinstance(watch, ConnectorWatch) and watch.version == version):
-                if not self._current(subject, version, changes):
+                if not self._take_up(subject, version, changes):
                     continue
                 watch = watches[subject]
             change = follow(subject, watch.update(score, evaluation == "NOK"), result_id, held)  # type: ignore[call-arg]
@@ -203,12 +203,9 @@ class DriftMonitor:
                 changes[subject] = change
         return list(changes.values())
 
-    def _current(self, subject: str, version: str | None, changes: dict[str, Change]) -> bool:
-        """Whether a row of `version` counts for `subject`: its watch is of that version, or
-        that version is the one installed now (then the watch starts afresh)."""
-        watch = self.watches.get(subject)
-        if isinstance(watch, ConnectorWatch) and watch.version == version:
-            return True
+    def _take_up(self, subject: str, version: str | None, changes: dict[str, Change]) -> bool:
+        """Whether a row of `version`, not its watch's, counts for `subject`: it does if that
+        version is the one installed now (its watch then starts afresh)."""
         reference = self.reference_of(subject)
         if reference is None or reference.version != version:
             return False  # a board scored by a model swapped out meanwhile

@@ -31,11 +31,17 @@ MEASURES = (
 
 
 def photometric(
-    level: tuple[float, float], gray_full: np.ndarray, centre: tuple[float, float]
+    level: tuple[float, float],
+    gray_full: np.ndarray,
+    centre: tuple[float, float],
+    focus: bool = True,
 ) -> dict:
-    """Brightness and contrast (the gray level's mean and sd), and sharpness: the Laplacian's
-    variance over the patch's own variance at `centre` (full-size pixels), so a gain change
-    leaves it be."""
+    """Brightness and contrast (the gray level's mean and sd), and with `focus` the sharpness:
+    the Laplacian's variance over the patch's own variance at `centre` (full-size pixels), so a
+    gain change leaves it be."""
+    light = {"brightness": level[0], "contrast": level[1]}
+    if not focus:
+        return light
     height, width = gray_full.shape
     half = min(FOCUS_PATCH, height, width) // 2
     x = min(max(round(centre[0]), half), width - half)
@@ -44,11 +50,7 @@ def photometric(
     _, patch_sd = cv2.meanStdDev(patch)
     _, laplacian_sd = cv2.meanStdDev(cv2.Laplacian(patch, cv2.CV_16S))  # 8-bit: within +-1020
     spread = float(patch_sd[0, 0]) ** 2
-    return {
-        "brightness": level[0],
-        "contrast": level[1],
-        "sharpness": float(laplacian_sd[0, 0]) ** 2 / spread if spread > 0 else 0.0,
-    }
+    return light | {"sharpness": float(laplacian_sd[0, 0]) ** 2 / spread if spread > 0 else 0.0}
 
 
 def capture_measures(
@@ -61,14 +63,8 @@ def capture_measures(
     middle = ((reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2)
     (a, b, shift_x), (c, d, shift_y) = registration.matrix.tolist()
     centre = (a * middle[0] + b * middle[1] + shift_x, c * middle[0] + d * middle[1] + shift_y)
-    level = registration.gray_level
-    light = (
-        photometric(level, registration.gray_full, centre)
-        if focus
-        else {"brightness": level[0], "contrast": level[1]}
-    )
     return {
-        **light,
+        **photometric(registration.gray_level, registration.gray_full, centre, focus),
         "inliers": registration.inlier_share,
         "residual": registration.residual_px,
         "offset": registration.shift_px,
