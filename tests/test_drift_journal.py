@@ -1,20 +1,23 @@
 """The journal's drift tables: state rows replaced per subject and read back, history rows and
 the retained messages written in one transaction, an older journal migrated, old history
-pruned with the inspections' age, subjects no longer watched dropped at start."""
+pruned with the inspections' age, subjects no longer watched dropped at start, a batch's
+changes written together in order and announced once."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge_agent.comms.drift_publisher import DriftPublisher
+from edge_agent.comms.drift_publisher import DriftPublisher, Step
 from edge_agent.contracts.config import StationConfig
+from edge_agent.inspect.capture import MEASURES
 from edge_agent.inspect.scoring import ModelRegistry
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.journal import SCHEMA_VERSION, Journal, OutboxMessage
@@ -110,6 +113,21 @@ def test_subjects_no_longer_watched_are_dropped_and_their_retained_messages_clea
     """J2 was removed from the config and J1 has no model any more: at start their rows go and
     an empty retained message clears each topic; the capture's row is taken up."""
     journal.record_drift([state_row(s, "alarm", 1.5) for s in ("capture", "J1", "J2")], [], [])
+    publisher = capture_only_publisher(tmp_path, journal, lambda: None)
+
+    assert publisher.start() == {"capture": "ok"}
+    publisher.stop()
+
+    assert list(journal.drift_states()) == ["capture"]
+    cleared = {m.topic: m for m in journal.pending(10) if m.payload == b""}
+    assert sorted(cleared) == ["p/drift/J1", "p/drift/J2"]
+    assert all(m.retain for m in cleared.values())
+
+
+def capture_only_publisher(
+    tmp_path: Path, journal: Journal, changed: Callable[[], None]
+) -> DriftPublisher:
+    """A publisher whose one watched subject is the capture (J1 has no model)."""
     reference = tmp_path / "reference.png"
     cv2.imwrite(str(reference), np.full((64, 96, 3), 128, np.uint8))
     config = StationConfig.model_validate(
@@ -120,12 +138,36 @@ def test_subjects_no_longer_watched_are_dropped_and_their_retained_messages_clea
         }
     )
     registry = ModelRegistry(tmp_path / "models", ["J1"], threads=1)
-    publisher = DriftPublisher(config, journal, registry, Telemetry(), lambda: None)
+    return DriftPublisher(config, journal, registry, Telemetry(), changed)
 
-    assert publisher.start() == {"capture": "ok"}
-    publisher.stop()
 
-    assert list(journal.drift_states()) == ["capture"]
-    cleared = {m.topic: m for m in journal.pending(10) if m.payload == b""}
-    assert sorted(cleared) == ["p/drift/J1", "p/drift/J2"]
-    assert all(m.retain for m in cleared.values())
+def test_a_batchs_changes_are_written_together_in_order_and_announced_once(
+    tmp_path: Path, journal: Journal
+) -> None:
+    """A batch in which the light goes dark for two boards and is back for 60: the capture
+    rises to alarm and clears within it; both messages are queued in that order, the state
+    row is the last one, and the status is republished once, not per change."""
+    rng = np.random.default_rng(3)
+    announced = []
+    publisher = capture_only_publisher(tmp_path, journal, lambda: announced.append(1))
+    publisher.start()
+    try:
+
+        def board(number: int, gain: float) -> Step:
+            measures = {name: float(rng.normal(10.0, 0.05)) for name in MEASURES}
+            measures["brightness"] = gain * float(rng.normal(120.0, 0.5))
+            verdict = {"result_id": f"r{number}", "connectors": []}
+            return lambda monitor: monitor.board(verdict, measures)
+
+        publisher.apply([board(n, 1.0) for n in range(200)])  # the line's reference
+        assert announced == []
+        published = len(journal.pending(1000))
+        dark = [board(200 + n, 0.5) for n in range(2)]
+        publisher.apply(dark + [board(202 + n, 1.0) for n in range(60)])
+    finally:
+        publisher.stop()
+
+    states = [json.loads(m.payload)["state"] for m in journal.pending(1000)[published:]]
+    assert states == ["alarm", "ok"]
+    assert journal.drift_states()["capture"]["state"] == "ok"
+    assert announced == [1]

@@ -9,11 +9,14 @@ thread wakes at most every `BATCH_WAIT_S` and takes what has queued up meanwhile
 and warm caches for several boards; a state change is then seen within about a second).
 
 Persistence: a subject's state row (its statistics in `detail`) is written at each state
-change (committed at once, with its message) and with every `STATE_ROW_EVERY`th history row (a
-history row every `drift.history_every` boards; both ride in the next board's inspection
-transaction, no commit of their own); a restart takes up the last written statistics (at most
-`STATE_ROW_EVERY` x `history_every` + 1 boards of evidence, and the boards still queued for the
-monitor, are lost to a SIGKILL; a state change never is).
+change and with every `STATE_ROW_EVERY`th history row (a history row every
+`drift.history_every` boards). A batch's state changes are committed together after its last
+board, with their messages, and only then published (one transaction, and one status message,
+for a defect burst that moves several connectors at once); a batch without a change has its
+rows ride in the next board's inspection transaction (no commit of its own). A restart takes up
+the last written statistics: at most `STATE_ROW_EVERY` x `history_every` + 1 boards of
+evidence, and the boards still queued or in the batch at hand, are lost to a SIGKILL; a state
+change that was published never is.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ a fraction of a millisecond per board, and its queue absorbs a burst."""
 BATCH_WAIT_S = 1.0
 """The monitor's thread rests this long after each batch of queued steps."""
 PAYLOAD_KEYS = tuple(column for column in DRIFT_COLUMNS if column != "detail")
+Step = Callable[[DriftMonitor], list[Change]]
+"""One board (or a model install) applied to the monitor: the changes it made."""
 
 log = structlog.get_logger()
 
@@ -74,9 +79,7 @@ class DriftPublisher:
         self.monitor: DriftMonitor | None = None
         self.skipped = 0  # boards left out because the queue was full
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Callable[[DriftMonitor], list[Change]] | None] = queue.Queue(
-            QUEUE_LIMIT
-        )
+        self._queue: queue.Queue[Step | None] = queue.Queue(QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -144,13 +147,13 @@ class DriftPublisher:
     def board_now(self, verdict: dict[str, Any], capture: dict[str, float] | None) -> None:
         """Apply one journaled verdict on the calling thread (what the monitor's thread does
         with each queued board)."""
-        self._apply(lambda monitor: monitor.board(verdict, capture))
+        self.apply([lambda monitor: monitor.board(verdict, capture)])
 
     def models(self, versions: dict[str, str]) -> None:
         """Follow the installed model versions: a new one resets its connector's state."""
         self._submit(lambda monitor: monitor.models(versions))
 
-    def _submit(self, step: Callable[[DriftMonitor], list[Change]]) -> None:
+    def _submit(self, step: Step) -> None:
         if self.monitor is None:  # before `start`, or drift.enabled = false
             return
         try:
@@ -163,7 +166,8 @@ class DriftPublisher:
     def _run(self) -> None:
         """The monitor's thread, at `NICENESS`: the queued steps in order, a batch per wake-up;
         each step timed as the `drift` stage (wall clock, waits for the CPU included), the
-        thread's CPU time counted."""
+        batch's changes written in one transaction after its last step, the thread's CPU time
+        counted."""
         try:  # Linux: a thread's id is a process id for the scheduler
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
         except OSError as exc:
@@ -176,25 +180,40 @@ class DriftPublisher:
                     steps.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            for step in steps:
-                if step is None:
-                    self.telemetry.add_drift_cpu("monitor", time.thread_time() - cpu_started)
-                    return
-                started = time.perf_counter()
-                self._apply(step)
-                self.telemetry.observe_stage("drift", time.perf_counter() - started)
+            self.apply([step for step in steps if step is not None])
             self.telemetry.add_drift_cpu("monitor", time.thread_time() - cpu_started)
+            if steps[-1] is None:
+                return
             self._stopping.wait(BATCH_WAIT_S)
 
-    def _apply(self, step: Callable[[DriftMonitor], list[Change]]) -> None:
+    def apply(self, steps: list[Step]) -> None:
+        """Apply `steps` in order on the calling thread, each timed as the `drift` stage; their
+        changes are written in one transaction after the last, then published."""
+        changes: list[Change] = []
+        for step in steps:
+            started = time.perf_counter()
+            changes += self._step(step)
+            self.telemetry.observe_stage("drift", time.perf_counter() - started)
+        self._finish(changes)
+
+    def _step(self, step: Step) -> list[Change]:
         monitor = self.monitor
         if monitor is None:
+            return []
+        try:
+            with self._lock:
+                return step(monitor)
+        except Exception:
+            log.exception("drift_not_recorded")
+            return []
+
+    def _finish(self, changes: list[Change]) -> None:
+        """Write the changes of one or more steps (in their order: a subject's last row wins),
+        then publish what changed: the gauge, a log line each, one status."""
+        if not changes:
             return
         try:
             with self._lock:
-                changes = step(monitor)
-                if not changes:
-                    return
                 self._record(changes)
         except Exception:
             log.exception("drift_not_recorded")
