@@ -191,9 +191,8 @@ def test_odd_names_each_get_one_verdict_and_the_next_boards_follow_without_a_res
     note = (line.folder / "failed").glob(f"*/{reason.decode()}")
     assert "source: file://" in next(note).read_text(encoding="utf-8")
     # The verdict goes out once journalled; the file is moved right after: none is left.
-    wait_until(
-        lambda: sorted(os.listdir(line.folder)) == ["failed", "processed"], 30, "an empty drop folder"
-    )
+    emptied = ["failed", "processed"]
+    wait_until(lambda: sorted(os.listdir(line.folder)) == emptied, 30, "an empty drop folder")
 
     # Journal rows: one per verdict, text SQLite and JSON accept, the exact bytes in the URI.
     rows = _rows(line.root)
