@@ -145,13 +145,13 @@ def main() -> None:
 
     every = DriftSettings().focus_every_boards
 
-    def measure(n: int) -> None:  # the registration's gray level, then the measures
-        work = works[n % len(works)]
-        level = gray_level(work)
+    def measure(n: int) -> None:  # the registration's gray level or the focus, as the agent
+        focus = n % every == 0
+        level = None if focus and every > 1 else gray_level(works[n % len(works)])
         registration = Registration(
             matrix, 0.9, 200, 0.0, 0.0, gray_level=level, gray_full=photos[n % len(works)]
         )
-        capture_measures(registration, (2448, 2048), focus=n % every == 0)
+        capture_measures(registration, (2448, 2048), focus=focus)
 
     started, cpu_started = time.perf_counter(), time.thread_time()
     for n in range(500):
@@ -160,8 +160,9 @@ def main() -> None:
     print(
         f"capture measures of a 2448x2048 photo: {wall * 2:.3f} ms wall clock, "
         f"{cpu * 2:.3f} ms CPU time; {cold_ms(measure):.3f} ms CPU time with cold caches "
-        f"(the focus read on one photo in {every}, as the agent's default; the gray level is taken "
-        "while the working image is warm in the agent: an upper bound)"
+        f"(the focus read on one photo in {every}, the light on the others, as the agent's "
+        "default; the gray level is taken while the working image is warm in the agent: an "
+        "upper bound)"
     )
 
 

@@ -136,38 +136,49 @@ def test_focus_and_pose_are_named_as_such(
     assert row["reason"].endswith(cause)
 
 
-def test_focus_read_on_every_second_photo_is_named_within_10_boards_and_never_alarms_clean() -> (
-    None
-):
-    """The agent's default (`drift.focus_every_boards` = 2): a photo without a sharpness
-    leaves that test as it was, the others move."""
+LIGHT = ("brightness", "contrast")
+
+
+@pytest.mark.parametrize(
+    ("change", "measure", "cause"),
+    [({"blur": 0.3}, ("sharpness",), "out of focus"), ({"gain": 0.7}, LIGHT, "light changed")],
+)
+def test_focus_and_light_on_alternate_photos_are_named_within_10_boards_and_never_alarm_clean(
+    change: dict[str, float], measure: tuple[str, ...], cause: str
+) -> None:
+    """The agent's default (`drift.focus_every_boards` = 2): the focus on one photo, the light
+    on the next; a photo without a measure leaves that test as it was, the others move."""
     monitor = DriftMonitor(SETTINGS, reference, ("sha", IMAGE), CONNECTORS, {})
     line = Line(5)
+
+    def alternate(capture: dict) -> dict:
+        for name in ("sharpness",) if line.count % 2 else LIGHT:
+            del capture[name]
+        return capture
 
     def feed(boards: int, **change: float) -> list:
         changes = []
         for _ in range(boards):
             verdict, capture = line.board(**change)
-            if line.count % 2:
-                del capture["sharpness"]
-            changes += [(line.count, c.row) for c in monitor.board(verdict, capture) if c.changed]
+            board = monitor.board(verdict, alternate(capture))
+            changes += [(line.count, c.row) for c in board if c.changed]
         return changes
 
     assert feed(3000) == []
     watch = monitor.watches[CAPTURE]
     assert isinstance(watch, CaptureWatch)
-    statistics = (watch.up["sharpness"], watch.down["sharpness"], watch.runs["sharpness"])
-    verdict, capture = line.board(gain=0.9)
-    del capture["sharpness"]
-    monitor.board(verdict, capture)
-    assert (watch.up["sharpness"], watch.down["sharpness"], watch.runs["sharpness"]) == statistics
-    assert watch.down["brightness"] > 0  # the other tests took the photo
+    tests = ("sharpness", *LIGHT)
+    statistics = [(watch.up[m], watch.down[m], watch.runs[m]) for m in tests]
+    verdict, capture = line.board(gain=0.9, blur=0.7)
+    monitor.board(verdict, {m: v for m, v in capture.items() if m not in tests})
+    assert [(watch.up[m], watch.down[m], watch.runs[m]) for m in tests] == statistics
+    assert watch.runs["offset_x"] + watch.runs["rotation"] > 0  # the pose took the photo
 
-    changes = feed(20, blur=0.3)
-    assert changes, "the blur was not named"
+    changes = feed(20, **change)
+    assert changes, f"the {measure} change was not named"
     first, row = changes[0]
-    assert first - 3001 <= 10 and row["subject"] == CAPTURE and row["measure"] == "sharpness"
-    assert row["reason"].endswith("out of focus")
+    assert first - 3001 <= 10 and row["subject"] == CAPTURE and row["measure"] in measure
+    assert row["reason"].endswith(cause)
 
 
 def test_a_slow_camera_move_inside_the_placement_spread_is_named(settled: tuple) -> None:

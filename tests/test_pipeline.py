@@ -95,12 +95,23 @@ def rows(result: InspectionResult) -> dict[str, dict]:
     return {row["id"]: row for row in result.verdict["connectors"]}
 
 
-def test_the_focus_is_read_on_every_focus_every_boards_th_photo(
+def test_each_photo_reads_the_focus_or_the_light_and_every_photo_the_pose(
     registry: ModelRegistry, registrar: Registrar, reference: np.ndarray
 ) -> None:
+    """The focus on every `focus_every_boards`th photo, the light (brightness and contrast) on
+    the others; with 1, both on every photo."""
     config = station_config(BOXES)
     photo = photograph(reference)
-    for every, pattern in ((2, [True, False, True, False]), (1, [True] * 4)):
+    focus, light, both = (
+        {"sharpness"},
+        {"brightness", "contrast"},
+        {"sharpness", "brightness", "contrast"},
+    )
+    for every, pattern in (
+        (2, [focus, light, focus, light]),
+        (3, [focus, light, light, focus]),
+        (1, [both] * 3),
+    ):
         inspector = Inspector(
             config.model_copy(update={"drift": DriftSettings(focus_every_boards=every)}),
             registry,
@@ -109,8 +120,8 @@ def test_the_focus_is_read_on_every_focus_every_boards_th_photo(
         read = []
         for _ in pattern:
             capture = inspect(inspector, photo).capture
-            assert capture is not None and set(MEASURES) - set(capture) <= {"sharpness"}
-            read.append("sharpness" in capture)
+            assert capture is not None and set(MEASURES) - set(capture) <= both
+            read.append(set(capture) & both)
         assert read == pattern
 
 

@@ -130,7 +130,7 @@ class CaptureWatch:
         return level
 
     def _end_baseline(self) -> None:
-        self.n_reference = len(self.baseline[MEASURES[0]])
+        self.n_reference = max(len(values) for values in self.baseline.values())  # the pose's
         for name in MEASURES:
             values = self.baseline[name]
             if not values:  # never read during the baseline: not tested

@@ -1,11 +1,12 @@
 """What a photo looks like as a whole: light, contrast, focus and pose, read off its registration.
 
-Cheap by design (about 0.05 ms of CPU for a 5 MP photo with warm caches, `tests/drift_cost.py`;
-three times that in the agent, docs/BENCHMARKS.md): brightness and contrast are the gray level
-the registration took of its working image while that was in the CPU's cache
-(`registration.gray_level`), and the focus is read on one small full-resolution patch at the
-reference's centre, on every `drift.focus_every_boards`th photo only: it is the one measure that
-costs pixels of its own, and a lens drifts out of focus over many boards, not one.
+Cheap by design: the pose comes from the registration itself; brightness and contrast are the
+gray level the registration took of its working image while that was in the CPU's cache
+(`registration.gray_level`); the focus is read on one small full-resolution patch at the
+reference's centre. Each photo reads pixels for the light or for the focus, not both: the focus
+on every `drift.focus_every_boards`th photo, the light on the others (on every photo when that
+is 1). Each OpenCV call costs ten times more on the line, between two inferences, than with
+warm caches (docs/BENCHMARKS.md), and light and lens drift over many boards, not one.
 """
 
 from __future__ import annotations
@@ -30,18 +31,9 @@ MEASURES = (
 )
 
 
-def photometric(
-    level: tuple[float, float],
-    gray_full: np.ndarray,
-    centre: tuple[float, float],
-    focus: bool = True,
-) -> dict:
-    """Brightness and contrast (the gray level's mean and sd), and with `focus` the sharpness:
-    the Laplacian's variance over the patch's own variance at `centre` (full-size pixels), so a
-    gain change leaves it be."""
-    light = {"brightness": level[0], "contrast": level[1]}
-    if not focus:
-        return light
+def sharpness(gray_full: np.ndarray, centre: tuple[float, float]) -> float:
+    """The Laplacian's variance over the patch's own variance at `centre` (full-size pixels),
+    so that a gain change leaves it be."""
     height, width = gray_full.shape
     half = min(FOCUS_PATCH, height, width) // 2
     x = min(max(round(centre[0]), half), width - half)
@@ -50,29 +42,42 @@ def photometric(
     _, patch_sd = cv2.meanStdDev(patch)
     _, laplacian_sd = cv2.meanStdDev(cv2.Laplacian(patch, cv2.CV_16S))  # 8-bit: within +-1020
     spread = float(patch_sd[0, 0]) ** 2
-    return light | {"sharpness": float(laplacian_sd[0, 0]) ** 2 / spread if spread > 0 else 0.0}
+    return float(laplacian_sd[0, 0]) ** 2 / spread if spread > 0 else 0.0
+
+
+def photometric(
+    level: tuple[float, float], gray_full: np.ndarray, centre: tuple[float, float]
+) -> dict:
+    """Brightness and contrast (the gray level's mean and sd) and the sharpness at `centre`."""
+    return {"brightness": level[0], "contrast": level[1], "sharpness": sharpness(gray_full, centre)}
 
 
 def capture_measures(
     registration: Registration, reference_size: tuple[int, int], focus: bool = True
 ) -> dict:
-    """Every measure of `MEASURES` for one registered photo (no second registration); without
-    `focus`, all but the sharpness (the one measure read off pixels of its own)."""
-    if registration.gray_level is None or registration.gray_full is None:
+    """The measures of `MEASURES` read on one registered photo (no second registration): the
+    pose always, brightness and contrast where the registration took its gray level, the
+    sharpness (the one measure read off pixels of its own) with `focus`."""
+    if registration.gray_full is None:
         raise ValueError("the registration kept no gray image to measure")
-    middle = ((reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2)
+    middle_x, middle_y = (reference_size[0] - 1) / 2, (reference_size[1] - 1) / 2
     (a, b, shift_x), (c, d, shift_y) = registration.matrix.tolist()
-    centre = (a * middle[0] + b * middle[1] + shift_x, c * middle[0] + d * middle[1] + shift_y)
-    return {
-        **photometric(registration.gray_level, registration.gray_full, centre, focus),
+    x = a * middle_x + b * middle_y + shift_x
+    y = c * middle_x + d * middle_y + shift_y
+    measures = {
         "inliers": registration.inlier_share,
         "residual": registration.residual_px,
         "offset": registration.shift_px,
-        "offset_x": float(centre[0] - middle[0]),
-        "offset_y": float(centre[1] - middle[1]),
+        "offset_x": x - middle_x,
+        "offset_y": y - middle_y,
         "rotation": registration.rotation_deg,
         "scale": registration.scale,
     }
+    if registration.gray_level is not None:
+        measures["brightness"], measures["contrast"] = registration.gray_level
+    if focus:
+        measures["sharpness"] = sharpness(registration.gray_full, (x, y))
+    return measures
 
 
 def reference_measures(reference_bgr: np.ndarray, working_width: int) -> dict:

@@ -103,7 +103,7 @@ class Inspector:
         check_boxes(
             config.connectors, registrar.reference_size, str(config.station.reference_image)
         )
-        self._photos = itertools.count()  # registered photos: which get a focus reading
+        self._photos = itertools.count()  # decoded photos: which get a focus reading
         # A board's connectors are scored concurrently (onnxruntime releases the GIL).
         self._pool = pool or ThreadPoolExecutor(
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
@@ -160,13 +160,17 @@ class Inspector:
 
         with stages.run("decode", "decode", (DecodeError, ERROR)):
             image = decode_image(data, self._max_bytes(source_uri), self.config.limits.max_pixels)
+        watched = self.config.drift.enabled  # only the drift monitor reads the capture
+        every = self.config.drift.focus_every_boards
+        focus = watched and next(self._photos) % every == 0
         if stages.failure is None:
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
-                registration = self.registrar.register(image)
+                # A photo whose focus is read leaves out the light (unless every photo's is).
+                light = watched and (every == 1 or not focus)
+                registration = self.registrar.register(image, light)
         capture_seconds = capture_cpu_seconds = 0.0
-        if stages.failure is None and self.config.drift.enabled:  # only the drift monitor reads it
+        if stages.failure is None and watched:
             capture_started, cpu_started = time.perf_counter(), time.thread_time()
-            focus = next(self._photos) % self.config.drift.focus_every_boards == 0
             capture = _capture(registration, self.registrar.reference_size, focus)
             capture_seconds = time.perf_counter() - capture_started
             # The gray level the registration took for the capture measures counts as theirs.

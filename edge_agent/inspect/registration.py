@@ -49,7 +49,8 @@ class Registration:
     """RMS distance of the agreeing matches from the placement, full-size pixels."""
     scale: float = 1.0
     gray_level: tuple[float, float] | None = None
-    """The photo's gray-level mean and sd (`gray_level`; the capture's brightness and contrast)."""
+    """The photo's gray-level mean and sd (`gray_level`; the capture's brightness and contrast);
+    None when the light was not read on this photo."""
     gray_level_cpu_seconds: float = 0.0
     gray_full: np.ndarray | None = None
     """The photo in gray at full size (the capture's focus patch is read from it; not a copy)."""
@@ -62,11 +63,12 @@ class _Frame:
     full: np.ndarray
     work: np.ndarray
     to_work: np.ndarray  # 3x3: full-size pixels -> working pixels
-    level: tuple[float, float]  # `gray_level(work)`, taken while `work` is in the CPU's cache
+    level: tuple[float, float] | None  # `gray_level(work)`, taken while `work` is in the cache
     level_cpu_seconds: float
 
     @classmethod
-    def of(cls, image_bgr: np.ndarray, working_width: int) -> _Frame:
+    def of(cls, image_bgr: np.ndarray, working_width: int, light: bool = True) -> _Frame:
+        """The frame of a BGR image; its gray level only with `light`."""
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise RegistrationError(f"expected an 8-bit BGR image, got {image_bgr.shape}")
         height, width = image_bgr.shape[:2]
@@ -75,9 +77,11 @@ class _Frame:
         if width > working_width:
             size = (working_width, max(1, round(height * working_width / width)))
             work = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
-        cpu_started = time.thread_time()
-        level = gray_level(work)
-        level_cpu_seconds = time.thread_time() - cpu_started
+        level, level_cpu_seconds = None, 0.0
+        if light:
+            cpu_started = time.thread_time()
+            level = gray_level(work)
+            level_cpu_seconds = time.thread_time() - cpu_started
         sx, sy = work.shape[1] / width, work.shape[0] / height
         # Pixel centres: working pixel i covers full-size pixels around (i + 0.5) / s - 0.5.
         to_work = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
@@ -183,10 +187,11 @@ class Registrar:
             for x, y in (np.rint(corners).astype(int).reshape(-1, 2) if corners is not None else [])
         ]
 
-    def register(self, image_bgr: np.ndarray) -> Registration:
-        """Align a photo to the reference, or raise RegistrationError saying why not."""
+    def register(self, image_bgr: np.ndarray, light: bool = True) -> Registration:
+        """Align a photo to the reference, or raise RegistrationError saying why not; with
+        `light`, its gray level (the capture's brightness and contrast) is taken on the way."""
         settings = self.settings
-        frame = _Frame.of(image_bgr, settings.working_width)
+        frame = _Frame.of(image_bgr, settings.working_width, light)
         work, inliers, share, residual = self._coarse(frame)
         # Scale in full-resolution pixels: both frames are resized to the working width, so
         # the working-scale affine cannot see a photo taken at another resolution.
