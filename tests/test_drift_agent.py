@@ -94,7 +94,7 @@ def test_light_change_is_one_capture_alarm_that_survives_sigkill_and_a_new_model
     try:
         boards.drop(BASELINE + 2)
         assert {s["state"] for s in drift(agent).values()} == {"ok"}
-        boards.drop(3, gain=0.7)
+        boards.drop(4, gain=0.7)  # the light is read on every second photo: two readings
         # The verdict is published before the monitor has taken its board: wait for it.
         wait_until(lambda: drift(agent)["capture"]["state"] == "alarm", 10, "a capture alarm")
         capture = drift(agent)["capture"]
