@@ -100,7 +100,7 @@ class CaptureWatch:
         return not self.centre
 
     def update(self, measures: dict[str, float]) -> int:
-        """One photo's measures (a measure it lacks, the focus on most photos, leaves its
+        """One photo's measures (a measure it lacks, the focus or the light, leaves its
         test as it was): each test's two statistics move; returns the highest level a test is
         at (0 ok, 1 warning, 2 alarm)."""
         self.boards += 1
