@@ -103,7 +103,7 @@ class Inspector:
         check_boxes(
             config.connectors, registrar.reference_size, str(config.station.reference_image)
         )
-        self._photos = itertools.count()  # decoded photos: which get a focus reading
+        self._photos = itertools.count()  # decoded photos: which read the focus, which the light
         # A board's connectors are scored concurrently (onnxruntime releases the GIL).
         self._pool = pool or ThreadPoolExecutor(
             max_workers=config.scoring.connector_threads, thread_name_prefix="score"
@@ -161,12 +161,13 @@ class Inspector:
         with stages.run("decode", "decode", (DecodeError, ERROR)):
             image = decode_image(data, self._max_bytes(source_uri), self.config.limits.max_pixels)
         watched = self.config.drift.enabled  # only the drift monitor reads the capture
-        every = self.config.drift.focus_every_boards
-        focus = watched and next(self._photos) % every == 0
+        focus = light = False
         if stages.failure is None:
+            if watched:  # a photo whose focus is read leaves out the light (unless every one's is)
+                every = self.config.drift.focus_every_boards
+                focus = next(self._photos) % every == 0
+                light = every == 1 or not focus
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
-                # A photo whose focus is read leaves out the light (unless every photo's is).
-                light = watched and (every == 1 or not focus)
                 registration = self.registrar.register(image, light)
         capture_seconds = capture_cpu_seconds = 0.0
         if stages.failure is None and watched:
