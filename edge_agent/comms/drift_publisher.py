@@ -188,36 +188,27 @@ class DriftPublisher:
 
     def apply(self, steps: list[Step]) -> None:
         """Apply `steps` in order on the calling thread, each timed as the `drift` stage; their
-        changes are written in one transaction after the last, then published."""
-        changes: list[Change] = []
-        for step in steps:
-            started = time.perf_counter()
-            changes += self._step(step)
-            self.telemetry.observe_stage("drift", time.perf_counter() - started)
-        self._finish(changes)
-
-    def _step(self, step: Step) -> list[Change]:
+        changes are written in one transaction after the last, then published. The monitor is
+        held throughout: nothing (`/readyz` included) sees a change before it is written."""
         monitor = self.monitor
         if monitor is None:
-            return []
-        try:
-            with self._lock:
-                return step(monitor)
-        except Exception:
-            log.exception("drift_not_recorded")
-            return []
-
-    def _finish(self, changes: list[Change]) -> None:
-        """Write the changes of one or more steps (in their order: a subject's last row wins),
-        then publish what changed: the gauge, a log line each, one status."""
-        if not changes:
             return
-        try:
-            with self._lock:
+        changes: list[Change] = []
+        with self._lock:
+            for step in steps:
+                started = time.perf_counter()
+                try:
+                    changes += step(monitor)
+                except Exception:
+                    log.exception("drift_not_recorded")
+                self.telemetry.observe_stage("drift", time.perf_counter() - started)
+            if not changes:
+                return
+            try:
                 self._record(changes)
-        except Exception:
-            log.exception("drift_not_recorded")
-            return
+            except Exception:
+                log.exception("drift_not_recorded")
+                return
         changed = [c.row for c in changes if c.changed]
         for row in changed:
             self.telemetry.set_drift(row["subject"], row["state"])
