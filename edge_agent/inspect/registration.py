@@ -67,7 +67,7 @@ class _Frame:
     level_cpu_seconds: float
 
     @classmethod
-    def of(cls, image_bgr: np.ndarray, working_width: int, light: bool = True) -> _Frame:
+    def of(cls, image_bgr: np.ndarray, working_width: int, light: bool = False) -> _Frame:
         """The frame of a BGR image; its gray level only with `light`."""
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise RegistrationError(f"expected an 8-bit BGR image, got {image_bgr.shape}")
@@ -187,9 +187,10 @@ class Registrar:
             for x, y in (np.rint(corners).astype(int).reshape(-1, 2) if corners is not None else [])
         ]
 
-    def register(self, image_bgr: np.ndarray, light: bool = True) -> Registration:
+    def register(self, image_bgr: np.ndarray, light: bool = False) -> Registration:
         """Align a photo to the reference, or raise RegistrationError saying why not; with
-        `light`, its gray level (the capture's brightness and contrast) is taken on the way."""
+        `light`, its gray level (the capture's brightness and contrast) is taken on the way
+        (only the agent's drift monitor reads it)."""
         settings = self.settings
         frame = _Frame.of(image_bgr, settings.working_width, light)
         work, inliers, share, residual = self._coarse(frame)
