@@ -27,7 +27,7 @@ from edge_agent.comms.drift_publisher import DriftPublisher
 from edge_agent.contracts.config import DriftSettings, StationConfig
 from edge_agent.drift.connector_watch import ModelReference
 from edge_agent.drift.monitor import DriftMonitor
-from edge_agent.inspect.capture import capture_measures
+from edge_agent.inspect.capture import capture_measures, reads
 from edge_agent.inspect.registration import Registration, gray_level
 from edge_agent.ops.telemetry import Telemetry
 from edge_agent.store.journal import Journal
@@ -143,11 +143,11 @@ def main() -> None:
     works = [cv2.resize(p, (640, 535), interpolation=cv2.INTER_AREA) for p in photos]
     matrix = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
-    every = DriftSettings().focus_every_boards
+    drift = DriftSettings()
 
     def measure(n: int) -> None:  # the registration's gray level or the focus, as the agent
-        focus = n % every == 0
-        level = None if focus and every > 1 else gray_level(works[n % len(works)])
+        focus, light = reads(n, drift.focus_every_boards, drift.light_every_boards)
+        level = gray_level(works[n % len(works)]) if light else None
         registration = Registration(
             matrix, 0.9, 200, 0.0, 0.0, gray_level=level, gray_full=photos[n % len(works)]
         )
@@ -160,9 +160,9 @@ def main() -> None:
     print(
         f"capture measures of a 2448x2048 photo: {wall * 2:.3f} ms wall clock, "
         f"{cpu * 2:.3f} ms CPU time; {cold_ms(measure):.3f} ms CPU time with cold caches "
-        f"(the focus read on one photo in {every}, the light on the others, as the agent's "
-        "default; the gray level is taken while the working image is warm in the agent: an "
-        "upper bound)"
+        f"(the focus read on one photo in {drift.focus_every_boards}, the light on one in "
+        f"{drift.light_every_boards}, as the agent's defaults; the gray level is taken while the "
+        "working image is warm in the agent: an upper bound)"
     )
 
 

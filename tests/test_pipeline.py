@@ -95,28 +95,23 @@ def rows(result: InspectionResult) -> dict[str, dict]:
     return {row["id"]: row for row in result.verdict["connectors"]}
 
 
-def test_each_photo_reads_the_focus_or_the_light_and_every_photo_the_pose(
+def test_photos_read_the_focus_and_the_light_in_turn_and_every_photo_the_pose(
     registry: ModelRegistry, registrar: Registrar, reference: np.ndarray
 ) -> None:
     """The focus on every `focus_every_boards`th photo, the light (brightness and contrast) on
-    the others; with 1, both on every photo."""
+    every `light_every_boards`th, halfway between; with 1, on every photo."""
     config = station_config(BOXES)
     photo = photograph(reference)
-    focus, light, both = (
-        {"sharpness"},
-        {"brightness", "contrast"},
-        {"sharpness", "brightness", "contrast"},
-    )
+    focus, light, none = {"sharpness"}, {"brightness", "contrast"}, set()
+    both = focus | light
     for every, pattern in (
-        (2, [focus, light, focus, light]),
-        (3, [focus, light, light, focus]),
-        (1, [both] * 3),
+        ((4, 4), [focus, none, light, none, focus]),
+        ((2, 2), [focus, light, focus, light]),
+        ((3, 1), [both, light, light, both]),
+        ((1, 1), [both] * 3),
     ):
-        inspector = Inspector(
-            config.model_copy(update={"drift": DriftSettings(focus_every_boards=every)}),
-            registry,
-            registrar,
-        )
+        drift = DriftSettings(focus_every_boards=every[0], light_every_boards=every[1])
+        inspector = Inspector(config.model_copy(update={"drift": drift}), registry, registrar)
         read = []
         for _ in pattern:
             capture = inspect(inspector, photo).capture

@@ -265,10 +265,13 @@ class DriftSettings(Section):
     clear_after_boards: int = Field(default=50, ge=1, description="boards back in bounds: ok")
     history_every: int = Field(default=10, ge=1, description="boards between history rows")
     focus_every_boards: int = Field(
-        default=2,
+        default=4, ge=1, description="photos between two readings of the focus (sharpness)"
+    )
+    light_every_boards: int = Field(
+        default=4,
         ge=1,
-        description="photos between two readings of the focus (sharpness); the light "
-        "(brightness, contrast) is read on the others, on every photo when 1",
+        description="photos between two readings of the light (brightness, contrast), halfway "
+        "between the focus readings",
     )
     alarm_arl_boards: float = Field(default=1e6, gt=1, description="in-control boards per alarm")
     warning_arl_boards: float = Field(

@@ -3,10 +3,10 @@
 Cheap by design: the pose comes from the registration itself; brightness and contrast are the
 gray level the registration took of its working image while that was in the CPU's cache
 (`registration.gray_level`); the focus is read on one small full-resolution patch at the
-reference's centre. Each photo reads pixels for the light or for the focus, not both: the focus
-on every `drift.focus_every_boards`th photo, the light on the others (on every photo when that
-is 1). Each OpenCV call costs ten times more on the line, between two inferences, than with
-warm caches (docs/BENCHMARKS.md), and light and lens drift over many boards, not one.
+reference's centre. Light and focus are read on a share of the photos (`reads`): the focus on
+every `drift.focus_every_boards`th photo, the light on every `drift.light_every_boards`th,
+halfway between. Each OpenCV call costs ten times more on the line, between two inferences,
+than with warm caches (docs/BENCHMARKS.md), and light and lens drift over many boards, not one.
 """
 
 from __future__ import annotations
@@ -29,6 +29,13 @@ MEASURES = (
     "rotation",
     "scale",
 )
+
+
+def reads(photo: int, focus_every: int, light_every: int) -> tuple[bool, bool]:
+    """(focus, light): whether the `photo`th decoded photo (from 0) reads the focus, the light.
+    The focus on photos 0, `focus_every`, ...; the light on `light_every // 2`, then every
+    `light_every`th: with equal settings the two never fall on one photo (unless 1)."""
+    return photo % focus_every == 0, photo % light_every == light_every // 2
 
 
 def sharpness(gray_full: np.ndarray, centre: tuple[float, float]) -> float:

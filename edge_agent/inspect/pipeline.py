@@ -27,7 +27,7 @@ from edge_agent.contracts.verdict import (
     new_result_id,
     safe_part_id,
 )
-from edge_agent.inspect.capture import capture_measures
+from edge_agent.inspect.capture import capture_measures, reads
 from edge_agent.inspect.cropping import check_boxes, crop_all, outside_the_photo
 from edge_agent.inspect.heatmap import overlay_heatmap
 from edge_agent.inspect.imaging import DecodeError, decode_image, encode_png
@@ -163,10 +163,10 @@ class Inspector:
         watched = self.config.drift.enabled  # only the drift monitor reads the capture
         focus = light = False
         if stages.failure is None:
-            if watched:  # a photo whose focus is read leaves out the light (unless every one's is)
-                every = self.config.drift.focus_every_boards
-                focus = next(self._photos) % every == 0
-                light = every == 1 or not focus
+            if watched:
+                drift = self.config.drift
+                photo = next(self._photos)
+                focus, light = reads(photo, drift.focus_every_boards, drift.light_every_boards)
             with stages.run("align", "align", (RegistrationError, NOT_DECIDABLE)):
                 registration = self.registrar.register(image, light)
         capture_seconds = capture_cpu_seconds = 0.0
