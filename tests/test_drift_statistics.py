@@ -143,10 +143,10 @@ LIGHT = ("brightness", "contrast")
     ("change", "measure", "cause"),
     [({"blur": 0.3}, ("sharpness",), "out of focus"), ({"gain": 0.7}, LIGHT, "light changed")],
 )
-def test_focus_and_light_read_in_turn_are_named_within_15_boards_and_never_alarm_clean(
+def test_focus_and_light_read_in_turn_are_named_within_10_boards_and_never_alarm_clean(
     change: dict[str, float], measure: tuple[str, ...], cause: str
 ) -> None:
-    """The agent's defaults (each of focus and light on one photo in four, in turn): a photo
+    """The agent's defaults (focus and light each on one photo in two, in turn): a photo
     without a measure leaves that test as it was, the others move."""
     monitor = DriftMonitor(SETTINGS, reference, ("sha", IMAGE), CONNECTORS, {})
     line = Line(5)
@@ -177,10 +177,10 @@ def test_focus_and_light_read_in_turn_are_named_within_15_boards_and_never_alarm
     assert [(watch.up[m], watch.down[m], watch.runs[m]) for m in tests] == statistics
     assert watch.runs["offset_x"] + watch.runs["rotation"] > 0  # the pose took the photo
 
-    changes = feed(30, **change)
+    changes = feed(20, **change)
     assert changes, f"the {measure} change was not named"
     first, row = changes[0]
-    assert first - 3001 <= 15 and row["subject"] == CAPTURE and row["measure"] in measure
+    assert first - 3001 <= 10 and row["subject"] == CAPTURE and row["measure"] in measure
     assert row["reason"].endswith(cause)
 
 

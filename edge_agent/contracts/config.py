@@ -265,10 +265,10 @@ class DriftSettings(Section):
     clear_after_boards: int = Field(default=50, ge=1, description="boards back in bounds: ok")
     history_every: int = Field(default=10, ge=1, description="boards between history rows")
     focus_every_boards: int = Field(
-        default=4, ge=1, description="photos between two readings of the focus (sharpness)"
+        default=2, ge=1, description="photos between two readings of the focus (sharpness)"
     )
     light_every_boards: int = Field(
-        default=4,
+        default=2,
         ge=1,
         description="photos between two readings of the light (brightness, contrast), halfway "
         "between the focus readings",

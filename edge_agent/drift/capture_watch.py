@@ -1,23 +1,19 @@
 """The photo's drift tests: each capture measure (`inspect/capture.py`) against the reference
 the line set after the reference image was set, by a two-sided normal CUSUM.
 
-The reference is the first `baseline_boards` boards' median and MAD (robust: a few odd boards do
-not move it). Light and focus are read on a share of the photos (one in four by default: about
-37 readings in a 150-board baseline), so their MAD is taken at its upper 95 % bound (`Z_SPREAD`:
-x (1 + z 1.166 / sqrt(n)), n the measure's readings, 1.166 / sqrt(n) the MAD's relative standard
-error for normal values): an unlucky baseline must not pass a clean line's noise for a change.
-The pose, read on every photo, keeps its MAD as measured. Allowance k: half the smallest change
-worth naming (a floor in the measure's units, `FLOORS`) or 0.5 sigma, whichever is larger, so
-natural board-to-board variation never accumulates; a spread below half the floor is taken as
-half the floor, so a near-constant measure is not held to a precision it never promised.
-Thresholds from the stated in-control ARLs (`cusum.normal_thresholds`).
+The reference is the first `baseline_boards` boards' median and MAD (robust: a few odd boards
+do not move it). Allowance k: half the smallest change worth naming (a floor in the measure's
+units, `FLOORS`) or 0.5 sigma, whichever is larger, so natural board-to-board variation never
+accumulates; a spread below half the floor is taken as half the floor, so a near-constant
+measure is not held to a precision it never promised. Thresholds from the stated in-control
+ARLs (`cusum.normal_thresholds`).
 
 The signed pose (`offset_x`, `offset_y`: where the reference's centre lies in the photo) varies
 as widely as boards are placed, and a camera that moves slowly shifts it by less than that
 spread; its reference is the baseline's mean and sd (a placement spread is symmetric and
 bounded, where the mean is the sharper estimate), after leaving out values beyond 5 MADs. Both
 estimates carry their own error into the test, so that an unlucky baseline does not pass for a
-moved camera: the sd is taken at its upper bound (sd x (1 + z / sqrt(2 (n - 1)))) and
+moved camera: the sd is taken at its upper bound (`Z_SPREAD`: sd x (1 + z / sqrt(2 (n - 1)))) and
 the allowance adds `Z_REFERENCE` standard errors of the centre (1 / sqrt(n) in sd units).
 
 One board moves a statistic by at most half its alarm level (a single odd photo never alarms; a
@@ -40,8 +36,7 @@ RECENT = 20  # boards the reason's value is the median of
 MAD_TO_SD = 1.4826
 MEAN_CENTRED = ("offset_x", "offset_y")  # referenced by mean and sd, with the centre's error
 Z_REFERENCE = 2.33  # one-sided 99 %: how far the baseline's centre may be off, in its SEs
-Z_SPREAD = 1.645  # one-sided 95 %: a spread taken at its upper bound
-MAD_SE = 1.166  # the MAD's relative standard error times sqrt(n), for normal values
+Z_SPREAD = 1.645  # one-sided 95 %: the sd is taken at its upper bound
 OUTLIER_MADS = 5.0
 # measure: (smallest change worth naming, relative to the reference (True) or in its units)
 FLOORS: dict[str, tuple[float, bool]] = {
@@ -147,19 +142,16 @@ class CaptureWatch:
                 kept = [v for v in values if abs(v - centre) <= OUTLIER_MADS * spread] or values
                 centre = statistics.fmean(kept)
                 spread = statistics.stdev(kept) if len(kept) > 1 else spread
-            self._design(name, centre, spread, readings=len(values))
+            self._design(name, centre, spread)
         self.baseline = {m: [] for m in MEASURES}
 
-    def _design(self, name: str, centre: float, spread: float, readings: int = 0) -> None:
-        """A test from its reference: `spread` as the baseline measured it from `readings`
-        values, or, without `readings`, the sd a test was designed with already (a restart
-        takes it up as it was)."""
+    def _design(self, name: str, centre: float, spread: float, measured: bool = True) -> None:
+        """A test from its reference: `spread` as the baseline measured it, or (not `measured`)
+        the sd a test was designed with already (a restart takes it up as it was)."""
         floor, relative = FLOORS[name]
         change = floor * abs(centre) if relative else floor
-        if readings and name in MEAN_CENTRED:  # a standard deviation
-            spread *= 1 + Z_SPREAD / math.sqrt(2 * max(readings - 1, 1))
-        elif readings and name in RELATIVE:  # a MAD of the measures read on a share of photos
-            spread *= 1 + Z_SPREAD * MAD_SE / math.sqrt(readings)
+        if measured and name in MEAN_CENTRED:
+            spread *= 1 + Z_SPREAD / math.sqrt(2 * max(self.n_reference - 1, 1))
         sd = max(spread, change / 2, 1e-9)
         self.centre[name], self.sd[name] = centre, sd
         k = max(0.5, change / (2 * sd))
@@ -251,4 +243,4 @@ class CaptureWatch:
         self.runs.update(detail["runs"])
         for name in MEASURES:
             if name in detail["centre"]:
-                self._design(name, detail["centre"][name], detail["sd"][name])
+                self._design(name, detail["centre"][name], detail["sd"][name], measured=False)
