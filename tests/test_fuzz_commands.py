@@ -86,6 +86,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
 @given(name=NAMES, payload=PAYLOADS)
 @example(name="promote", payload=b"[" * 100_000)
 @example(name="promote", payload=b'{"connector": "J1", "version": 0}')
+@example(name="promote", payload=b'{"connector": "J1", "version": ""}')
 def test_any_command_is_done_or_refused_naming_the_problem(
     agent: Agent, name: str, payload: bytes
 ) -> None:

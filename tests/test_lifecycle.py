@@ -81,6 +81,8 @@ def test_promote_refuses_what_it_cannot_do(models: Path) -> None:
     lifecycle.set_candidate(models, CID, "2026-09-02.1", "trainer")
     with pytest.raises(LifecycleError, match=r"candidate is 2026-09-02\.1 now"):
         lifecycle.promote(models, CID, expect_candidate="2026-09-01.7")
+    with pytest.raises(LifecycleError, match="version '' is not installed"):
+        lifecycle.promote(models, CID, "")  # an empty name is not "the candidate"
     (models / CID / "2026-09-02.1" / "model.onnx").write_bytes(b"tampered")
     with pytest.raises(BundleError, match="does not match"):
         lifecycle.promote(models, CID)

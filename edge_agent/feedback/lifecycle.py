@@ -205,7 +205,7 @@ def promote(
             raise LifecycleError(
                 f"{connector}: candidate is {candidate or 'none'} now, not {expect_candidate}"
             )
-        target = version or candidate
+        target = candidate if version is None else version  # "" names no version: refused
         if target is None:
             raise LifecycleError(f"{connector}: no candidate to promote (name a version)")
         if target not in list_versions(models_root, connector):
