@@ -70,3 +70,23 @@ def test_same_seed_same_coreset() -> None:
 
     assert torch.equal(first, again)
     assert any(not torch.equal(first, other) for other in others)
+
+
+def test_the_bank_stops_growing_once_rows_are_covered_to_a_share_of_their_spread() -> None:
+    """Rows on a plane (little variation: the coverage radius halves every 4x the picks) are
+    covered to 0.4 of their spread by a few hundred picks; rows that vary in every direction
+    (a texture) are not, and get the whole `count`."""
+    generator = torch.Generator().manual_seed(3)
+    plane = torch.rand(3000, 2, generator=generator) @ torch.randn(2, 64, generator=generator)
+    texture = torch.randn(3000, 64, generator=generator)
+
+    def coverage_radius(features: torch.Tensor, indices: torch.Tensor) -> float:
+        return float(torch.cdist(features, features[indices]).min(dim=1).values.max())
+
+    plain = greedy_coreset(plane, 1000, radius_share=0.4)
+    scale = coverage_radius(plane, greedy_coreset(plane, 50))
+
+    assert 50 < len(plain) < 1000
+    assert coverage_radius(plane, plain) <= 0.4 * scale
+    assert coverage_radius(plane, plain[:-1]) > 0.4 * scale  # the first selection that does
+    assert len(greedy_coreset(texture, 1000, radius_share=0.4)) == 1000

@@ -56,6 +56,15 @@ class TrainingSettings(Section):
         description="PatchCore: most patches in the memory bank at input_size; a larger input "
         "scales it by its area",
     )
+    coreset_radius_share: float = Field(
+        default=0.4,
+        gt=0,
+        le=1,
+        description="PatchCore: the memory bank stops growing once every training patch lies "
+        "within this share of the patches' spread (the coverage radius of the first 50 picks) "
+        "of a bank patch: a plain connector gets a small, fast bank, a texture up to "
+        "coreset_max",
+    )
     projection_dim: int = 128
     neighbourhood: int = 3
     padim_dims: int = Field(

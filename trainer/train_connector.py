@@ -257,10 +257,9 @@ def train_connector(
     log.info("input side", connector=connector, side=chosen.side, bank=bank, reason=chosen.reason)
     roi = model_roi(roi, settings, chosen.side, connector)
     settings = settings.model_copy(update={"input_size": chosen.side, "coreset_max": bank})
-    side_reason = chosen.reason + (
-        f"; memory bank at most {bank} patches" if settings.method == "patchcore" else ""
-    )
     fitted = fit(data, settings, roi, connector)
+    bank_reason = getattr(fitted.graph.core, "reason", "")  # PatchCore: the bank's size and why
+    side_reason = chosen.reason + (f"; {bank_reason}" if bank_reason else "")
     models_root = Path(models_root)
     remove_stale_staging(models_root, connector)
     version = version or next_version(models_root, connector)

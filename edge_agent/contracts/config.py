@@ -152,7 +152,8 @@ class ScoringSettings(Section):
 TRAINER_KEYS: dict[str, tuple[str, ...]] = {
     "training": (
         "method", "backbone", "backbone_weights", "input_size", "input_size_max", "color_mode",
-        "coreset_ratio", "coreset_max", "projection_dim", "neighbourhood", "padim_dims",
+        "coreset_ratio", "coreset_max", "coreset_radius_share", "projection_dim", "neighbourhood",
+        "padim_dims",
         "ae_epochs", "ae_patience", "ae_batch", "ae_lr", "ead_steps", "ead_eval_every",
         "ead_patience", "ead_batch", "ead_lr", "int8", "mask", "mask_min_weight",
         "mask_max_weight", "roi_file",

@@ -28,6 +28,7 @@ _FLAGS = (
     "input_size_max",
     "coreset_ratio",
     "coreset_max",
+    "coreset_radius_share",
     "padim_dims",
     "ae_epochs",
     "ae_patience",

@@ -19,9 +19,10 @@ log = structlog.get_logger()
 class PatchCoreCore(nn.Module):
     """Normalised image -> (1, 1, h, w) distance of each patch to its nearest bank entry."""
 
-    def __init__(self, embedding: PatchEmbedding, bank: torch.Tensor) -> None:
+    def __init__(self, embedding: PatchEmbedding, bank: torch.Tensor, reason: str = "") -> None:
         super().__init__()
         self.embedding = embedding
+        self.reason = reason  # the bank's size and why (the training report says it)
         # |q - b|^2 = |q|^2 + (|b|^2 - 2 q.b): the bracket is one Gemm whose bias is |b|^2, and
         # |q|^2 is the same for every b of a row, so it is added after the row's minimum.
         self.register_buffer("bank_t_scaled", (-2.0 * bank).T.contiguous())
@@ -47,10 +48,19 @@ def fit(images: torch.Tensor, backbone: nn.Module, settings: TrainingSettings) -
     embedding = PatchEmbedding(backbone, settings.neighbourhood).eval()
     maps = embed_all(embedding, images)
     features = maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1])
-    count = min(settings.coreset_max, max(1, math.ceil(settings.coreset_ratio * len(features))))
-    with bar(count, "coreset") as progress:
+    most = min(settings.coreset_max, max(1, math.ceil(settings.coreset_ratio * len(features))))
+    share = settings.coreset_radius_share
+    with bar(most, "coreset") as progress:
         indices = greedy_coreset(
-            features, count, settings.projection_dim, settings.seed, progress.update
+            features, most, settings.projection_dim, settings.seed, progress.update, share
         )
-    log.info("memory bank", patches=len(features), bank=count, dim=features.shape[1])
-    return PatchCoreCore(embedding, features[indices].clone())
+    count = len(indices)
+    reason = (
+        f"memory bank {count} of {len(features)} patches: every patch within {share:g} of their "
+        "spread (the coverage radius of the first 50)"
+        if count < most
+        else f"memory bank {count} of {len(features)} patches: at most {most} (coreset_max, "
+        f"coreset_ratio), patches still farther than {share:g} of their spread"
+    )
+    log.info("memory bank", patches=len(features), bank=count, dim=features.shape[1], why=reason)
+    return PatchCoreCore(embedding, features[indices].clone(), reason)
