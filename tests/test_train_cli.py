@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -431,4 +432,6 @@ def test_a_crop_larger_than_the_input_gets_its_own_side_and_its_roi_scaled(
     metrics = json.loads((bundle / "report" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["input_size"] == 64
     assert "crop 128x110 px" in metrics["input_size_reason"]
+    bank = re.search(r"memory bank (\d+) of (\d+) patches", metrics["input_size_reason"])
+    assert bank is not None and 0 < int(bank[1]) <= 300 * (64 // 32) ** 2  # the scaled cap
     assert f"model input 64 px: {metrics['input_size_reason']}" in result.stdout
