@@ -254,7 +254,9 @@ def train_connector(
         raise ConfigError(f"{data_dir}: {exc}") from None
     chosen = choose_input_side(data.crop_size, settings.input_size, settings.input_size_max)
     bank = scaled_bank(settings.coreset_max, settings.input_size, chosen.side)
-    log.info("input side", connector=connector, side=chosen.side, bank=bank, reason=chosen.reason)
+    log.info(
+        "input side", connector=connector, side=chosen.side, bank_at_most=bank, reason=chosen.reason
+    )
     roi = model_roi(roi, settings, chosen.side, connector)
     settings = settings.model_copy(update={"input_size": chosen.side, "coreset_max": bank})
     fitted = fit(data, settings, roi, connector)

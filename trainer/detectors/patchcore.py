@@ -8,7 +8,7 @@ import structlog
 import torch
 from torch import nn
 
-from trainer.detectors.components.coreset import greedy_coreset
+from trainer.detectors.components.coreset import REFERENCE_PICKS, greedy_coreset
 from trainer.detectors.components.embedding import PatchEmbedding, embed_all
 from trainer.progress import bar
 from trainer.settings import TrainingSettings
@@ -57,7 +57,7 @@ def fit(images: torch.Tensor, backbone: nn.Module, settings: TrainingSettings) -
     count = len(indices)
     reason = (
         f"memory bank {count} of {len(features)} patches: every patch within {share:g} of their "
-        "spread (the coverage radius of the first 50)"
+        f"spread (the coverage radius of the first {REFERENCE_PICKS})"
         if count < most
         else f"memory bank {count} of {len(features)} patches: at most {most} (coreset_max, "
         f"coreset_ratio), patches still farther than {share:g} of their spread"
