@@ -100,7 +100,7 @@ def test_light_change_is_one_capture_alarm_that_survives_sigkill_and_a_new_model
         capture = drift(agent)["capture"]
         assert "brightness 0.7" in capture["reason"] and "light changed" in capture["reason"]
         assert {drift(agent)[c]["state"] for c in BOXES} == {"ok"}  # not two connector drifts
-        message = retained(broker, "capture")
+        message = retained(broker, "capture", lambda m: m["state"] == capture["state"])
         assert message["schema"] == "inspect.drift/1" and message["state"] == capture["state"]
         gauge = re.search(r'edge_inspect_drift_state\{connector="capture"\} (\S+)', metrics(agent))
         assert gauge is not None and float(gauge.group(1)) >= 1
